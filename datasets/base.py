@@ -1,0 +1,78 @@
+"""The dataset interface every loader implements.
+
+A dataset is a class registered under a name, built from its config section
+(validated against ``default_conf``). It streams samples scene by scene, never
+holding images in memory, and can validate its own folder layout::
+
+    @DATASETS.register("mydata")
+    class MyData(Dataset):
+        default_conf = {"root": None}
+        task = TASK_RELATIVE            # what the solver must produce
+        protocol = "relpose"            # which metrics score it (benchmark.protocols)
+        def scenes(self): ...
+        def samples(self, scene): ...   # yields PairSample / QuerySample
+        def problems(self): ...         # list of "file:line: what is wrong" strings
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Iterator
+
+from benchmark.config import PROJECT_ROOT, merge
+from benchmark.errors import UserError
+
+
+class Dataset:
+    name: ClassVar[str] = "?"
+    default_conf: ClassVar[dict] = {"root": None}
+    open_conf_keys: ClassVar[tuple[str, ...]] = ()
+    task: ClassVar[str] = ""
+    protocol: ClassVar[str] = ""
+    # Where to get the data, for the "missing root" sentence.
+    download_hint: ClassVar[str] = ""
+
+    def __init__(self, conf: dict | None = None):
+        conf = dict(conf or {})
+        conf.pop("name", None)
+        self.conf = merge(self.default_conf, conf, f"the '{self.name}' dataset config", "dataset.",
+                          tuple(f"dataset.{k}" for k in self.open_conf_keys))
+
+    @property
+    def root(self) -> Path:
+        root = self.conf.get("root")
+        if root in (None, ""):
+            raise UserError(f"The {self.name} dataset needs its folder: pass --set dataset.root=PATH"
+                            f"{' (' + self.download_hint + ')' if self.download_hint else ''}.")
+        path = Path(root).expanduser()
+        if not path.is_absolute():
+            path = (Path.cwd() / path) if (Path.cwd() / path).exists() else (PROJECT_ROOT / path)
+        return path
+
+    def check(self) -> None:
+        """Fail fast (before any work) when the dataset cannot be read at all."""
+        root = self.root
+        if not root.is_dir():
+            raise UserError(f"The {self.name} dataset folder {root} does not exist; pass --set dataset.root=PATH"
+                            f"{' (' + self.download_hint + ')' if self.download_hint else ''}.")
+
+    def problems(self) -> list[str]:
+        """Every problem of the layout, each 'file[:line]: what is wrong' (for `datasets check`)."""
+        try:
+            self.check()
+        except UserError as exc:
+            return [str(exc)]
+        return []
+
+    def scenes(self) -> list[str]:
+        raise NotImplementedError
+
+    def samples(self, scene: str) -> Iterator:
+        raise NotImplementedError
+
+    def __iter__(self):
+        for scene in self.scenes():
+            yield from self.samples(scene)
+
+    def manifest(self) -> dict:
+        """What identifies this data for provenance (file names and sizes, not contents)."""
+        return {"name": self.name, "conf": self.conf}

@@ -1,0 +1,129 @@
+"""Reading and writing Map-free's text files (``poses.txt``, ``intrinsics.txt``).
+
+Formats (PROTOCOLS.md section 1.1), one line per image:
+    intrinsics.txt:  seqS/frame_NNNNN.jpg fx fy cx cy W H
+    poses.txt:       seqS/frame_NNNNN.jpg qw qx qy qz tx ty tz     (world-to-camera, metres)
+Lines containing '#' are comments. These readers are strict: a malformed line is
+an error naming the file and line (the submission reader of the scorer, which
+reproduces the official lenient rules, lives in benchmark.metrics.mapfree).
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import UserError
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+def _lines(path: Path):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} is missing; every Map-free scene folder needs it.")
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or "#" in line:
+            continue
+        yield lineno, line.split()
+
+
+def _floats(path, lineno, fields, what):
+    try:
+        values = [float(v) for v in fields]
+    except ValueError:
+        raise UserError(f"{path} line {lineno}: {what} must be numbers, got '{' '.join(fields)}'.") from None
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"{path} line {lineno}: {what} contains NaN or inf; fix or remove the line.")
+    return values
+
+
+def read_intrinsics(path: Path) -> dict[str, Intrinsics]:
+    """Map image name -> Intrinsics, in file order."""
+    out: dict[str, Intrinsics] = {}
+    for lineno, fields in _lines(path):
+        if len(fields) != 7:
+            raise UserError(f"{path} line {lineno}: expected 'name fx fy cx cy W H' (7 fields), "
+                            f"got {len(fields)}; fix the line.")
+        fx, fy, cx, cy, w, h = _floats(path, lineno, fields[1:], "fx fy cx cy W H")
+        if fx <= 0 or fy <= 0 or w <= 0 or h <= 0:
+            raise UserError(f"{path} line {lineno}: focal lengths and image size must be positive.")
+        out[fields[0]] = Intrinsics(fx, fy, cx, cy, int(w), int(h))
+    return out
+
+
+def read_poses(path: Path, keep_zero: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Map image name -> (q wxyz unit, t) world-to-camera, in file order.
+
+    Lines whose quaternion is all zeros (the withheld test ground truth) are dropped
+    unless ``keep_zero``.
+    """
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for lineno, fields in _lines(path):
+        if len(fields) != 8:
+            raise UserError(f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz' (8 fields), "
+                            f"got {len(fields)}; fix the line.")
+        v = np.array(_floats(path, lineno, fields[1:], "the pose"))
+        q, t = v[:4], v[4:]
+        norm = np.linalg.norm(q)
+        if norm < 1e-8:
+            if keep_zero:
+                out[fields[0]] = (q, t)
+            continue
+        out[fields[0]] = (q / norm, t)
+    return out
+
+
+def frame_number(name: str) -> int:
+    """The scorer's frame identity: characters [-9:-4] of the name (``frame_00042.jpg`` -> 42)."""
+    return int(name[-9:-4])
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def format_intrinsics(rows: dict[str, Intrinsics]) -> str:
+    return "\n".join(f"{n} {k.fx:.6f} {k.fy:.6f} {k.cx:.6f} {k.cy:.6f} {k.width} {k.height}"
+                     for n, k in rows.items()) + "\n"
+
+
+def format_poses(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    def line(name, q, t):
+        return name + " " + " ".join(f"{v:.9f}" for v in (*q, *t))
+
+    return "\n".join(line(n, q, t) for n, (q, t) in rows.items()) + "\n"
+
+
+def write_intrinsics(path: Path, rows: dict[str, Intrinsics]) -> None:
+    atomic_write_text(path, format_intrinsics(rows))
+
+
+def write_poses(path: Path, rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    atomic_write_text(path, format_poses(rows))

