@@ -1,0 +1,31 @@
+"""Shared test fixtures. Reference material lives in ../shared (relative to the project root)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"reference folder {SHARED} is absent (fixtures and real data live in ../shared)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir(shared_dir) -> Path:
+    return shared_dir / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir) -> Path:
+    return shared_dir / "data"
