@@ -115,3 +115,51 @@ def named_config(kind: str, name: str) -> tuple[str, dict]:
     if not isinstance(section, dict):
         raise UserError(f"Config file {path}: '{kind}' must be a mapping.")
     return section.get("name", name), data
+
+
+META_KEYS = ("name", "label")  # in the method/dataset sections: registered class and preset name
+
+
+def _section_defaults(kind: str, name: str) -> tuple[dict, dict, tuple[str, ...]]:
+    """(section defaults incl. name/label, the preset file's contents, open keys) for a method or dataset."""
+    from .registry import DATASETS, METHODS
+
+    cls_name, data = named_config(kind, name)
+    cls = (METHODS if kind == "method" else DATASETS).get(cls_name)
+    section = {"name": cls_name, "label": name, **copy.deepcopy(cls.default_conf)}
+    open_keys = tuple(f"{kind}.{k}" for k in getattr(cls, "open_conf_keys", ()))
+    data = copy.deepcopy(data)
+    if kind in data:
+        data[kind] = {k: v for k, v in data[kind].items() if k != "name"}
+    return section, data, open_keys
+
+
+def resolve(method: str | None, dataset: str | None, experiment: str | Path | None = None,
+            overrides: list[str] = ()) -> dict:
+    """The full run config, every layer merged and validated (see the module docstring)."""
+    cfg = load_yaml(CONFIG_DIR / "default.yaml")
+    exp = load_yaml(Path(experiment)) if experiment else {}
+    exp.pop("sweep", None)
+    exp_method, exp_dataset = dict(exp.pop("method", {}) or {}), dict(exp.pop("dataset", {}) or {})
+    method = method or exp_method.pop("name", None)
+    dataset = dataset or exp_dataset.pop("name", None)
+    exp_method.pop("name", None)
+    exp_dataset.pop("name", None)
+    if not method or not dataset:
+        raise UserError("Say which method and dataset to run: --method NAME --dataset NAME "
+                        "(or an experiment file that names them).")
+    open_keys: tuple[str, ...] = ()
+    for kind, name in (("dataset", dataset), ("method", method)):
+        section, data, keys = _section_defaults(kind, name)
+        open_keys += keys
+        cfg[kind] = section
+        source = f"configs/{kind}s/{name}.yaml"
+        cfg = merge(cfg, data, source, open_keys=open_keys)
+    if experiment:
+        exp["method"], exp["dataset"] = exp_method, exp_dataset
+        cfg = merge(cfg, exp, str(experiment), open_keys=open_keys)
+    return apply_overrides(cfg, list(overrides), open_keys)
+
+
+def section_hash(cfg: dict, kind: str) -> str:
+    return config_hash({k: v for k, v in cfg[kind].items() if k != "label"})

@@ -125,6 +125,17 @@ class QuerySample:
 
 
 @dataclass
+class InvalidSample:
+    """A sample a loader could not build (e.g. its intrinsics line is missing); the runner records it
+    with this reason instead of stopping."""
+
+    id: str
+    scene: str
+    reason: str
+    status: str = INVALID_INPUT
+
+
+@dataclass
 class Matches:
     """Correspondences between image0 and image1 in original-image pixels."""
 

@@ -33,7 +33,8 @@ class Dataset:
 
     def __init__(self, conf: dict | None = None):
         conf = dict(conf or {})
-        conf.pop("name", None)
+        for key in ("name", "label"):
+            conf.pop(key, None)
         self.conf = merge(self.default_conf, conf, f"the '{self.name}' dataset config", "dataset.",
                           tuple(f"dataset.{k}" for k in self.open_conf_keys))
 

@@ -1,2 +1,3 @@
 """Imports every built-in dataset module so its @DATASETS.register runs."""
-from . import demo  # noqa: F401
+from . import mapfree  # noqa: F401
+from .demo import loader  # noqa: F401

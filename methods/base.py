@@ -36,7 +36,8 @@ class Matcher:
 
     def __init__(self, conf: dict | None = None):
         conf = dict(conf or {})
-        conf.pop("name", None)
+        for key in ("name", "label"):
+            conf.pop(key, None)
         self.conf = merge(self.default_conf, conf, f"the '{self.name}' method config", "method.",
                           tuple(f"method.{k}" for k in self.open_conf_keys))
         self._loaded = False

@@ -1,0 +1,71 @@
+"""Reading images and depth maps (with one-sentence errors) and atomic writes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import SampleError
+
+cv2.setNumThreads(1)
+
+
+def read_image(path: Path, resize: tuple | None = None, exif_rotation: int = 0) -> np.ndarray:
+    """uint8 (H, W, 3) RGB. ``resize`` = (W, H) uses OpenCV's default bilinear resize (the ScanNet protocol's).
+
+    ``exif_rotation`` k rotates by k x 90 degrees clockwise (SuperGlue's pair-list convention).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(f"image {path} is missing")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SampleError(f"image {path} cannot be decoded (corrupt or not an image)")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if exif_rotation:
+        image = np.ascontiguousarray(np.rot90(image, k=-int(exif_rotation)))
+    if resize is not None and (image.shape[1], image.shape[0]) != tuple(resize):
+        image = cv2.resize(image, tuple(int(v) for v in resize), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def read_depth(path: Path, scale: float) -> np.ndarray:
+    """Depth in metres as float32; 0 (invalid) stays 0. PNG/uint16 files are multiplied by ``scale``;
+    ``.npy`` files are read as metres."""
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(f"depth map {path} is missing")
+    if path.suffix == ".npy":
+        depth = np.load(path, allow_pickle=False).astype(np.float32)
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.ndim != 2:
+            raise SampleError(f"depth map {path} cannot be read as a single-channel image")
+        depth = raw.astype(np.float32) * np.float32(scale)
+    depth[~np.isfinite(depth)] = 0
+    return depth
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

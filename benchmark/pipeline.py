@@ -1,0 +1,122 @@
+"""One sample through the flow: images -> Matches (cached) -> Estimate -> ResultRow.
+
+Nothing here knows which benchmark runs: the dataset says which task the solver must
+do, the protocol (benchmark.protocols) turns an Estimate into error columns.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import zlib
+
+import numpy as np
+
+from . import solvers
+from .cache import ShardCache
+from .errors import SampleError
+from .geometry import rotmat_to_quat
+from .io import read_depth, read_image
+from .types import (ERROR, OK, TASK_ABSOLUTE, TASK_METRIC_RELATIVE, TASK_RELATIVE, Estimate, InvalidSample, Matches,
+                    PairSample, QuerySample, ResultRow)
+
+log = logging.getLogger("locbench.pipeline")
+
+
+def sample_seed(run_seed: int, sample_id: str) -> int:
+    """Per-sample RANSAC seed: independent of the order and sharding of the run."""
+    return (int(run_seed) * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
+
+
+def pair_key(sample: PairSample) -> str:
+    return f"{sample.id}|{sample.image0}|{sample.image1}|{sample.resize0}|{sample.resize1}"
+
+
+def match_pair(method, cache: ShardCache | None, key: str, load0, load1) -> tuple[Matches, bool]:
+    """Matches for one image pair, from the cache when present. ``load*`` read the images lazily."""
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit, True
+    matches = method.match(load0(), load1())
+    if cache is not None:
+        cache.put(key, matches)
+    return matches, False
+
+
+def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed: int) -> Estimate:
+    if task == TASK_RELATIVE:
+        name = conf[TASK_RELATIVE]
+        if name not in solvers.RELATIVE:
+            raise SampleError(f"solver.relative must be one of {', '.join(solvers.RELATIVE)}, not '{name}'",
+                              status=ERROR)
+        return solvers.RELATIVE[name](matches, sample.camera0, sample.camera1, conf, seed)
+    if task != TASK_METRIC_RELATIVE:
+        raise SampleError(f"task {task} is not a pair task", status=ERROR)
+    name = conf[TASK_METRIC_RELATIVE]
+    if name.endswith("_pts3d"):
+        if matches.pts3d0 is None:
+            raise SampleError(f"solver.metric_relative={name} needs a method that predicts 3D points "
+                              f"(mast3r, dust3r); use pnp_depth or essential_depth", status=ERROR)
+        depth0 = matches.pts3d0[:, 2].copy()
+        points_ok = np.isfinite(matches.pts3d0).all(1)
+        depth0[~points_ok] = np.nan
+    elif name.endswith("_depth"):
+        if sample.depth0 is None:
+            raise SampleError("this dataset config gives no reference depth (set dataset.depth) for "
+                              f"solver.metric_relative={name}", status=ERROR)
+        depth_map = read_depth(sample.depth0, sample.depth_scale)
+        depth0 = solvers.sample_depth(depth_map, matches.kpts0, sample.camera0.width, sample.camera0.height)
+    else:
+        raise SampleError(f"solver.metric_relative must be one of {', '.join(solvers.METRIC_RELATIVE)}, "
+                          f"not '{name}'", status=ERROR)
+    if name.startswith("pnp"):
+        if name == "pnp_pts3d":
+            # MASt3R's own 3D points (camera-0 frame) rather than depth-lifted rays
+            return solvers.pnp(matches.kpts1[points_ok], matches.pts3d0[points_ok], sample.camera1, conf, seed,
+                               matches.subset(points_ok))
+        return solvers.pnp_lifted(matches, depth0, sample.camera0, sample.camera1, conf, seed)
+    return solvers.essential_scaled(matches, depth0, sample.camera0, sample.camera1, conf, seed)
+
+
+def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protocol) -> ResultRow:
+    """Run one sample end to end; never raises for a bad sample (the row records why)."""
+    if isinstance(sample, InvalidSample):
+        return ResultRow(sample.id, sample.scene, sample.status, sample.reason)
+    row = ResultRow(sample.id, sample.scene, OK)
+    matches = None
+    try:
+        seed = sample_seed(run_seed, sample.id)
+        if isinstance(sample, QuerySample):
+            from .localize import localize_query
+
+            estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed)
+        else:
+            start = time.perf_counter()
+            matches, cached = match_pair(
+                method, cache, pair_key(sample),
+                lambda: read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0)),
+                lambda: read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
+            t_match = matches.timings.get("match", time.perf_counter() - start)
+            start = time.perf_counter()
+            estimate = solve_pair(task, sample, matches, solver_conf, seed)
+            row.time_solve = time.perf_counter() - start
+        row.cached, row.time_match = cached, t_match
+        row.num_matches = len(matches) if matches is not None else 0
+    except SampleError as exc:
+        estimate = Estimate.failure(exc.status, str(exc))
+    except Exception as exc:  # a bug or a crash in a matcher must cost one sample, not the run
+        log.debug("sample %s failed:\n%s", sample.id, traceback.format_exc())
+        estimate = Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")
+    row.status, row.reason = estimate.status, estimate.reason
+    row.num_inliers = estimate.num_inliers
+    if estimate.ok:
+        row.confidence = estimate.confidence
+        row.qvec = tuple(rotmat_to_quat(estimate.R))
+        row.tvec = tuple(np.asarray(estimate.t, dtype=np.float64).reshape(3))
+    try:
+        row.errors = protocol.sample_errors(sample, estimate, matches)
+    except Exception as exc:
+        log.debug("scoring %s failed:\n%s", sample.id, traceback.format_exc())
+        row.status, row.reason = ERROR, f"scoring failed: {type(exc).__name__}: {exc}"
+    return row

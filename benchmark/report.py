@@ -1,0 +1,150 @@
+"""Results of a run on disk, and the summary table printed at the end.
+
+``<output>/``: ``samples.parquet`` + ``samples.csv`` (one row per sample), ``summary.json``
+(overall, per scene, status counts, bootstrap intervals), ``summary.csv``, ``plots/*.png``,
+``config.yaml`` (the resolved config), ``provenance.json`` and the benchmark's submission file
+when it has one.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .io import atomic_path, write_text_atomic
+from .types import STATUSES
+
+
+def _clean(value):
+    """JSON-safe numbers: NaN/inf become the strings the official fixtures use."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _unclean(value):
+    if isinstance(value, dict):
+        return {k: _unclean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unclean(v) for v in value]
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value
+
+
+def read_summary(path: Path) -> dict:
+    return _unclean(json.loads(Path(path).read_text()))
+
+
+def bootstrap(df: pd.DataFrame, summarize, n: int, seed: int, level: float = 0.95) -> dict:
+    """Percentile intervals of every summary metric, resampling whole scenes with replacement."""
+    scenes = df["scene"].unique()
+    if n <= 0 or len(scenes) < 2:
+        return {}
+    groups = {s: g for s, g in df.groupby("scene", sort=False)}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list] = {}
+    for _ in range(n):
+        pick = rng.choice(scenes, size=len(scenes), replace=True)
+        # rename the copies so a scene drawn twice counts as two scenes in per-scene averages
+        sample = pd.concat([groups[s].assign(scene=f"{s}#{i}") for i, s in enumerate(pick)], ignore_index=True)
+        for k, v in summarize(sample).items():
+            if isinstance(v, (int, float, np.floating)) and np.isfinite(v):
+                draws.setdefault(k, []).append(float(v))
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in draws.items() if len(v) >= n // 2}
+
+
+def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict) -> dict:
+    counts = {s: int((df["status"] == s).sum()) for s in STATUSES}
+    per_scene = {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
+    return {
+        "run_id": run_id,
+        "method": cfg["method"]["label"],
+        "dataset": cfg["dataset"]["label"],
+        "protocol": protocol.name,
+        "protocol_version": provenance["protocol_version"],
+        "headline": protocol.headline,
+        "num_samples": int(len(df)),
+        "status_counts": counts,
+        "overall": protocol.summarize(df),
+        "per_scene": per_scene,
+        "ci95": bootstrap(df, protocol.summarize, int(cfg["run"]["bootstrap"]), int(cfg["run"]["seed"])),
+        "mean_time_match_s": float(np.nanmean(df["time_match_s"])) if df["time_match_s"].notna().any() else None,
+        "provenance": provenance,
+    }
+
+
+def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, protocol, plots: bool) -> list[Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    df = df.drop(columns=["shard"], errors="ignore")
+    with atomic_path(output / "samples.parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(output / "samples.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    write_text_atomic(output / "summary.json", json.dumps(_clean(summary), indent=1))
+    rows = [{"scene": "ALL", **summary["overall"]}] + [{"scene": s, **m} for s, m in summary["per_scene"].items()]
+    with atomic_path(output / "summary.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    write_text_atomic(output / "provenance.json", json.dumps(_clean(summary["provenance"]), indent=1))
+    written += [output / n for n in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
+                                     "provenance.json")]
+    if plots:
+        from . import plots as P
+
+        (output / "plots").mkdir(exist_ok=True)
+        title = f"{summary['method']} on {summary['dataset']}"
+        written.append(P.error_curves(df, protocol.curves, title, output / "plots" / "error_curves.png"))
+        bar_metric = protocol.headline[0]
+        written.append(P.scene_bars(summary["per_scene"], bar_metric, f"{title}: {bar_metric} per scene",
+                                    output / "plots" / "per_scene.png"))
+    return written
+
+
+def format_value(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return str(v)
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return str(v)
+
+
+def summary_table(summary: dict, max_scenes: int = 20) -> str:
+    """Plain-text table: headline metrics overall and per scene, then status counts."""
+    cols = summary["headline"]
+    header = ["scene", *cols]
+    lines = [["ALL", *[format_value(summary["overall"].get(c)) for c in cols]]]
+    for scene, m in list(summary["per_scene"].items())[:max_scenes]:
+        lines.append([scene, *[format_value(m.get(c)) for c in cols]])
+    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
+    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+    out = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+    counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
+    out.append(f"{summary['num_samples']} samples: {counts}")
+    return "\n".join(out)
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table; empty cells for None/NaN."""
+    def cell(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        return format_value(v)
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
