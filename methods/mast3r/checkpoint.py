@@ -22,7 +22,6 @@ import json
 import math
 import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,10 +218,16 @@ def _torch_load(path: Path):
         if "Weights only load failed" in str(exc) and "Unsupported global" in str(exc):
             raise UserError(f"{path} contains Python objects other than tensors and an argparse.Namespace; refusing "
                             "to unpickle it (use an official DUSt3R/MASt3R checkpoint).") from None
-        raise UserError(f"{path} is truncated or not a PyTorch checkpoint ({exc}); download it again.") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise UserError(f"{path} is truncated or not a PyTorch checkpoint ({str(exc).splitlines()[0]}); "
+        raise UserError(f"{path} is truncated or not a PyTorch checkpoint ({_first_line(exc)}); "
                         "download it again.") from None
+    except Exception as exc:  # noqa: BLE001 - garbage input makes the unpickler raise almost anything
+        raise UserError(f"{path} is truncated or not a PyTorch checkpoint ({_first_line(exc)}); "
+                        "download it again.") from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _safetensors_load(path: Path) -> dict:
@@ -232,7 +237,7 @@ def _safetensors_load(path: Path) -> dict:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is truncated or not a safetensors file ({exc}); download it again.") from None
+        raise UserError(f"{path} is truncated or not a safetensors file ({_first_line(exc)}); download it again.") from None
 
 
 def _check_tensors(sd, path) -> dict:
