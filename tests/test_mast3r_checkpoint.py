@@ -177,7 +177,9 @@ def test_config_forms_agree(tiny_state, mast3r_dir, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(_config(meta)))
     nets = [load_model(path, config=meta["constructor"], head_widths=meta["head_widths"]),
             load_model(path, config=_config(meta)),
-            load_model(path, config=tmp_path / "config.json")]
+            load_model(path, config=tmp_path / "config.json"),
+            load_model(path, config=mast3r_dir / "tiny_dust3r" / "meta.json"),  # {"constructor", "head_widths"}
+            load_model(path, config=argparse.Namespace(model=meta["constructor"], head_widths=meta["head_widths"]))]
     for net in nets:
         assert list(net.state_dict()) == list(sd) and not net.landscape_only
         assert torch.equal(net.state_dict()["downstream_head2.dpt.head.4.bias"], sd["downstream_head2.dpt.head.4.bias"])
@@ -229,4 +231,18 @@ def test_loaded_weights_are_parameters(mast3r_dir):
     assert all(isinstance(p, torch.nn.Parameter) and p.device.type == "cpu" for p in params.values())
     assert len(params) == 657 - 8  # the 8 aliased DPT convs are shared
     assert not net.training
-    assert isinstance(argparse.Namespace(), argparse.Namespace)  # Namespace stays importable for torch.load
+
+
+def test_released_constructors(mast3r_dir):
+    from methods.mast3r.checkpoint import RELEASED_CONSTRUCTORS
+
+    assert set(RELEASED_CONSTRUCTORS) == set(KNOWN_NAMES)
+    for fam in ("mast3r", "dust3r"):
+        manifest = json.loads((mast3r_dir / f"manifest_{fam}.json").read_text())
+        name = manifest["released_checkpoint"][:-len(".pth")]
+        assert parse_constructor(name) == parse_constructor(manifest["constructor_as_trained"])
+    for name in ("DUSt3R_ViTLarge_BaseDecoder_512_linear", "DUSt3R_ViTLarge_BaseDecoder_224_linear"):
+        net = build_network(name, device="meta")
+        assert net.head_type == "linear" and net.downstream_head1.proj.weight.shape == (4 * 256, 768)
+        assert [k for k in net.state_dict() if k.startswith("downstream_head2")] == [
+            "downstream_head2.proj.weight", "downstream_head2.proj.bias"]

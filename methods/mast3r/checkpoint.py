@@ -52,6 +52,22 @@ register_weights(*(KnownWeights(name=name, filename=f"{name}.pth", url=f"{_URL}/
 KNOWN_NAMES = tuple(_RELEASED)
 DISPLAY = {"mast3r": "MASt3R", "dust3r": "DUSt3R"}
 
+# Constructor strings of the released networks (as trained; from the official READMEs' training commands),
+# usable as config= for bare state dicts and by benchmarks/ to build the full-size networks.
+_VIT_L_BASE = ("depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf), enc_embed_dim=1024, enc_depth=24, "
+               "enc_num_heads=16, dec_embed_dim=768, dec_depth=12, dec_num_heads=12")
+RELEASED_CONSTRUCTORS = {
+    MAST3R_DEFAULT: "AsymmetricMASt3R(pos_embed='RoPE100', patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "
+                    f"head_type='catmlp+dpt', output_mode='pts3d+desc24', {_VIT_L_BASE}, two_confs=True, "
+                    "desc_conf_mode=('exp', 0, inf))",
+    DUST3R_DEFAULT: "AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls='ManyAR_PatchEmbed', "
+                    f"img_size=(512, 512), head_type='dpt', output_mode='pts3d', {_VIT_L_BASE})",
+    "DUSt3R_ViTLarge_BaseDecoder_512_linear": "AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls="
+                    f"'ManyAR_PatchEmbed', img_size=(512, 512), head_type='linear', output_mode='pts3d', {_VIT_L_BASE})",
+    "DUSt3R_ViTLarge_BaseDecoder_224_linear": "AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(224, 224), "
+                    f"head_type='linear', output_mode='pts3d', {_VIT_L_BASE})",
+}
+
 HEAD_WIDTH_KEYS = tuple(f.name for f in dataclasses.fields(HeadWidths))
 _ALIAS = re.compile(r"^(.*\.scratch\.)(?:layer_rn\.(\d)|layer(\d)_rn)\.weight$")
 
@@ -117,7 +133,9 @@ def accepted_arguments(cls) -> list:
 
 
 def parse_constructor(text: str) -> NetworkSpec:
-    """``"AsymmetricMASt3R(pos_embed='RoPE100', ...)"`` -> NetworkSpec, without evaluating anything."""
+    """``"AsymmetricMASt3R(pos_embed='RoPE100', ...)"`` (or a released network's name) -> NetworkSpec,
+    without evaluating anything."""
+    text = RELEASED_CONSTRUCTORS.get(text, text)
     try:
         tree = ast.parse(str(text).strip(), mode="eval")
     except SyntaxError:
@@ -146,21 +164,29 @@ def make_spec(class_name: str, kwargs: dict) -> NetworkSpec:
 
 
 def spec_from_config(config) -> NetworkSpec:
-    """config: NetworkSpec, constructor string, kwargs dict (Hugging Face ``config.json`` style, the class
-    told by ``output_mode``), or a path to such a JSON file."""
+    """config: NetworkSpec; constructor string or a released network's name; ``argparse.Namespace`` with a
+    ``model`` string; dict with a ``model``/``constructor`` string (and optionally ``head_widths``, like the
+    fixtures' meta.json) or of constructor kwargs (Hugging Face ``config.json``; the class is told by
+    ``output_mode``); or a path to such a JSON file."""
     if isinstance(config, NetworkSpec):
         return config
     if isinstance(config, (str, Path)) and str(config).endswith(".json"):
         return spec_from_config(_read_json(Path(config)))
     if isinstance(config, str):
         return parse_constructor(config)
+    if isinstance(config, argparse.Namespace) and isinstance(getattr(config, "model", None), str):
+        return with_head_widths(parse_constructor(config.model), getattr(config, "head_widths", None))
     if isinstance(config, dict):
-        if isinstance(config.get("model"), str):
-            return parse_constructor(config["model"])
+        config = dict(config)
+        widths = config.pop("head_widths", None)
+        text = next((config[k] for k in ("model", "constructor") if isinstance(config.get(k), str)), None)
+        if text is not None:
+            return with_head_widths(parse_constructor(text), widths)
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
         mast3r = str(kwargs.get("output_mode", "")).startswith("pts3d+desc") or any(
             k in kwargs for k in ("desc_mode", "two_confs", "desc_conf_mode"))
-        return make_spec(Mast3rNet.official_name if mast3r else Dust3rNet.official_name, kwargs)
+        return with_head_widths(make_spec(Mast3rNet.official_name if mast3r else Dust3rNet.official_name, kwargs),
+                                widths)
     raise UserError(f"config must be a constructor string, a dict of constructor arguments or a config.json path, "
                     f"got {type(config).__name__}.")
 
