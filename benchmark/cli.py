@@ -105,7 +105,7 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
         log.info("submission file: %s", path)
     if not quiet:
         print(f"\n{summary['method']} on {summary['dataset']} ({protocol.name} metrics)")
-        print(report.summary_table(summary))
+        print(report.summary_table(summary, label=protocol.label))
         print(f"results: {output}")
     return summary
 

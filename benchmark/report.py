@@ -122,10 +122,10 @@ def format_value(v) -> str:
     return str(v)
 
 
-def summary_table(summary: dict, max_scenes: int = 20) -> str:
+def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) -> str:
     """Plain-text table: headline metrics overall and per scene, then status counts."""
     cols = summary["headline"]
-    header = ["scene", *cols]
+    header = ["scene", *map(label, cols)]
     lines = [["ALL", *[format_value(summary["overall"].get(c)) for c in cols]]]
     for scene, m in list(summary["per_scene"].items())[:max_scenes]:
         lines.append([scene, *[format_value(m.get(c)) for c in cols]])
