@@ -107,7 +107,7 @@ def load_images(folder_or_list, size, square_ok=False, verbose=True, patch_size=
     if isinstance(folder_or_list, (str, os.PathLike)):
         root = str(folder_or_list)
         if not os.path.isdir(root):
-            raise UserError(f"The image folder {root} does not exist.")
+            raise UserError(f"{root} is not a folder; give load_images a folder or a list of image paths.")
         names = sorted(os.listdir(root))
         if verbose:
             print(f">> Loading images from {root}")

@@ -20,9 +20,9 @@ def _device_of(model, device):
 def _to_device(view: dict, device) -> dict:
     out = dict(view)
     out["img"] = torch.as_tensor(view["img"]).to(device, non_blocking=True)
-    shape = view.get("true_shape")
-    out["true_shape"] = (torch.as_tensor(np.asarray(shape) if not torch.is_tensor(shape) else shape).reshape(-1, 2)
-                         if shape is not None else torch.tensor(out["img"].shape[-2:])[None].repeat(len(out["img"]), 1))
+    if view.get("true_shape") is not None:  # stays on the CPU: it only steers shapes
+        out["true_shape"] = torch.as_tensor(np.asarray(view["true_shape"]) if not torch.is_tensor(view["true_shape"])
+                                            else view["true_shape"]).reshape(-1, 2)
     return out
 
 
