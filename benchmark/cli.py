@@ -92,6 +92,8 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
     run_id = f"{cfg['method']['label']}_{cfg['dataset']['label']}_{config_hash({k: cfg[k] for k in ('method', 'dataset', 'solver', 'run')}, 8)}"
     output = Path(output or getattr(args, "output", None) or cfg["run"]["output"] or Path("results") / run_id)
     dataset, method, protocol = build(cfg)
+    dataset.check()  # data, weights and packages are checked before any work or output
+    method.check()
     log.info("run %s: method %s, dataset %s (%s protocol) -> %s", run_id, cfg["method"]["label"],
              cfg["dataset"]["label"], protocol.name, output)
     log.info("stage 1/3: matching and solving")

@@ -39,7 +39,7 @@ def load_published() -> list[dict]:
     for f in sorted((CONFIG_DIR / "published").glob("*.yaml")):
         data = load_yaml(f)
         for r in data.get("rows", []):
-            rows.append({"dataset": data["dataset"], "protocol": data["protocol"],
+            rows.append({"datasets": data.get("datasets"), "protocol": data["protocol"],
                          "protocol_version": str(data.get("protocol_version", "")), "method": r["method"],
                          "overall": r["metrics"], "source": data.get("source", f.name), "split": data.get("split", "")})
     return rows
@@ -71,7 +71,7 @@ def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = Fa
                          "config": prov.get("config_hash", ""), "commit": str(prov.get("git", {}).get("commit", ""))[:8],
                          "run": r["run_id"]})
         for p in extra:
-            if p["protocol"] == protocol.name:
+            if p["protocol"] == protocol.name and (not p["datasets"] or dataset in p["datasets"]):
                 rows.append({"method": f"{p['method']} {PUBLISHED_TAG}", **{c: p["overall"].get(c) for c in cols},
                              "samples": None, "failed": None, "source": f"{p['source']} ({p['split']})",
                              "protocol": f"{p['protocol']} (published)", "config": "", "commit": "", "run": ""})

@@ -6,7 +6,8 @@ reference camera as the world, so each query's pose is also the reference->query
 (our ``T_0to1``) and no conversion is needed.
 
 By default only the frames the official scorer evaluates are run (every 5th line of ``poses.txt``
-after merging repeated frame numbers, PROTOCOLS 1.2); ``frames: all`` runs every query frame.
+after merging repeated frame numbers, PROTOCOLS 1.2, read with the scorer's own rules from
+``benchmark.metrics.submission``); ``frames: all`` runs every query frame.
 """
 from __future__ import annotations
 
@@ -15,31 +16,16 @@ from pathlib import Path
 from typing import Iterator
 
 from benchmark.errors import SampleError, UserError
+from benchmark.metrics.submission import evaluated_frames
 from benchmark.geometry import pose_matrix, quat_to_rotmat
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_METRIC_RELATIVE, Camera, InvalidSample, PairSample
 
 from .base import Dataset
-from .mapfree_io import frame_number, read_intrinsics, read_poses
+from .mapfree_io import read_intrinsics, read_poses
 
 REFERENCE = "seq0/frame_00000.jpg"
 SCENE_PATTERN = re.compile(r"^s\d{5}$")
-EVALUATION_STRIDE = 5
-
-
-def evaluated_names(names: list[str]) -> list[str]:
-    """The official scorer's choice of frames (quirks 2 and 3 of PROTOCOLS 1.2/7).
-
-    Frames are keyed by frame number alone (``seq`` ignored): a later name with the same
-    number replaces the earlier one in place; then every 5th entry in file order is kept.
-    """
-    by_number: dict[int, str] = {}
-    for name in names:
-        try:
-            by_number[frame_number(name)] = name
-        except ValueError:
-            continue
-    return list(by_number.values())[::EVALUATION_STRIDE]
 
 
 @DATASETS.register("mapfree")
@@ -90,10 +76,12 @@ class MapFree(Dataset):
         return scene_dir / image_name.replace(".jpg", f".{self.conf['depth']}.png")
 
     def query_names(self, scene_dir: Path, poses: dict, intrinsics: dict) -> list[str]:
-        # Test-split poses are withheld (all zeros, dropped by read_poses): take the frame list from intrinsics.
-        names = list(poses) if poses and len(poses) > 1 else list(intrinsics)
         if self.conf["frames"] == "evaluated":
-            names = evaluated_names(names)
+            # the scorer's own reading rules; withheld (all-zero) test poses still mark the evaluated frames
+            keep_zero = self.conf["split"] == "test"
+            names = [name for name, _ in evaluated_frames(scene_dir / "poses.txt", keep_zero_poses=keep_zero)]
+        else:
+            names = list(poses) if len(poses) > 1 else list(intrinsics)
         return [n for n in names if n != REFERENCE]
 
     def samples(self, scene: str) -> Iterator[PairSample | InvalidSample]:

@@ -5,7 +5,7 @@ Formats (PROTOCOLS.md section 1.1), one line per image:
     poses.txt:       seqS/frame_NNNNN.jpg qw qx qy qz tx ty tz     (world-to-camera, metres)
 Lines containing '#' are comments. These readers are strict: a malformed line is
 an error naming the file and line (the submission reader of the scorer, which
-reproduces the official lenient rules, lives in benchmark.metrics.mapfree).
+reproduces the official lenient rules, lives in benchmark.metrics.submission).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import pytest
 from benchmark.errors import UserError
 from benchmark.geometry import quat_to_rotmat
 from benchmark.types import InvalidSample, PairSample
-from datasets.mapfree import MapFree, evaluated_names
+from datasets.mapfree import MapFree
 from datasets.mapfree_io import read_poses
 
 
@@ -20,13 +20,6 @@ def test_evaluated_frames_follow_the_official_rule(fixtures_dir):
     for scene, numbers in expected["evaluated_frame_numbers"].items():
         got = [int(s.image1.name[-9:-4]) for s in ds.samples(scene)]
         assert got == numbers, scene
-
-
-def test_evaluated_names_merge_repeated_frame_numbers():
-    names = ["seq0/frame_00000.jpg", "seq1/frame_00000.jpg", "seq1/frame_00001.jpg", "seq1/frame_00003.jpg",
-             "seq1/frame_00004.jpg", "seq1/frame_00005.jpg", "seq1/frame_00007.jpg"]
-    # seq1/frame_00000 takes the reference's place (position 0); positions 0 and 5 are kept
-    assert evaluated_names(names) == ["seq1/frame_00000.jpg", "seq1/frame_00007.jpg"]
 
 
 def test_samples_carry_pose_intrinsics_and_depth(fixtures_dir):
