@@ -82,9 +82,15 @@ def _record(model):
             mlp = head.head_local_features
             hooks.append(mlp.register_forward_pre_hook(lambda _m, inp, v=v: rec.setdefault(f"v{v}_head_cat_in", []).append(inp[0])))
             hooks.append(mlp.register_forward_hook(keep(f"v{v}_head_mlp_out")))
-        raw = head.raw
-        head.raw = lambda tokens, hw, raw=raw, v=v: rec.setdefault(f"v{v}_head_raw", []).append(raw(tokens, hw)) or rec[f"v{v}_head_raw"][-1]
+        head.raw = _recording(head.raw, rec.setdefault(f"v{v}_head_raw", []))  # input of the activations
     return rec, hooks
+
+
+def _recording(fn, store):
+    def wrapped(*args):
+        store.append(fn(*args))
+        return store[-1]
+    return wrapped
 
 
 def _split_views(rec):
