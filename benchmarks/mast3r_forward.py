@@ -124,7 +124,8 @@ def main():
     for key, r in rows:
         best = min(r["warm_s"])
         ratio_base = f"{best / base[key[:2]]:.2f}" if key[:2] in base else "-"
-        ratio_off = f"{best / OFFICIAL_CPU[args.model]['seconds']:.2f}" if key[0] == "cpu" and (h, w) == (384, 512) else "-"
+        comparable = key[0] == "cpu" and (h, w) == (384, 512)
+        ratio_off = f"{best / OFFICIAL_CPU[args.model]['seconds']:.2f}" if comparable else "-"
         gpu = f"{r['cuda_peak_gb']:.2f}" if "cuda_peak_gb" in r else "-"
         print(f"{'/'.join(key):<28}{best:>9.2f}{r['first_s']:>9.2f}{ratio_base:>11}{ratio_off:>11}"
               f"{r['peak_rss_gb']:>12.2f}{r['build_rss_gb']:>10.2f}{gpu:>12}")

@@ -51,7 +51,8 @@ def test_parse_constructor_literals(manifest):
     assert spec.kwargs["depth_mode"] == ("exp", -math.inf, math.inf)
     assert spec.kwargs["img_size"] == (512, 512) and spec.kwargs["enc_embed_dim"] == 1024
     assert parse_constructor(spec.constructor()) == spec  # round trip through our own rendering
-    alt = parse_constructor("AsymmetricMASt3R(conf_mode=('exp', +1, float('inf')), two_confs=True, desc_conf_mode=None)")
+    alt = parse_constructor("AsymmetricMASt3R(conf_mode=('exp', +1, float('inf')), two_confs=True, "
+                            "desc_conf_mode=None)")
     assert alt.kwargs == {"conf_mode": ("exp", 1, math.inf), "two_confs": True, "desc_conf_mode": None}
 
 
@@ -72,8 +73,10 @@ def test_parse_constructor_rejects(text, match):
 
 
 @pytest.mark.parametrize("text,match", [
-    ("AsymmetricMASt3R(head_type='catmlp+dpt', output_mode='pts3d+desc24', pos_embed='RoPE100', dec_depth=8)", "dec_depth >= 10"),
-    ("AsymmetricMASt3R(head_type='dpt', output_mode='pts3d', pos_embed='RoPE100', dec_depth=12)", "unsupported head_type"),
+    ("AsymmetricMASt3R(head_type='catmlp+dpt', output_mode='pts3d+desc24', pos_embed='RoPE100', dec_depth=8)",
+     "dec_depth >= 10"),
+    ("AsymmetricMASt3R(head_type='dpt', output_mode='pts3d', pos_embed='RoPE100', dec_depth=12)",
+     "unsupported head_type"),
     ("AsymmetricCroCo3DStereo(head_type='dpt', output_mode='pts3d', pos_embed='cosine', dec_depth=12)", "pos_embed"),
     ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls='Foo')", "patch_embed_cls"),
     ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', depth_mode=('exp', 0, 10))", "unbounded"),
@@ -104,7 +107,8 @@ def test_truncated_checkpoint(mast3r_dir, tmp_path, fraction):
 def test_truncated_safetensors(mast3r_dir, tmp_path):
     hf = tmp_path / "hf"
     shutil.copytree(mast3r_dir / "tiny_dust3r" / "hf", hf)
-    (hf / "model.safetensors").write_bytes((mast3r_dir / "tiny_dust3r" / "hf" / "model.safetensors").read_bytes()[:5000])
+    data = (mast3r_dir / "tiny_dust3r" / "hf" / "model.safetensors").read_bytes()
+    (hf / "model.safetensors").write_bytes(data[:5000])
     with pytest.raises(UserError, match="truncated or not a safetensors"):
         load_model(hf)
 

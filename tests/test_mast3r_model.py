@@ -76,11 +76,13 @@ def _record(model):
         for k in range(4):
             hooks.append(dpt.act_postprocess[k].register_forward_hook(keep(f"v{v}_head_act{k}")))
             hooks.append(dpt.scratch.layer_rn[k].register_forward_hook(keep(f"v{v}_head_rn{k}")))
-            hooks.append(getattr(dpt.scratch, f"refinenet{k + 1}").register_forward_hook(keep(f"v{v}_head_refinenet{k + 1}")))
+            fusion = getattr(dpt.scratch, f"refinenet{k + 1}")
+            hooks.append(fusion.register_forward_hook(keep(f"v{v}_head_refinenet{k + 1}")))
         hooks.append(dpt.register_forward_hook(keep(f"v{v}_head_dpt_out")))
         if hasattr(head, "head_local_features"):
             mlp = head.head_local_features
-            hooks.append(mlp.register_forward_pre_hook(lambda _m, inp, v=v: rec.setdefault(f"v{v}_head_cat_in", []).append(inp[0])))
+            cat_in = rec.setdefault(f"v{v}_head_cat_in", [])
+            hooks.append(mlp.register_forward_pre_hook(lambda _m, inp, store=cat_in: store.append(inp[0])))
             hooks.append(mlp.register_forward_hook(keep(f"v{v}_head_mlp_out")))
         head.raw = _recording(head.raw, rec.setdefault(f"v{v}_head_raw", []))  # input of the activations
     return rec, hooks
@@ -102,7 +104,8 @@ def _split_views(rec):
             out[name] = calls[0]
         elif name == "patch_embed":
             (x, pos), = calls
-            out.update(v1_patch_embed_x=x[:1], v2_patch_embed_x=x[1:], v1_patch_embed_pos=pos[:1], v2_patch_embed_pos=pos[1:])
+            out.update(v1_patch_embed_x=x[:1], v2_patch_embed_x=x[1:],
+                       v1_patch_embed_pos=pos[:1], v2_patch_embed_pos=pos[1:])
         elif len(calls) == 1:  # encoder ran on the stacked views
             out[f"v1_{name}"], out[f"v2_{name}"] = calls[0][:1], calls[0][1:]
         else:  # decoder_embed / dec_norm: once per view
@@ -351,8 +354,9 @@ def test_dust3r_linear_head_shapes():
     """The 224/512 *_linear DUSt3R heads: one Linear per token, pixel-shuffled (no fixture: shape and
     orientation checks only)."""
     net = build_network("AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(224, 224), head_type='linear', "
-                        "output_mode='pts3d', depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf), enc_embed_dim=32, "
-                        "enc_depth=1, enc_num_heads=2, dec_embed_dim=16, dec_depth=2, dec_num_heads=1, landscape_only=False)")
+                        "output_mode='pts3d', depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf), "
+                        "enc_embed_dim=32, enc_depth=1, enc_num_heads=2, dec_embed_dim=16, dec_depth=2, "
+                        "dec_num_heads=1, landscape_only=False)")
     assert list(net.downstream_head1.state_dict()) == ["proj.weight", "proj.bias"]
     assert net.downstream_head1.proj.weight.shape == (4 * 256, 16)
     r1, r2 = _run(net, *_rand_views([(32, 48), (32, 48)]))

@@ -63,7 +63,8 @@ RELEASED_CONSTRUCTORS = {
     DUST3R_DEFAULT: "AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls='ManyAR_PatchEmbed', "
                     f"img_size=(512, 512), head_type='dpt', output_mode='pts3d', {_VIT_L_BASE})",
     "DUSt3R_ViTLarge_BaseDecoder_512_linear": "AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls="
-                    f"'ManyAR_PatchEmbed', img_size=(512, 512), head_type='linear', output_mode='pts3d', {_VIT_L_BASE})",
+                    "'ManyAR_PatchEmbed', img_size=(512, 512), head_type='linear', output_mode='pts3d', "
+                    f"{_VIT_L_BASE})",
     "DUSt3R_ViTLarge_BaseDecoder_224_linear": "AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(224, 224), "
                     f"head_type='linear', output_mode='pts3d', {_VIT_L_BASE})",
 }
@@ -205,7 +206,8 @@ def with_head_widths(spec: NetworkSpec, head_widths: dict | None, source: str = 
         return spec
     unknown = [k for k in head_widths if k not in HEAD_WIDTH_KEYS]
     if unknown:
-        raise UserError(f"Unknown head width(s) {', '.join(unknown)} in {source}; accepted: {', '.join(HEAD_WIDTH_KEYS)}.")
+        raise UserError(f"Unknown head width(s) {', '.join(unknown)} in {source}; "
+                        f"accepted: {', '.join(HEAD_WIDTH_KEYS)}.")
     return NetworkSpec(spec.class_name, {**spec.kwargs, **{k: tuple(v) if isinstance(v, list) else v
                                                            for k, v in head_widths.items()}})
 
@@ -263,7 +265,8 @@ def _safetensors_load(path: Path) -> dict:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is truncated or not a safetensors file ({_first_line(exc)}); download it again.") from None
+        raise UserError(f"{path} is truncated or not a safetensors file ({_first_line(exc)}); "
+                        "download it again.") from None
 
 
 def _check_tensors(sd, path) -> dict:
@@ -303,7 +306,8 @@ def _with_aliases(sd: dict, expected) -> dict:
         if m is None or key in sd:
             continue
         prefix, idx, num = m.groups()
-        twin = f"{prefix}layer{int(idx) + 1}_rn.weight" if idx is not None else f"{prefix}layer_rn.{int(num) - 1}.weight"
+        twin = (f"{prefix}layer{int(idx) + 1}_rn.weight" if idx is not None
+                else f"{prefix}layer_rn.{int(num) - 1}.weight")
         if twin in sd:
             sd[key] = sd[twin]
     return sd
@@ -323,7 +327,8 @@ def load_weights(net, state_dict: dict, source: str = "the state dict"):
     mismatched = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
                   if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
     problems = [f"{what}: {_listing(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch (file vs model)", mismatched))
+                (("missing keys", missing), ("unexpected keys", unexpected),
+                 ("shape mismatch (file vs model)", mismatched))
                 if keys]
     if problems:
         raise UserError(f"{source} does not fit the {type(net).official_name} built from its configuration "

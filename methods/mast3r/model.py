@@ -75,7 +75,8 @@ class Dust3rNet(nn.Module):
         self.img_size, self.patch_size, self.mask_ratio = img_size, patch_size, mask_ratio
         self.enc_embed_dim, self.enc_depth, self.dec_embed_dim, self.dec_depth = (
             enc_embed_dim, enc_depth, dec_embed_dim, dec_depth)
-        self.widths = HeadWidths(dpt_feature_dim, dpt_last_dim, tuple(dpt_layer_dims), float(local_mlp_hidden_dim_factor))
+        self.widths = HeadWidths(dpt_feature_dim, dpt_last_dim, tuple(dpt_layer_dims),
+                                 float(local_mlp_hidden_dim_factor))
         self.rope = RoPE2D(rope_base)
 
         # registration order = state-dict order of the released checkpoints
