@@ -224,7 +224,7 @@ def _assert_same(a: dict, b: dict, atol=2e-6, transpose=False):
         torch.testing.assert_close(a[k], want, atol=atol, rtol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
-@pytest.mark.parametrize("hw", [(64, 48), (80, 32), (112, 80)])
+@pytest.mark.parametrize("hw", [(64, 48), (80, 32), (112, 80), (80, 16)])
 def test_portrait_manyar_equals_native_transposed(mast3r_pair, hw):
     """Portrait pair: native run (landscape_only=False) == ManyAR run on the transposed tensors, transposed."""
     native, trained = mast3r_pair
@@ -238,7 +238,7 @@ def test_portrait_manyar_equals_native_transposed(mast3r_pair, hw):
     _assert_same(t2, n2, transpose=True)
 
 
-@pytest.mark.parametrize("land", [(48, 64), (32, 80), (80, 112)])
+@pytest.mark.parametrize("land", [(48, 64), (32, 80), (80, 112), (16, 80)])
 def test_mixed_orientation_batch_manyar(mast3r_pair, land):
     """ManyAR batch [landscape, portrait] == per-item native runs (portrait result transposed)."""
     native, trained = mast3r_pair
