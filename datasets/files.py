@@ -1,0 +1,70 @@
+"""Small file helpers shared by the ScanNet, Aachen and CO3D loaders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientations 5-8 involve a quarter turn: the decoded image has width and height swapped.
+QUARTER_TURN_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(W, H) of an image as OpenCV decodes it (EXIF orientation applied), read from the header only.
+
+    None when the file is missing or not an image.
+    """
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError):
+        return None
+    return (h, w) if orientation in QUARTER_TURN_ORIENTATIONS else (w, h)
+
+
+def data_path(root: Path, value) -> Path:
+    """A path from the config: absolute as given; relative ones are looked up in the dataset root first,
+    then in the working directory (so ``--set dataset.pairs=lists/x.txt`` works from either place)."""
+    path = Path(str(value)).expanduser()
+    if path.is_absolute():
+        return path
+    in_root = Path(root) / path
+    if in_root.exists() or not path.exists():
+        return in_root
+    return path.resolve()
+
+
+def missing_folder(path: Path) -> Path | None:
+    """The outermost absent folder above ``path`` (e.g. a scene folder that was not downloaded), if any."""
+    out = None
+    for folder in Path(path).parents:
+        if folder.is_dir():
+            break
+        out = folder
+    return out
+
+
+def missing_file_reason(path: Path, what: str) -> str:
+    """'<what> <path> is missing', naming the outermost missing folder when a whole folder is absent."""
+    folder = missing_folder(path)
+    if folder is not None:
+        return f"{what} {path} is missing: the folder {folder} does not exist"
+    return f"{what} {path} is missing"
+
+
+def missing_files(paths, what: str = "image") -> list[str]:
+    """One problem per missing file, but one per absent folder when whole folders are missing
+    (a list of 3000 paths under a folder that was never downloaded is one problem, not 3000)."""
+    out, folders = [], {}
+    for path in dict.fromkeys(Path(p) for p in paths):
+        if path.is_file():
+            continue
+        folder = missing_folder(path)
+        if folder is None:
+            out.append(f"{what} {path} is missing")
+        else:
+            folders[folder] = folders.get(folder, 0) + 1
+    out += [f"the folder {f} does not exist ({n} {what}s of the list are in it)" for f, n in folders.items()]
+    return out
