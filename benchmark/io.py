@@ -17,7 +17,8 @@ cv2.setNumThreads(1)
 def read_image(path: Path, resize: tuple | None = None, exif_rotation: int = 0) -> np.ndarray:
     """uint8 (H, W, 3) RGB. ``resize`` = (W, H) uses OpenCV's default bilinear resize (the ScanNet protocol's).
 
-    ``exif_rotation`` k rotates by k x 90 degrees clockwise (SuperGlue's pair-list convention).
+    ``exif_rotation`` k turns the image k x 90 degrees counterclockwise (``np.rot90(image, k)``, as
+    SuperGlue's reader applies the rotation codes of its pair lists).
     """
     path = Path(path)
     if not path.is_file():
@@ -28,7 +29,7 @@ def read_image(path: Path, resize: tuple | None = None, exif_rotation: int = 0) 
         raise SampleError(f"image {path} cannot be decoded (corrupt or not an image)")
     image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if exif_rotation:
-        image = np.ascontiguousarray(np.rot90(image, k=-int(exif_rotation)))
+        image = np.ascontiguousarray(np.rot90(image, k=int(exif_rotation)))
     if resize is not None and (image.shape[1], image.shape[0]) != tuple(resize):
         image = cv2.resize(image, tuple(int(v) for v in resize), interpolation=cv2.INTER_LINEAR)
     return image

@@ -34,7 +34,6 @@ from .types import ERROR, TOO_FEW_MATCHES, Estimate, Matches, QuerySample, Refer
 MIN_SCALE_ANCHORS = 5  # predicted-to-map scale from fewer points is too easily wrong
 LIFT_MODES = ("auto", "nearest", "pointmap")
 # Used when the run config predates these keys; configs/default.yaml declares the same values under solver:.
-LIFT_DEFAULTS = {"lift": "auto", "lift_radius": 2.0}
 
 
 def localization_key(sample: QuerySample, reference: Reference) -> str:
@@ -91,10 +90,9 @@ def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: 
     """
     from .pipeline import match_pair
 
-    name = solver_conf.get("absolute", "pnp")
+    name = solver_conf["absolute"]
     if name != "pnp":
         raise SampleError(f"solver.absolute must be pnp, not '{name}'", status=ERROR)
-    lift = {k: solver_conf.get(k, v) for k, v in LIFT_DEFAULTS.items()}
     query_image = []
 
     def load_query():
@@ -112,7 +110,7 @@ def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: 
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached
         parts.append(matches)
-        lifted.append(lift_reference_points(ref, matches, lift["lift_radius"], lift["lift"]))
+        lifted.append(lift_reference_points(ref, matches, solver_conf["lift_radius"], solver_conf["lift"]))
     pooled = _concat(parts)
     if not parts:
         return (Estimate.failure(TOO_FEW_MATCHES, "no retrieved reference image observes any map point"),

@@ -39,7 +39,8 @@ SUPERGLUE_FIELDS = 38
 LOFTR_K_SIZE = (640, 480)  # LoFTR's intrinsics.npz is already scaled to the protocol's size
 DEFAULT_LISTS = {"superglue": "scannet_test_pairs_with_gt.txt", "loftr": "test.npz"}
 # One clockwise quarter turn maps camera axes (x, y, z) -> (-y, x, z).
-QUARTER_TURN = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+# camera axes after one counterclockwise quarter turn of the image: (X, Y, Z) -> (Y, -X, Z)
+QUARTER_TURN = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 @dataclass
@@ -163,14 +164,15 @@ def scale_intrinsics(K: np.ndarray, size: tuple, new_size: tuple) -> np.ndarray:
 
 
 def rotate_camera(K: np.ndarray, width: int, height: int, turns: int) -> tuple[np.ndarray, tuple, np.ndarray]:
-    """Intrinsics, size and camera-axes rotation after turning the image ``turns`` x 90 degrees clockwise
-    (what ``benchmark.io.read_image`` does with an EXIF rotation code). Pixel convention: OpenCV."""
+    """Intrinsics, size and camera-axes rotation after turning the image ``turns`` x 90 degrees
+    counterclockwise (``np.rot90(image, k=turns)``, what SuperGlue's reader and ``benchmark.io.read_image``
+    do with the list's rotation code; K as SuperGlue's ``rotate_intrinsics``). Pixel convention: OpenCV."""
     K, R = np.asarray(K, dtype=np.float64), np.eye(3)
     w, h = int(width), int(height)
     for _ in range(int(turns) % 4):
-        # new pixel (x', y') = (h - 1 - y, x): x' uses the old y axis flipped, y' the old x axis
+        # new pixel (x', y') = (y, w - 1 - x): x' runs along the old y axis, y' along the old x axis flipped
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-        K = np.array([[fy, 0.0, h - 1 - cy], [0.0, fx, cx], [0.0, 0.0, 1.0]])
+        K = np.array([[fy, 0.0, cy], [0.0, fx, w - 1 - cx], [0.0, 0.0, 1.0]])
         R = QUARTER_TURN @ R
         w, h = h, w
     return K, (w, h), R
