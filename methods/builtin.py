@@ -2,3 +2,4 @@
 
 Modules must not import optional packages (kornia, ...) at import time."""
 from . import sift  # noqa: F401
+from . import lightglue, local_features, loftr, superglue  # noqa: F401,E401

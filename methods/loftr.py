@@ -1,0 +1,98 @@
+"""The ``loftr`` method: detector-free dense matching with LoFTR (Sun et al., CVPR 2021) as kornia
+implements it, loading the released checkpoints (a dict whose ``state_dict`` holds the weights).
+
+``weights``: outdoor (MegaDepth) | indoor (ScanNet) | indoor_new (ScanNet, retrained with the
+positional-encoding fix) | a ``.ckpt`` path. None of them is on PyPI: put the file in the weights
+cache, or pass ``--set method.weights=PATH``. Protocols: ScanNet pairs at 640 x 480 (the dataset
+resizes), MegaDepth at 840 px on the long side (``resize_max: 840``); sides are rounded to multiples of
+8 as the reference implementation needs. ``match_threshold`` is the coarse-level confidence (0.2);
+``max_matches`` keeps the most confident ones (-1: all).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import UserError
+from benchmark.registry import METHODS
+from benchmark.types import Matches
+
+from . import kornia_cache
+from .learned import TORCH_CONF, TorchMatcher, gray, load_checkpoint, load_strict, to_original
+
+VARIANTS = {"outdoor": "loftr_outdoor", "indoor": "loftr_indoor", "indoor_new": "loftr_indoor_new"}
+
+
+@METHODS.register("loftr")
+class LoFTRMatcher(TorchMatcher):
+    size_multiple = 8
+    default_conf = {
+        **TORCH_CONF,
+        "weights": "outdoor",
+        "match_threshold": 0.2,
+        "max_matches": -1,
+        "temp_bug_fix": None,  # positional-encoding fix; null: true only for indoor_new (as trained)
+    }
+
+    def check(self) -> None:
+        super().check()
+        kornia_cache.require_kornia("LoFTR matcher")
+        self.weights_path()
+
+    def weights_path(self) -> Path:
+        spec = self.conf["weights"]
+        return kornia_cache.locate(VARIANTS.get(spec, spec), "loftr_outdoor", "LoFTR")
+
+    def weight_files(self) -> list[Path]:
+        return [self.weights_path()]
+
+    def _load(self) -> None:
+        import copy
+
+        import kornia.feature as KF
+        from kornia.feature.loftr.loftr import default_cfg
+
+        cfg = copy.deepcopy(default_cfg)
+        fix = self.conf["temp_bug_fix"]
+        cfg["coarse"]["temp_bug_fix"] = bool(self.conf["weights"] == "indoor_new" if fix is None else fix)
+        cfg["match_coarse"]["thr"] = float(self.conf["match_threshold"])
+        net = KF.LoFTR(pretrained=None, config=cfg)
+        path = self.weights_path()
+        ckpt = load_checkpoint(path, "LoFTR")
+        if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict)):
+            raise UserError(f"The LoFTR weight file {path} has no 'state_dict' entry; give a released LoFTR .ckpt.")
+        load_strict(net, dict(ckpt["state_dict"]), path, "LoFTR")
+        self._net = net.eval().to(self.device)
+
+    def _match_pairs(self, pairs) -> list[Matches]:
+        import torch
+
+        inputs = [(self.network_input(a), self.network_input(b)) for a, b in pairs]
+        groups: dict[tuple, list[int]] = {}  # pairs whose two input sizes agree run as one batch
+        for i, ((n0, _), (n1, _)) in enumerate(inputs):
+            groups.setdefault((n0.shape, n1.shape), []).append(i)
+        out: list[Matches | None] = [None] * len(pairs)
+        step = max(1, int(self.conf["batch_size"]) // 2)
+        with torch.inference_mode():
+            for index in groups.values():
+                for s in range(0, len(index), step):
+                    chunk = index[s:s + step]
+                    batch = {f"image{k}": gray(self.to_tensor([inputs[i][k][0] for i in chunk])) for k in (0, 1)}
+                    res = self._net(batch)
+                    for j, i in enumerate(chunk):
+                        sel = res["batch_indexes"] == j
+                        out[i] = self._to_matches(res["keypoints0"][sel], res["keypoints1"][sel],
+                                                  res["confidence"][sel], inputs[i][0][1], inputs[i][1][1])
+        return out
+
+    def _to_matches(self, k0, k1, conf, scale0, scale1) -> Matches:
+        conf = conf.float().cpu().numpy().astype(np.float64)
+        order = np.argsort(-conf, kind="stable")
+        if int(self.conf["max_matches"]) > 0:
+            order = order[:int(self.conf["max_matches"])]
+        # kornia documents LoFTR's keypoints in a frame with pixel centres at +0.5 (the released models'):
+        # subtracting 0.5 gives OpenCV pixels
+        k0 = k0.double().cpu().numpy()[order] - 0.5
+        k1 = k1.double().cpu().numpy()[order] - 0.5
+        return Matches(to_original(k0, scale0), to_original(k1, scale1), conf[order])

@@ -1,0 +1,84 @@
+"""The ``superglue`` method: SuperPoint keypoints matched by SuperGlue (our implementation, loading the
+released Magic Leap weights).
+
+Defaults are those of the released ``match_pairs.py`` that produced the published ScanNet numbers:
+1024 keypoints, keypoint threshold 0.005, NMS radius 4, border 4, 20 Sinkhorn iterations (the network's
+own default is 100), match threshold 0.2; the image is used at the size the dataset gives (ScanNet:
+640 x 480); the outdoor preset resizes to 1600 px (YFCC protocol). ``weights``: indoor | outdoor | a
+file path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.errors import UserError
+from benchmark.registry import METHODS
+
+from ..learned import TORCH_CONF, load_checkpoint, load_strict
+from ..local_features import FeatureMatcher
+from ..weights import KnownWeights, register_weights, resolve
+
+_RAW = "https://raw.githubusercontent.com/magicleap/SuperGluePretrainedNetwork/master/models/weights/{}"
+_LICENCE = "academic/non-commercial (Magic Leap)"
+_SOURCE = "SuperGlue (Sarlin et al., CVPR 2020), magicleap/SuperGluePretrainedNetwork"
+register_weights(
+    KnownWeights("superpoint_v1", "superpoint_v1.pth", _RAW.format("superpoint_v1.pth"), _LICENCE,
+                 "SuperPoint (DeTone et al., CVPRW 2018), magicleap/SuperGluePretrainedNetwork", method="superglue"),
+    KnownWeights("superglue_indoor", "superglue_indoor.pth", _RAW.format("superglue_indoor.pth"), _LICENCE, _SOURCE,
+                 method="superglue"),
+    KnownWeights("superglue_outdoor", "superglue_outdoor.pth", _RAW.format("superglue_outdoor.pth"), _LICENCE,
+                 _SOURCE, method="superglue"),
+)
+
+
+@METHODS.register("superglue")
+class SuperGlueMatcher(FeatureMatcher):
+    features = "superpoint"
+    default_conf = {
+        **TORCH_CONF,
+        "weights": "indoor",  # indoor | outdoor | a superglue_*.pth path
+        "detector_weights": None,  # SuperPoint: null = superpoint_v1, or a path
+        "max_keypoints": 1024,  # -1: all
+        "detection_threshold": 0.005,  # SuperPoint's keypoint_threshold
+        "nms_radius": 4,
+        "remove_borders": 4,
+        "sinkhorn_iterations": 20,
+        "match_threshold": 0.2,
+    }
+
+    def check(self) -> None:
+        super().check()
+        if int(self.conf["sinkhorn_iterations"]) < 1:
+            raise UserError(f"method.sinkhorn_iterations must be at least 1, not {self.conf['sinkhorn_iterations']!r}.")
+        self.superglue_path()
+
+    def superglue_path(self) -> Path:
+        spec = self.conf["weights"]
+        if spec in ("indoor", "outdoor"):
+            spec = f"superglue_{spec}"
+        return resolve(spec, "superglue_indoor", what="SuperGlue")
+
+    def weight_files(self) -> list[Path]:
+        return [self.detector_path(), self.superglue_path()]
+
+    def _load(self) -> None:
+        from .superglue import SuperGlue
+
+        super()._load()
+        path = self.superglue_path()
+        net = SuperGlue(sinkhorn_iterations=int(self.conf["sinkhorn_iterations"]),
+                        match_threshold=float(self.conf["match_threshold"]))
+        load_strict(net, load_checkpoint(path, "SuperGlue"), path, "SuperGlue")
+        self._superglue = net.eval().to(self.device)
+
+    def _pair(self, feats0, feats1, size0, size1):
+        import torch
+
+        def batched(f):
+            return f["keypoints"][None], f["scores"][None], f["descriptors"].t()[None]
+
+        k0, s0, d0 = batched(feats0)
+        k1, s1, d1 = batched(feats1)
+        matches0, prob = self._superglue(k0, s0, d0, size0, k1, s1, d1, size1)
+        i0 = torch.nonzero(matches0[0] >= 0).reshape(-1)
+        return torch.stack([i0, matches0[0, i0]], dim=1), prob[0, i0]
