@@ -164,7 +164,9 @@ def test_regenerating_a_scene_gives_the_same_files(tmp_path):
         if rel.suffix == ".jpg":
             a, b = np.asarray(Image.open(fresh / rel), np.int16), np.asarray(Image.open(kept / rel), np.int16)
             diff = np.abs(a - b)
-            assert diff.mean() < 0.1 and (diff > 3).mean() < 1e-3, rel
+            # byte-identical on the same library versions; other numpy/OpenCV/libjpeg builds may move
+            # a few values by a level or two, while any change of scene, seed or pose moves everything
+            assert diff.mean() < 0.5 and (diff > 8).mean() < 5e-3, rel
         else:
             a, b = read_depth_m(fresh / rel), read_depth_m(kept / rel)
             assert (np.abs(a - b) > 0.001).mean() < 1e-3, rel
