@@ -2,15 +2,18 @@
 
 Layout: ``<cache_dir>/<method>-<key>/<dataset>/<shard>.h5``, one group per pair,
 named by a hash of the pair id (ids contain '/'); the id itself is kept as an
-attribute and checked on read. A shard file is written to a temporary name and
-renamed when the shard is finished, so a published file is always complete; an
-unreadable or inconsistent file is reported, moved aside and recomputed.
+attribute and checked on read, with a CRC-32 of the group's arrays (HDF5 itself
+notices a truncated file, not a damaged byte inside one). A shard file is written
+to a temporary name, closed, and renamed when the shard is finished, so a
+published file is always complete; an unreadable or inconsistent file is
+reported, moved aside (``.corrupt``) and recomputed.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import zlib
 from pathlib import Path
 
 import h5py
@@ -19,12 +22,23 @@ import numpy as np
 from .types import Matches
 
 log = logging.getLogger("locbench.cache")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: CRC-32 per pair
 _ARRAYS = ("kpts0", "kpts1", "scores", "pts3d0", "pts3d1")
 
 
 def _group_name(pair_id: str) -> str:
     return hashlib.sha1(pair_id.encode()).hexdigest()
+
+
+def _checksum(arrays: dict, counts: tuple) -> int:
+    crc = zlib.crc32(repr(counts).encode())
+    for k in _ARRAYS:
+        v = arrays.get(k)
+        if v is not None:
+            v = np.ascontiguousarray(v)
+            crc = zlib.crc32(f"{k}{v.dtype.str}{v.shape}".encode(), crc)
+            crc = zlib.crc32(v.tobytes(), crc)
+    return crc
 
 
 class ShardCache:
@@ -50,12 +64,14 @@ class ShardCache:
                         raise ValueError(f"group {name} does not belong to pair {pair_id}")
                     arrays = {k: (g[k][()] if k in g else None) for k in _ARRAYS}
                     nk0, nk1 = int(g.attrs.get("num_keypoints0", -1)), int(g.attrs.get("num_keypoints1", -1))
+                    if int(g.attrs.get("crc32", -1)) != _checksum(arrays, (nk0, nk1)):
+                        raise ValueError(f"the matches of pair {pair_id} fail their checksum")
                     out[pair_id] = Matches(arrays["kpts0"], arrays["kpts1"], arrays["scores"], arrays["pts3d0"],
                                            arrays["pts3d1"], nk0 if nk0 >= 0 else None, nk1 if nk1 >= 0 else None,
                                            {"match": float(g.attrs.get("time_match", float("nan")))})
         except Exception as exc:  # truncated, corrupt, or written by something else
             self.problem = f"match cache {self.path} is unreadable ({exc}); it was moved aside and will be recomputed"
-            log.warning(self.problem)
+            log.debug(self.problem)  # the runner reports it (a Ray worker's log would not reach the user)
             os.replace(self.path, self.path.with_suffix(".corrupt"))
             return {}
         return out
@@ -82,11 +98,12 @@ class ShardCache:
                 for pair_id, m in entries.items():
                     g = f.create_group(_group_name(pair_id))
                     g.attrs["pair_id"] = pair_id
-                    for k in _ARRAYS:
-                        v = getattr(m, k)
+                    arrays = {k: getattr(m, k) for k in _ARRAYS}
+                    for k, v in arrays.items():
                         if v is not None:
                             g.create_dataset(k, data=np.asarray(v))
-                    g.attrs["num_keypoints0"] = -1 if m.num_keypoints0 is None else int(m.num_keypoints0)
-                    g.attrs["num_keypoints1"] = -1 if m.num_keypoints1 is None else int(m.num_keypoints1)
+                    counts = tuple(-1 if n is None else int(n) for n in (m.num_keypoints0, m.num_keypoints1))
+                    g.attrs["num_keypoints0"], g.attrs["num_keypoints1"] = counts
+                    g.attrs["crc32"] = _checksum(arrays, counts)
                     g.attrs["time_match"] = float(m.timings.get("match", float("nan")))
         self._old, self._new = entries, {}

@@ -1,14 +1,18 @@
 """A run: plan shards, process them (locally or on Ray), merge, summarize, write results.
 
-A shard is a block of consecutive samples of one scene. Each finished shard is
-published atomically as ``<output>/shards/<name>.parquet`` (rows) beside its match
-cache file, so a killed run restarts with the same command and recomputes only the
-shards that had not finished.
+A shard is a block of consecutive samples of one scene (``run.shard_size``). Each finished shard
+is published atomically as ``<output>/shards/<name>.parquet`` (rows, with page checksums) beside
+its match cache file, so a killed run restarts with the same command and recomputes only the
+shards that had not finished. A shard file that is unreadable, fails its checksums or does not
+hold the rows the plan expects is reported, moved aside and recomputed; ``fingerprint.json``
+ties the shard files to the config, seed and dataset manifest that produced them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +22,11 @@ import pandas as pd
 from .cache import ShardCache
 from .config import config_hash
 from .errors import SampleError, UserError
-from .io import atomic_path
+from .io import atomic_path, write_text_atomic
 from .types import INVALID_INPUT, InvalidSample
 
 log = logging.getLogger("locbench.run")
-SHARD_FORMAT = 1
+SHARD_FORMAT = 2  # 2: parquet page checksums, dataset manifest in the fingerprint
 
 
 @dataclass(frozen=True)
@@ -42,26 +46,44 @@ class Shard:
         return self.stop - self.start
 
 
-def build(cfg: dict):
-    """Dataset, method and protocol objects for a resolved config (no weights loaded yet)."""
+def build(cfg: dict, classes: tuple | None = None):
+    """Dataset, method and protocol objects for a resolved config (no weights loaded yet).
+
+    ``classes`` = (dataset class, method class) skips the registries: Ray workers receive the
+    classes with the job, so methods and datasets registered by a script work there too.
+    """
     from .datasets_guard import ensure_our_datasets
     from .protocols import get_protocol
     from .registry import DATASETS, METHODS
 
-    ensure_our_datasets()
-    dataset = DATASETS.get(cfg["dataset"]["name"])(cfg["dataset"])
-    method = METHODS.get(cfg["method"]["name"])(cfg["method"])
+    if classes is None:
+        ensure_our_datasets()
+        classes = DATASETS.get(cfg["dataset"]["name"]), METHODS.get(cfg["method"]["name"])
+    dataset_cls, method_cls = classes
+    dataset = dataset_cls(cfg["dataset"])
+    method = method_cls(cfg["method"])
     return dataset, method, get_protocol(dataset.protocol)
 
 
+def count_samples(dataset, scene: str) -> int:
+    """Samples of a scene (samples are light: paths and numbers). A scene that breaks while being
+    read counts one more sample: the row that records why."""
+    n = 0
+    try:
+        for _ in dataset.samples(scene):
+            n += 1
+    except SampleError:
+        n += 1
+    return n
+
+
 def plan_shards(dataset, block_size: int, max_samples: int | None = None) -> list[Shard]:
-    """Count samples per scene (samples are light: paths and numbers) and cut them into blocks."""
+    """Cut every scene into blocks of ``block_size`` samples (the unit of resume and of Ray tasks)."""
+    if block_size < 1:
+        raise UserError(f"run.shard_size must be a positive number of samples, not {block_size}.")
     shards, total = [], 0
     for scene in dataset.scenes():
-        try:
-            n = sum(1 for _ in dataset.samples(scene))
-        except SampleError:
-            n = 1  # the scene itself is broken: one shard records why
+        n = count_samples(dataset, scene)
         if max_samples is not None:
             n = min(n, max_samples - total)
             if n <= 0:
@@ -72,17 +94,24 @@ def plan_shards(dataset, block_size: int, max_samples: int | None = None) -> lis
 
 
 def shard_samples(dataset, shard: Shard):
+    """The shard's samples; where the scene breaks, one InvalidSample saying why (at the index
+    ``count_samples`` gave it)."""
+    i = 0
     try:
-        for i, sample in enumerate(dataset.samples(shard.scene)):
+        for sample in dataset.samples(shard.scene):
             if i >= shard.stop:
-                break
+                return
             if i >= shard.start:
                 yield sample
+            i += 1
     except SampleError as exc:
-        yield InvalidSample(f"{shard.scene}/*", shard.scene, str(exc), INVALID_INPUT)
+        if shard.start <= i < shard.stop:
+            yield InvalidSample(f"{shard.scene}/*", shard.scene, str(exc), INVALID_INPUT)
 
 
+# Per worker process: one dataset object and one loaded model, reused across shards.
 _METHOD_MEMO: dict[str, object] = {}
+_DATASET_MEMO: dict[tuple, tuple] = {}
 
 
 def cached_method(method):
@@ -94,42 +123,101 @@ def cached_method(method):
     return _METHOD_MEMO[key]
 
 
-def run_shard(cfg: dict, shard: Shard, shard_path: str, cache_path: str | None) -> dict:
+def _worker_parts(cfg: dict, classes: tuple | None):
+    dataset, method, protocol = build(cfg, classes)
+    key = (type(dataset), config_hash(cfg["dataset"]))
+    if key not in _DATASET_MEMO:  # loaders may keep parsed lists/maps: build them once per process
+        _DATASET_MEMO.clear()
+        _DATASET_MEMO[key] = (dataset, protocol)
+    dataset, protocol = _DATASET_MEMO[key]
+    return dataset, cached_method(method), protocol
+
+
+def run_shard(cfg: dict, shard: Shard, shard_path: str, cache_path: str | None, classes: tuple | None = None) -> dict:
     """Process one shard and publish its rows; returns counts. Runs in any worker process."""
     from .pipeline import process_sample
 
-    dataset, method, protocol = build(cfg)
-    method = cached_method(method)
+    dataset, method, protocol = _worker_parts(cfg, classes)
     cache = ShardCache(Path(cache_path)) if cache_path else None
+    if cache is None or len(cache) < len(shard):
+        # load before the first sample: a broken weight file stops the run with its own sentence
+        # instead of becoming an 'error' row for every sample
+        method.load()
     rows = []
     for sample in shard_samples(dataset, shard):
         row = process_sample(sample, method=method, cache=cache, task=dataset.task, solver_conf=cfg["solver"],
                              run_seed=cfg["run"]["seed"], protocol=protocol)
         rows.append(row.to_dict())
+    if len(rows) != len(shard):
+        raise UserError(f"Scene {shard.scene} yielded {len(rows)} samples for shard {shard.name} instead of "
+                        f"{len(shard)}: the dataset changed during the run; run the same command again.")
     if cache is not None:
-        cache.publish()
+        cache.publish()  # before the rows: a published shard file implies its matches are cached
     df = pd.DataFrame(rows)
     df["shard"] = shard.name
     with atomic_path(Path(shard_path)) as tmp:
-        df.to_parquet(tmp, index=False)
-    hits = int(df["cached"].sum()) if len(df) and "cached" in df else 0
+        df.to_parquet(tmp, index=False, write_page_checksum=True)
+    hits = int(df["cached"].sum()) if "cached" in df else 0
     return {"shard": shard.name, "rows": len(df), "cache_hits": hits, "cache_problem": cache.problem if cache else ""}
 
 
-def read_shard(path: Path) -> pd.DataFrame | None:
-    """A published shard file, or None when it is unreadable (then it is recomputed)."""
+def read_shard(path: Path, shard: Shard | None = None) -> pd.DataFrame | None:
+    """A published shard file, or None when it is unreadable, fails its checksums or does not hold
+    ``shard``'s rows; such a file is reported and moved aside (``.corrupt``) to be recomputed."""
+    path = Path(path)
     try:
-        return pd.read_parquet(path)
-    except Exception as exc:
-        log.warning("shard file %s is unreadable (%s); recomputing it", path, exc)
-        path.unlink(missing_ok=True)
+        df = pd.read_parquet(path, page_checksum_verification=True)
+        if shard is not None:
+            names = set(df["shard"]) if "shard" in df else set()
+            if len(df) != len(shard) or names != {shard.name}:
+                raise ValueError(f"it holds {len(df)} rows of {sorted(names)}, expected {len(shard)} rows of "
+                                 f"{shard.name}")
+    except Exception as exc:  # truncated, corrupt, or written for another plan
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("shard file %s is unreadable or stale (%s); it was moved aside and will be recomputed", path, first)
+        if path.exists():
+            os.replace(path, path.with_suffix(".corrupt"))
         return None
+    return df
+
+
+def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> None:
+    """Refuse an output folder that holds another config's shards; distrust shards whose fingerprint
+    is unreadable (they are deleted and recomputed; matches stay in the cache)."""
+    stamp = shard_dir / "fingerprint.json"
+    old = None
+    if stamp.exists():
+        try:
+            old = json.loads(stamp.read_text())
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as exc:
+            stale = sorted(shard_dir.glob("*.parquet"))
+            log.warning("%s is unreadable (%s); the %d shard files beside it cannot be trusted and are recomputed",
+                        stamp, exc, len(stale))
+            for p in stale:
+                p.unlink()
+            old = None
+    if old is not None and old != fingerprint:
+        if old.get("format") != fingerprint["format"]:
+            raise UserError(f"{output} holds shard files of another locbench version (shard format "
+                            f"{old.get('format')}, this one writes {fingerprint['format']}); delete {shard_dir} "
+                            f"or choose another --output.")
+        if {k: v for k, v in old.items() if k != "dataset"} == {k: v for k, v in fingerprint.items() if k != "dataset"}:
+            raise UserError(f"{output} holds results computed from other dataset files (the dataset manifest "
+                            f"changed); delete that folder or choose another --output.")
+        raise UserError(f"{output} holds results of a different config; choose another --output or delete that folder.")
+    if old is None:
+        write_text_atomic(stamp, json.dumps(fingerprint, sort_keys=True))
 
 
 def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True) -> pd.DataFrame:
     """Run every pending shard and return all per-sample rows in dataset order."""
     from .executors import make_executor
+    from .provenance import manifest_hash
 
+    # the executor first: a missing optional package must fail before the output folder is touched
+    executor = executor or make_executor(cfg["executor"], int(cfg["run"]["torch_threads"]))
     dataset, method, protocol = build(cfg)
     dataset.check()  # fail before any work: missing root, weights, packages
     method.check()
@@ -137,31 +225,30 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
     shards = plan_shards(dataset, int(run_conf["shard_size"]), run_conf["max_samples"])
     if not shards:
         raise UserError(f"The {dataset.name} dataset yielded no samples; check dataset.root and dataset.scenes.")
+    output = Path(output).absolute()  # workers may run elsewhere (Ray): absolute paths only
     shard_dir = output / "shards"
-    method_key = method.cache_key()
-    (output / "shards").mkdir(parents=True, exist_ok=True)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in shard_dir.glob(".*.tmp*"):  # half-written files of a killed run (never published)
+        tmp.unlink(missing_ok=True)
     fingerprint = {"format": SHARD_FORMAT, "config": config_hash({k: cfg[k] for k in ("method", "dataset", "solver")}),
-                   "seed": run_conf["seed"]}
-    stamp = shard_dir / "fingerprint.json"
-    if stamp.exists() and json.loads(stamp.read_text()) != fingerprint:
-        raise UserError(f"{output} holds results of a different config; choose another --output or delete that folder.")
-    stamp.write_text(json.dumps(fingerprint))
+                   "seed": run_conf["seed"], "dataset": manifest_hash(dataset.manifest())}
+    check_fingerprint(shard_dir, fingerprint, output)
 
-    cache_root = Path(run_conf["cache_dir"]) / f"{method.name}-{method_key}" / dataset.name
+    cache_root = Path(run_conf["cache_dir"]).absolute() / f"{method.name}-{method.cache_key()}" / dataset.name
     pending, done = [], {}
     for shard in shards:
         path = shard_dir / f"{shard.name}.parquet"
-        if path.exists() and (df := read_shard(path)) is not None:
+        if path.exists() and (df := read_shard(path, shard)) is not None:
             done[shard.name] = df
         else:
             pending.append(shard)
     if done:
         log.info("resuming: %d of %d shards already finished in %s", len(done), len(shards), shard_dir)
-    jobs = [(cfg, s, str(shard_dir / f"{s.name}.parquet"), str(cache_root / f"{s.name}.h5") if use_cache else None)
+    job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)))
+    jobs = [(s, str(shard_dir / f"{s.name}.parquet"), str(cache_root / f"{s.name}.h5") if use_cache else None)
             for s in pending]
     start = time.perf_counter()
-    executor = executor or make_executor(cfg["executor"])
-    stats = executor.map(run_shard, jobs, progress=progress, weights=[len(s) for s in pending])
+    stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
     hits = sum(s["cache_hits"] for s in stats)
     for s in stats:
         if s["cache_problem"]:
@@ -171,9 +258,9 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
     log.info("processed %d shards in %.1f s", len(pending), time.perf_counter() - start)
     frames = []
     for shard in shards:
-        df = done.get(shard.name)
+        df = done.pop(shard.name, None)
         if df is None:
-            df = read_shard(shard_dir / f"{shard.name}.parquet")
+            df = read_shard(shard_dir / f"{shard.name}.parquet", shard)
         if df is None:
             raise UserError(f"Shard {shard.name} produced no readable result file in {shard_dir}; run the same command again.")
         frames.append(df)
