@@ -6,7 +6,6 @@ brute-force reciprocal-matching run to sweeps of ``method.frm.*``.
 """
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -32,9 +31,20 @@ def parse_sweep(text: str) -> tuple[str, list]:
 
 
 def _row(summary: dict, label: str, key: str, value) -> dict:
+    stages = {f"time_{k}_s": v for k, v in summary.get("mean_stage_time_s", {}).items()}
     return {key: value, "variant": label, **{c: summary["overall"].get(c) for c in summary["headline"]},
-            "time_match_s": summary["mean_time_match_s"], "samples": summary["num_samples"],
+            "time_match_s": summary["mean_time_match_s"], **stages, "samples": summary["num_samples"],
             "ok": summary["status_counts"].get("ok", 0), "run": summary["run_id"]}
+
+
+# The time a sweep is plotted against: the matching stage itself when the method reports it
+# (MASt3R: reciprocal matching, without the network's forward pass), else the whole match call.
+PLOT_TIME = ("time_reciprocal_s", "time_match_s")
+
+
+def summary_headline(row: dict, key: str) -> list[str]:
+    """The accuracy columns of an ablation row (everything but the swept value, times and counts)."""
+    return [c for c in row if c not in (key, "variant", "samples", "ok", "run") and not c.startswith("time_")]
 
 
 def run_ablation(args, run_fn) -> pd.DataFrame:
@@ -66,8 +76,9 @@ def run_ablation(args, run_fn) -> pd.DataFrame:
         tmp.write_text(markdown_table(table))
     from .plots import ablation_plot
 
-    metrics = [c for c in copy.copy(rows[0]) if c not in (key, "variant", "time_match_s", "samples", "ok", "run")][:2]
-    ablation_plot(pd.DataFrame(rows), key, "time_match_s", metrics, out / "ablation.png", baseline)
+    metrics = [c for c in summary_headline(rows[0], key)][:2]
+    time_col = next(c for c in PLOT_TIME if c in rows[0] and rows[0][c] is not None)
+    ablation_plot(pd.DataFrame(rows), key, time_col, metrics, out / "ablation.png", baseline)
     print(markdown_table(table))
     print(f"ablation table and plot: {out}/ablation.csv, ablation.md, ablation.png")
     return table

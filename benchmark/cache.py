@@ -68,7 +68,8 @@ class ShardCache:
                         raise ValueError(f"the matches of pair {pair_id} fail their checksum")
                     out[pair_id] = Matches(arrays["kpts0"], arrays["kpts1"], arrays["scores"], arrays["pts3d0"],
                                            arrays["pts3d1"], nk0 if nk0 >= 0 else None, nk1 if nk1 >= 0 else None,
-                                           {"match": float(g.attrs.get("time_match", float("nan")))})
+                                           {k[len("time_"):]: float(v) for k, v in g.attrs.items()
+                                            if k.startswith("time_")})
         except Exception as exc:  # truncated, corrupt, or written by something else
             self.problem = f"match cache {self.path} is unreadable ({exc}); it was moved aside and will be recomputed"
             log.debug(self.problem)  # the runner reports it (a Ray worker's log would not reach the user)
@@ -105,5 +106,6 @@ class ShardCache:
                     counts = tuple(-1 if n is None else int(n) for n in (m.num_keypoints0, m.num_keypoints1))
                     g.attrs["num_keypoints0"], g.attrs["num_keypoints1"] = counts
                     g.attrs["crc32"] = _checksum(arrays, counts)
-                    g.attrs["time_match"] = float(m.timings.get("match", float("nan")))
+                    for stage, seconds in m.timings.items():  # "match" and the method's own stages
+                        g.attrs[f"time_{stage}"] = float(seconds)
         self._old, self._new = entries, {}

@@ -98,6 +98,7 @@ def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protoc
                 lambda: read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0)),
                 lambda: read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
             t_match = matches.timings.get("match", time.perf_counter() - start)
+            row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
             start = time.perf_counter()
             estimate = solve_pair(task, sample, matches, solver_conf, seed)
             row.time_solve = time.perf_counter() - start

@@ -82,6 +82,10 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
         "per_scene": per_scene,
         "ci95": bootstrap(df, protocol.summarize, int(cfg["run"]["bootstrap"]), int(cfg["run"]["seed"])),
         "mean_time_match_s": float(np.nanmean(df["time_match_s"])) if df["time_match_s"].notna().any() else None,
+        # per stage of the method (e.g. MASt3R's forward and reciprocal matching), seconds per sample
+        "mean_stage_time_s": {c[len("time_"):-len("_s")]: float(np.nanmean(df[c])) for c in df.columns
+                              if c.startswith("time_") and c not in ("time_match_s", "time_solve_s")
+                              and df[c].notna().any()},
         "provenance": provenance,
     }
 

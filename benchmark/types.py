@@ -210,6 +210,7 @@ class ResultRow:
     time_match: float = float("nan")
     time_solve: float = float("nan")
     cached: bool = False
+    stage_times: dict = field(default_factory=dict)  # the method's own stages (e.g. forward, reciprocal), seconds
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -219,5 +220,6 @@ class ResultRow:
             "tx": self.tvec[0], "ty": self.tvec[1], "tz": self.tvec[2],
             "time_match_s": self.time_match, "time_solve_s": self.time_solve, "cached": self.cached,
         }
+        d.update({f"time_{stage}_s": float(s) for stage, s in self.stage_times.items()})
         d.update(self.errors)
         return d

@@ -66,23 +66,37 @@ class Matcher:
         return self
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
-        for i, im in enumerate((image0, image1)):
-            if not (isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3):
-                raise ValueError(f"image{i} must be a uint8 (H, W, 3) RGB array, got "
-                                 f"{getattr(im, 'dtype', type(im))} {getattr(im, 'shape', '')}")
-        self.load()
-        start = time.perf_counter()
-        matches = self._match(image0, image1)
-        matches.timings.setdefault("match", time.perf_counter() - start)
-        return matches
+        return self.match_batch([(image0, image1)])[0]
 
     def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
-        """Several pairs at once; methods that can batch on the device override this."""
-        return [self.match(a, b) for a, b in pairs]
+        """Several pairs at once (methods that batch on the device write ``_match_pairs``)."""
+        for a, b in pairs:
+            check_image(a, 0)
+            check_image(b, 1)
+        self.load()
+        start = time.perf_counter()
+        out = self._match_pairs(pairs)
+        for m in out:  # a batch shares its time unless the method timed each pair
+            m.timings.setdefault("match", (time.perf_counter() - start) / max(len(pairs), 1))
+        return out
+
+    def _match_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
+        out = []
+        for a, b in pairs:
+            start = time.perf_counter()
+            out.append(self._match(a, b))
+            out[-1].timings.setdefault("match", time.perf_counter() - start)
+        return out
 
     def cache_key(self) -> str:
         """Changes whenever the matches could change: method name, config and weights."""
         return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint()})
+
+
+def check_image(image, index: int) -> None:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB array, got "
+                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
 
 
 def require_package(module: str, extra: str, what: str) -> None:

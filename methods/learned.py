@@ -61,12 +61,6 @@ def to_original(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     return (kpts + 0.5) * np.asarray(scale, dtype=np.float64) - 0.5
 
 
-def check_image(image, index: int) -> None:
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB array, got "
-                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
-
-
 _HASHES: dict[tuple, str] = {}
 
 
@@ -115,6 +109,32 @@ def load_strict(module, state_dict: dict, path: Path, what: str, optional: tuple
                         f"{' ...' if len(missing) + len(result.unexpected_keys) > 3 else ''}); give the matching file.")
 
 
+def check_device(value) -> None:
+    """One sentence when ``method.device`` names no usable device (auto, cpu, cuda, cuda:N)."""
+    import torch
+
+    dev = str(value)
+    if dev == "auto":
+        return
+    try:
+        device = torch.device(dev)
+    except RuntimeError as exc:
+        raise UserError(f"method.device must be auto, cpu, cuda or cuda:N, not '{dev}'.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("method.device is cuda but no CUDA device is visible to torch here; "
+                        "use --set method.device=cpu (or auto).")
+
+
+def torch_device(value):
+    """``method.device`` as a torch.device; auto is CUDA when available."""
+    import torch
+
+    dev = str(value)
+    if dev == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(dev)
+
+
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1
 
@@ -126,17 +146,7 @@ class TorchMatcher(Matcher):
     size_multiple: ClassVar[int] = 1  # network input sides are rounded to a multiple of this
 
     def check(self) -> None:
-        import torch
-
-        dev = str(self.conf["device"])
-        if dev != "auto":
-            try:
-                device = torch.device(dev)
-            except RuntimeError as exc:
-                raise UserError(f"method.device must be auto, cpu, cuda or cuda:N, not '{dev}'.") from exc
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise UserError("method.device is cuda but no CUDA device is visible to torch here; "
-                                "use --set method.device=cpu (or auto).")
+        check_device(self.conf["device"])
         rt, rm, bs = self.conf["resize_to"], self.conf["resize_max"], self.conf["batch_size"]
         if rt is not None and not (isinstance(rt, (list, tuple)) and len(rt) == 2 and all(_positive(v) for v in rt)):
             raise UserError(f"method.resize_to must be [W, H] with positive sides or null, not {rt!r}.")
@@ -147,12 +157,7 @@ class TorchMatcher(Matcher):
 
     @property
     def device(self):
-        import torch
-
-        dev = str(self.conf["device"])
-        if dev == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(dev)
+        return torch_device(self.conf["device"])
 
     def weight_files(self) -> list[Path]:
         """The weight files this configuration uses (resolved, not loaded); cheap to call."""
@@ -178,17 +183,6 @@ class TorchMatcher(Matcher):
 
     def _match(self, image0, image1) -> Matches:
         return self._match_pairs([(image0, image1)])[0]
-
-    def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
-        for a, b in pairs:
-            check_image(a, 0)
-            check_image(b, 1)
-        self.load()
-        start = time.perf_counter()
-        out = self._match_pairs(pairs)
-        for m in out:
-            m.timings.setdefault("match", (time.perf_counter() - start) / max(len(pairs), 1))
-        return out
 
     def to_tensor(self, images: list[np.ndarray]):
         """uint8 (H, W, 3) images of one size -> float (B, 3, H, W) in [0, 1] on the device."""

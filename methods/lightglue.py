@@ -23,6 +23,8 @@ MATCHER_WEIGHTS = {"disk": "disk_lightglue", "aliked": "aliked_lightglue", "xfea
 
 @METHODS.register("lightglue")
 class LightGlueMatcher(FeatureMatcher):
+    """DISK / ALIKED / XFeat / SuperPoint keypoints matched by LightGlue (kornia), released weights."""
+
     default_conf = {
         **FEATURE_CONF,
         "weights": None,

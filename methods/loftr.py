@@ -26,6 +26,8 @@ VARIANTS = {"outdoor": "loftr_outdoor", "indoor": "loftr_indoor", "indoor_new": 
 
 @METHODS.register("loftr")
 class LoFTRMatcher(TorchMatcher):
+    """LoFTR detector-free dense matching (kornia), indoor or outdoor released weights."""
+
     size_multiple = 8
     default_conf = {
         **TORCH_CONF,

@@ -18,6 +18,8 @@ def _rgb_to_gray(image: np.ndarray) -> np.ndarray:
 
 @METHODS.register("sift")
 class SiftMatcher(Matcher):
+    """SIFT (pycolmap, CPU) with mutual nearest neighbours and Lowe's ratio test."""
+
     default_conf = {
         "max_keypoints": 4096,
         "peak_threshold": 0.0066667,  # COLMAP's default, 0.02 / octave_resolution

@@ -120,6 +120,20 @@ CASES = {
         ["run", *args, "--executor", "ray", "--set", "executor.address=nonsense", "--output", str(prev)],
         "error: executor.address must be null, auto, HOST:PORT or ray://HOST:PORT, not 'nonsense'."),
     "unreachable ray head": _unreachable_ray,
+    "depth solver without depth": lambda tmp, prev, args, root: (
+        ["run", *args, "--set", "dataset.depth=null", "--output", str(prev)],
+        "error: solver.metric_relative=pnp_depth needs the reference depth, but dataset.depth is not set; name the "
+        "depth maps to use (e.g. --set dataset.depth=dptnyu for Map-free's DPT depth) or use a method that predicts "
+        "3D points with solver.metric_relative=pnp_pts3d."),
+    "3D-point solver, sparse method": lambda tmp, prev, args, root: (
+        ["run", *args, "--set", "solver.metric_relative=essential_pts3d", "--output", str(prev)],
+        "error: solver.metric_relative=essential_pts3d needs a method that predicts 3D points (mast3r, dust3r), "
+        "which sift does not; use --set solver.metric_relative=pnp_depth with a depth map (dataset.depth)."),
+    "MASt3R weights of the wrong family": lambda tmp, prev, args, root: (
+        ["run", *args, "--method", "mast3r", "--set",
+         f"method.weights={root.parents[1] / 'mast3r/tiny_dust3r/checkpoint.pth'}", "--output", str(tmp / "new")],
+        ("error: ", "tiny_dust3r/checkpoint.pth holds a DUSt3R network (AsymmetricCroCo3DStereo) but a MASt3R one is "
+                    "needed here; use e.g. MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric.pth.")),
 }
 
 

@@ -37,7 +37,7 @@ from benchmark.errors import UserError
 
 OFFICIAL_BLOCK = 8192  # block_size passed by the official MASt3R callers; decides which rows it computes alone
 DEFAULT_GRID_ITERS, DEFAULT_START_ITERS = 10, 1  # official caps: grid start / explicit start points
-_BLOCKS = {"cpu": (1024, 1024), "cuda": (4096, 16384)}  # (queries, base pixels) per tile: 4 MB / 256 MB
+_BLOCKS = {"cpu": (512, 8192), "cuda": (4096, 16384)}  # (queries, base pixels) per tile: 16 MB / 256 MB
 
 
 class FRMTrace(list):

@@ -33,6 +33,8 @@ register_weights(
 
 @METHODS.register("superglue")
 class SuperGlueMatcher(FeatureMatcher):
+    """Our SuperPoint + SuperGlue (indoor/outdoor), loading the released weight files."""
+
     features = "superpoint"
     default_conf = {
         **TORCH_CONF,
