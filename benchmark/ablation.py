@@ -76,7 +76,7 @@ def run_ablation(args, run_fn) -> pd.DataFrame:
         tmp.write_text(markdown_table(table))
     from .plots import ablation_plot
 
-    metrics = [c for c in summary_headline(rows[0], key)][:2]
+    metrics = summary_headline(rows[0], key)[:2]
     time_col = next(c for c in PLOT_TIME if c in rows[0] and rows[0][c] is not None)
     ablation_plot(pd.DataFrame(rows), key, time_col, metrics, out / "ablation.png", baseline)
     print(markdown_table(table))
