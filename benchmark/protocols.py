@@ -121,12 +121,14 @@ class MultiViewProtocol(Protocol):
     curves = [(RR.RRE, "relative rotation error", "deg", 15.0), (RR.RTE, "relative translation error", "deg", 15.0)]
 
     def sample_errors(self, sample, estimate, matches):
+        # PoseDiffusion pools the pairs of a category's sequences: the summary groups by this column
+        category = {"category": str(sample.extra.get("category", sample.scene))}
         if not estimate.ok or sample.T_0to1 is None:
-            return _nan_errors((RR.RRE, RR.RTE))
+            return {**_nan_errors((RR.RRE, RR.RTE)), **category}
         T = sample.T_0to1
         rre = RR.rotation_angle_deg(T[None, :3, :3], np.asarray(estimate.R)[None])[0]
         rte = RR.translation_angle_deg(T[None, :3, 3], np.asarray(estimate.t).reshape(1, 3))[0]
-        return {RR.RRE: float(rre), RR.RTE: float(rte)}
+        return {RR.RRE: float(rre), RR.RTE: float(rte), **category}
 
     def summarize(self, df):
         return RR.summarize_rra(df)

@@ -86,6 +86,17 @@ def test_unequal_categories_are_not_weighted():
     assert R.summarize_rra(df)["RRA@15"] == pytest.approx(50.0)  # not 90 (pooled)
 
 
+def test_sequences_of_one_category_are_pooled_and_unbuilt_samples_count():
+    # category x: sequences x/1 (1 pair, wrong) and x/2 (3 pairs, right); category y: one right pair
+    df = pd.DataFrame({"scene": ["x/1", "x/2", "x/2", "x/2", "y/1"], "category": ["x"] * 4 + ["y"],
+                       R.RRE: [50.0, 1.0, 1.0, 1.0, 1.0], R.RTE: [1.0] * 5})
+    assert R.summarize_rra(df)["RRA@15"] == pytest.approx((75.0 + 100.0) / 2)  # per sequence it would be 66.7
+    # a sample the loader could not build has no errors and no category: it fails, in its sequence's category
+    bad = pd.concat([df, pd.DataFrame({"scene": ["y/1"], "category": [np.nan], R.RRE: [np.nan],
+                                       R.RTE: [np.nan]})], ignore_index=True)
+    assert R.summarize_rra(bad)["RRA@15"] == pytest.approx((75.0 + 50.0) / 2)
+
+
 def test_maa_binning_variants():
     # numpy: an error of exactly 30 counts (last bin closed); NaN and > 30 never count
     e = np.array([0.0, 0.5, 29.5, 30.0, 31.0, np.nan])

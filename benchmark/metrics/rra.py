@@ -130,6 +130,10 @@ def summarize_rra(df: pd.DataFrame, taus=TAUS, max_threshold: int = MAA_MAX, gro
         raise UserError(f"The RRA/RTA results table lacks the column(s) {', '.join(missing)}.")
     if len(df) == 0:
         return {}
+    if group == "category" and df[group].isna().any() and "scene" in df:
+        # rows of samples that could not be built carry no category: they belong to their sequence's
+        by_scene = df.dropna(subset=[group]).groupby("scene")[group].first()
+        df = df.assign(category=df[group].fillna(df["scene"].map(by_scene)).fillna(df["scene"]))
     rows = [accuracy_metrics(g[RRE].to_numpy(np.float64), g[RTE].to_numpy(np.float64), taus, max_threshold)
             for _, g in df.groupby(group, sort=False)]
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
