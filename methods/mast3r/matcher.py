@@ -33,6 +33,8 @@ from ..learned import check_device, files_fingerprint, torch_device
 from . import coarse_to_fine as c2f
 from .checkpoint import DUST3R_DEFAULT, MAST3R_DEFAULT, load_model, resolve_weights
 from .dense import descriptor_matches, pointmap_matches
+from .images import preprocess_image
+from .inference import infer_pairs
 
 AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 
@@ -83,18 +85,15 @@ class _Dust3rFamily(Matcher):
         self._autocast = getattr(torch, name) if name else None
 
     # -- one pair -----------------------------------------------------------------------------
-    def _views(self, image0: np.ndarray, image1: np.ndarray, size: int | None = None):
-        from .images import preprocess_image
-
+    def _views(self, image0: np.ndarray, image1: np.ndarray):
+        """Both images as the official loader prepares them: (view dict, ImageTransform) each."""
         out = []
         for image in (image0, image1):
-            img, true_shape, transform = preprocess_image(image, size or int(self.conf["size"]))
+            img, true_shape, transform = preprocess_image(image, int(self.conf["size"]))
             out.append(({"img": img, "true_shape": true_shape}, transform))
         return out
 
     def _forward(self, pairs_of_views: list) -> list:
-        from .inference import infer_pairs
-
         return infer_pairs(self.model, pairs_of_views, int(self.conf["batch_size"]), self.device, self._autocast)
 
     def _dense(self, res1: dict, res2: dict):
