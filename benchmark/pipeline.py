@@ -32,16 +32,42 @@ def pair_key(sample: PairSample) -> str:
     return f"{sample.id}|{sample.image0}|{sample.image1}|{sample.resize0}|{sample.resize1}"
 
 
-def match_pair(method, cache: ShardCache | None, key: str, load0, load1) -> tuple[Matches, bool]:
-    """Matches for one image pair, from the cache when present. ``load*`` read the images lazily."""
+def match_pair(method, cache: ShardCache | None, key: str, load_pair,
+               prefetched: dict | None = None) -> tuple[Matches, bool]:
+    """Matches for one image pair, from the cache when present, else from ``prefetched`` (computed in a
+    batch by :func:`prefetch_pairs`), else computed now. ``load_pair()`` reads the two images lazily."""
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
             return hit, True
-    matches = method.match(load0(), load1())
+    matches = (prefetched or {}).pop(key, None)
+    if matches is None:
+        matches = method.match(*load_pair())
     if cache is not None:
         cache.put(key, matches)
     return matches, False
+
+
+def _pair_images(sample: PairSample):
+    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0)),
+            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
+
+
+def prefetch_pairs(samples: list, method, cache: ShardCache | None) -> dict:
+    """Matches of the samples' uncached image pairs from one ``method.match_batch`` call (key -> Matches).
+
+    Anything that goes wrong here (an unreadable image, a crash) leaves the batch to
+    :func:`process_sample`, which matches those pairs one by one and records each failure."""
+    todo = [(pair_key(s), s) for s in samples if isinstance(s, PairSample)]
+    todo = [(k, s) for k, s in todo if cache is None or cache.get(k) is None]
+    if len(todo) < 2:
+        return {}
+    try:
+        found = method.match_batch([_pair_images(s) for _, s in todo])
+    except Exception:
+        log.debug("batch of %d pairs failed, matching them one by one:\n%s", len(todo), traceback.format_exc())
+        return {}
+    return {k: m for (k, _), m in zip(todo, found)}
 
 
 def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed: int) -> Estimate:
@@ -79,7 +105,8 @@ def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed
     return solvers.essential_scaled(matches, depth0, sample.camera0, sample.camera1, conf, seed)
 
 
-def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protocol) -> ResultRow:
+def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protocol,
+                   prefetched: dict | None = None) -> ResultRow:
     """Run one sample end to end; never raises for a bad sample (the row records why)."""
     if isinstance(sample, InvalidSample):
         return ResultRow(sample.id, sample.scene, sample.status, sample.reason)
@@ -93,10 +120,7 @@ def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protoc
             estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed)
         else:
             start = time.perf_counter()
-            matches, cached = match_pair(
-                method, cache, pair_key(sample),
-                lambda: read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0)),
-                lambda: read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
+            matches, cached = match_pair(method, cache, pair_key(sample), lambda: _pair_images(sample), prefetched)
             t_match = matches.timings.get("match", time.perf_counter() - start)
             row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
             start = time.perf_counter()

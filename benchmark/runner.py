@@ -10,6 +10,7 @@ ties the shard files to the config, seed and dataset manifest that produced them
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -154,7 +155,7 @@ def _worker_parts(cfg: dict, classes: tuple | None):
 
 def run_shard(cfg: dict, shard: Shard, shard_path: str, cache_path: str | None, classes: tuple | None = None) -> dict:
     """Process one shard and publish its rows; returns counts. Runs in any worker process."""
-    from .pipeline import process_sample
+    from .pipeline import prefetch_pairs, process_sample
 
     dataset, method, protocol = _worker_parts(cfg, classes)
     cache = ShardCache(Path(cache_path)) if cache_path else None
@@ -163,10 +164,14 @@ def run_shard(cfg: dict, shard: Shard, shard_path: str, cache_path: str | None, 
         # instead of becoming an 'error' row for every sample
         method.load()
     rows = []
-    for sample in shard_samples(dataset, shard):
-        row = process_sample(sample, method=method, cache=cache, task=dataset.task, solver_conf=cfg["solver"],
-                             run_seed=cfg["run"]["seed"], protocol=protocol)
-        rows.append(row.to_dict())
+    samples = shard_samples(dataset, shard)
+    per_batch = method.pairs_per_batch()
+    while chunk := list(itertools.islice(samples, per_batch)):  # a few samples in memory at a time
+        prefetched = prefetch_pairs(chunk, method, cache) if per_batch > 1 else None
+        for sample in chunk:
+            row = process_sample(sample, method=method, cache=cache, task=dataset.task, solver_conf=cfg["solver"],
+                                 run_seed=cfg["run"]["seed"], protocol=protocol, prefetched=prefetched)
+            rows.append(row.to_dict())
     if len(rows) != len(shard):
         raise UserError(f"Scene {shard.scene} yielded {len(rows)} samples for shard {shard.name} instead of "
                         f"{len(shard)}: the dataset changed during the run; run the same command again.")

@@ -88,6 +88,10 @@ class Matcher:
             out[-1].timings.setdefault("match", time.perf_counter() - start)
         return out
 
+    def pairs_per_batch(self) -> int:
+        """Pairs the runner hands to ``match_batch`` at once (1: the method gains nothing from batches)."""
+        return 1
+
     def cache_key(self) -> str:
         """Changes whenever the matches could change: method name, config and weights."""
         return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint()})

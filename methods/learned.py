@@ -181,6 +181,9 @@ class TorchMatcher(Matcher):
         """Match several pairs (images already checked); what subclasses write."""
         raise NotImplementedError
 
+    def pairs_per_batch(self) -> int:
+        return max(1, int(self.conf["batch_size"]) // 2)  # batch_size counts images
+
     def _match(self, image0, image1) -> Matches:
         return self._match_pairs([(image0, image1)])[0]
 

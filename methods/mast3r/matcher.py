@@ -50,7 +50,7 @@ class _Dust3rFamily(Matcher):
         "device": "auto",  # auto | cpu | cuda | cuda:N
         "size": 512,  # long side of the network input (224 for the 224 checkpoints)
         "autocast": None,  # CUDA only: bfloat16 | float16; null runs float32
-        "batch_size": 1,  # pairs per forward pass in match_batch (same image sizes only)
+        "batch_size": 1,  # pairs per forward pass (consecutive pairs of equal image sizes)
         "max_matches": None,  # keep this many best-scoring matches; null keeps all
     }
 
@@ -92,6 +92,9 @@ class _Dust3rFamily(Matcher):
             img, true_shape, transform = preprocess_image(image, int(self.conf["size"]))
             out.append(({"img": img, "true_shape": true_shape}, transform))
         return out
+
+    def pairs_per_batch(self) -> int:
+        return int(self.conf["batch_size"])
 
     def _forward(self, pairs_of_views: list) -> list:
         return infer_pairs(self.model, pairs_of_views, int(self.conf["batch_size"]), self.device, self._autocast)
