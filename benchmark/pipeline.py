@@ -17,7 +17,7 @@ from .cache import ShardCache
 from .errors import SampleError
 from .geometry import rotmat_to_quat
 from .io import read_depth, read_image
-from .types import (ERROR, OK, TASK_ABSOLUTE, TASK_METRIC_RELATIVE, TASK_RELATIVE, Estimate, InvalidSample, Matches,
+from .types import (ERROR, OK, TASK_METRIC_RELATIVE, TASK_RELATIVE, Estimate, InvalidSample, Matches,
                     PairSample, QuerySample, ResultRow)
 
 log = logging.getLogger("locbench.pipeline")

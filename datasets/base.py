@@ -22,6 +22,17 @@ from benchmark.config import PROJECT_ROOT, merge
 from benchmark.errors import UserError
 
 
+def select_scenes(found: list[str], wanted, key: str, where) -> list[str]:
+    """The scenes named by ``dataset.<key>`` in the order found (all when none are named); naming one
+    that ``where`` does not hold is an error that lists them."""
+    if not wanted:
+        return found
+    missing = [s for s in wanted if s not in found]
+    if missing:
+        raise UserError(f"dataset.{key} names {', '.join(missing)}, which {where} does not hold.")
+    return [s for s in found if s in wanted]
+
+
 class Dataset:
     name: ClassVar[str] = "?"
     default_conf: ClassVar[dict] = {"root": None}

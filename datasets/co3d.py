@@ -33,7 +33,7 @@ from benchmark.geometry import pose_matrix, relative_pose
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_RELATIVE, Camera, PairSample
 
-from .base import Dataset
+from .base import Dataset, select_scenes
 from .files import image_size
 from .scannet import scale_intrinsics
 
@@ -100,14 +100,7 @@ class Co3dSequences(Dataset):
         return {f.parent.relative_to(self.root).as_posix(): f.parent for f in sorted(self.root.rglob(name))}
 
     def scenes(self) -> list[str]:
-        found = list(self._sequence_dirs())
-        wanted = self.conf["sequences"]
-        if wanted:
-            missing = [s for s in wanted if s not in found]
-            if missing:
-                raise UserError(f"dataset.sequences names {', '.join(missing)}, which {self.root} does not hold.")
-            return [s for s in found if s in wanted]
-        return found
+        return select_scenes(list(self._sequence_dirs()), self.conf["sequences"], "sequences", self.root)
 
     def frames(self, sequence: str) -> tuple[list[Path], list[np.ndarray], list[Camera], list[tuple | None]]:
         """Frame paths, OpenCV world-to-camera poses, cameras (after resize) and resize targets of a sequence.

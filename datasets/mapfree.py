@@ -21,7 +21,7 @@ from benchmark.geometry import pose_matrix, quat_to_rotmat
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_METRIC_RELATIVE, Camera, InvalidSample, PairSample
 
-from .base import Dataset
+from .base import Dataset, select_scenes
 from .mapfree_io import read_intrinsics, read_poses
 
 REFERENCE = "seq0/frame_00000.jpg"
@@ -62,13 +62,7 @@ class MapFree(Dataset):
 
     def scenes(self) -> list[str]:
         found = sorted(p.name for p in self.split_dir.iterdir() if p.is_dir() and SCENE_PATTERN.match(p.name))
-        wanted = self.conf["scenes"]
-        if wanted:
-            missing = [s for s in wanted if s not in found]
-            if missing:
-                raise UserError(f"dataset.scenes names {', '.join(missing)}, which {self.split_dir} does not hold.")
-            return [s for s in found if s in wanted]
-        return found
+        return select_scenes(found, self.conf["scenes"], "scenes", self.split_dir)
 
     def depth_path(self, scene_dir: Path, image_name: str) -> Path | None:
         if not self.conf["depth"]:

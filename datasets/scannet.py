@@ -30,7 +30,7 @@ from benchmark.geometry import pose_matrix
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_RELATIVE, Camera, InvalidSample, PairSample
 
-from .base import Dataset
+from .base import Dataset, select_scenes
 from .files import data_path, image_size, missing_file_reason, missing_files
 
 SCENE_PATTERN = re.compile(r"scene\d{4}_\d{2}")
@@ -246,13 +246,7 @@ class ScanNet1500(Dataset):
     def scenes(self) -> list[str]:
         good, bad = self.entries()
         found = list(dict.fromkeys([scene_of(e.name0) for e in good] + [b[1] for b in bad]))
-        wanted = self.conf["scenes"]
-        if wanted:
-            missing = [s for s in wanted if s not in found]
-            if missing:
-                raise UserError(f"dataset.scenes names {', '.join(missing)}, which {self.pairs_path} does not list.")
-            return [s for s in found if s in wanted]
-        return found
+        return select_scenes(found, self.conf["scenes"], "scenes", self.pairs_path)
 
     def _sample_ids(self) -> dict[int, str]:
         """Readable ids ``scene/frame0-frame1`` (identical for both list formats), made unique in list order."""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from benchmark import solvers
-from benchmark.geometry import pose_matrix, rotation_angle_deg
+from benchmark.geometry import rotation_angle_deg
 from benchmark.types import Camera, Matches
 from scipy.spatial.transform import Rotation
 
