@@ -72,9 +72,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _set_threads(cfg: dict) -> None:
-    import torch
+    from methods.base import set_torch_threads
 
-    torch.set_num_threads(max(1, int(cfg["run"]["torch_threads"])))
+    set_torch_threads(cfg["run"]["torch_threads"])
 
 
 def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, quiet: bool = False) -> dict:

@@ -28,6 +28,10 @@ class Protocol:
     rank_by: tuple[str, bool] = ("", False)  # (column, ascending)
     curves: list[tuple] = []  # (column, label, unit, threshold) for the cumulative error plot
     short: dict[str, str] = {}  # compact column titles for printed tables
+    # (df, scene codes, number of scenes) -> (evaluate(picks) -> {metric: values}, array width per
+    # resample): the summary of many bootstrap resamples at once (benchmark.bootstrap); None: resample
+    # by calling summarize on each resampled table
+    resampler = None
 
     def label(self, key: str) -> str:
         return self.short.get(key, key)
@@ -58,6 +62,8 @@ class MapFreeProtocol(Protocol):
              M.KEY_ROT: "med rot deg", M.KEY_ESTIMATES: "estimated"}
     curves = [(M.VCRE, "VCRE", "px", M.VCRE_THRESHOLD), (M.TRANS, "translation error", "m", M.T_THRESHOLD),
               (M.ROT, "rotation error", "deg", M.R_THRESHOLD)]
+
+    resampler = staticmethod(M.resample_mapfree)
 
     def sample_errors(self, sample, estimate, matches):
         if not estimate.ok or sample.T_0to1 is None:
@@ -92,6 +98,8 @@ class RelativePoseProtocol(Protocol):
     curves = [(P.POSE_ERR, "pose error max(R, t)", "deg", 10.0), (P.ERR_R, "rotation error", "deg", 10.0),
               (P.ERR_T, "translation angle error", "deg", 10.0)]
 
+    resampler = staticmethod(P.resample_relpose)
+
     def sample_errors(self, sample, estimate, matches):
         out = _nan_errors((P.ERR_R, P.ERR_T, P.POSE_ERR))
         if sample.T_0to1 is None:
@@ -120,6 +128,8 @@ class MultiViewProtocol(Protocol):
     rank_by = ("mAA@30", False)
     curves = [(RR.RRE, "relative rotation error", "deg", 15.0), (RR.RTE, "relative translation error", "deg", 15.0)]
 
+    resampler = staticmethod(RR.resample_rra)
+
     def sample_errors(self, sample, estimate, matches):
         # PoseDiffusion pools the pairs of a category's sequences: the summary groups by this column
         category = {"category": str(sample.extra.get("category", sample.scene))}
@@ -141,6 +151,8 @@ class AachenProtocol(Protocol):
     headline = [f"{c}/{A.accuracy_key(t, r)}" for c in A.CONDITIONS for t, r in A.THRESHOLDS[1:]]
     rank_by = (headline[0], False)
     curves = [(A.TRANS, "position error", "m", 0.5), (A.ROT, "orientation error", "deg", 5.0)]
+
+    resampler = staticmethod(A.resample_aachen)
 
     def sample_errors(self, sample, estimate, matches):
         if sample.T_w2c is None:

@@ -14,7 +14,6 @@ import logging
 import os
 import resource
 import socket
-import sys
 from typing import Callable
 
 from tqdm import tqdm
@@ -58,8 +57,9 @@ def _run_task(fn: Callable, job: tuple, cwd: str, torch_threads: int) -> dict:
     thing everywhere), one torch thread per task, then the shard job."""
     if os.path.isdir(cwd) and os.getcwd() != cwd:
         os.chdir(cwd)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(torch_threads)
+    from methods.base import set_torch_threads
+
+    set_torch_threads(torch_threads)
     out = fn(*job)
     if isinstance(out, dict):
         out = {**out, "pid": os.getpid(), "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

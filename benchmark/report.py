@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .bootstrap import bootstrap
 from .io import atomic_path, write_text_atomic
 from .types import STATUSES
 
@@ -47,25 +48,6 @@ def read_summary(path: Path) -> dict:
     return _unclean(json.loads(Path(path).read_text()))
 
 
-def bootstrap(df: pd.DataFrame, summarize, n: int, seed: int, level: float = 0.95) -> dict:
-    """Percentile intervals of every summary metric, resampling whole scenes with replacement."""
-    scenes = df["scene"].unique()
-    if n <= 0 or len(scenes) < 2:
-        return {}
-    groups = {s: g for s, g in df.groupby("scene", sort=False)}
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list] = {}
-    for _ in range(n):
-        pick = rng.choice(scenes, size=len(scenes), replace=True)
-        # rename the copies so a scene drawn twice counts as two scenes in per-scene averages
-        sample = pd.concat([groups[s].assign(scene=f"{s}#{i}") for i, s in enumerate(pick)], ignore_index=True)
-        for k, v in summarize(sample).items():
-            if isinstance(v, (int, float, np.floating)) and np.isfinite(v):
-                draws.setdefault(k, []).append(float(v))
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in draws.items() if len(v) >= n // 2}
-
-
 def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in STATUSES}
     per_scene = {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
@@ -80,7 +62,7 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
         "status_counts": counts,
         "overall": protocol.summarize(df),
         "per_scene": per_scene,
-        "ci95": bootstrap(df, protocol.summarize, int(cfg["run"]["bootstrap"]), int(cfg["run"]["seed"])),
+        "ci95": bootstrap(df, protocol, int(cfg["run"]["bootstrap"]), int(cfg["run"]["seed"])),
         "mean_time_match_s": float(np.nanmean(df["time_match_s"])) if df["time_match_s"].notna().any() else None,
         # per stage of the method (e.g. MASt3R's forward and reciprocal matching), seconds per sample
         "mean_stage_time_s": {c[len("time_"):-len("_s")]: float(np.nanmean(df[c])) for c in df.columns

@@ -16,6 +16,7 @@ OpenCV convention.
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import ClassVar
 
@@ -24,6 +25,23 @@ import numpy as np
 from benchmark.config import config_hash, merge
 from benchmark.errors import UserError
 from benchmark.types import Matches
+
+
+_torch_threads: int | None = None
+
+
+def set_torch_threads(n: int) -> None:
+    """Threads torch may use in this process: applied now if torch is loaded, else when a method
+    loads it (methods import torch in ``_load``, so runs of numpy-only methods never import it)."""
+    global _torch_threads
+    _torch_threads = max(1, int(n))
+    _apply_torch_threads()
+
+
+def _apply_torch_threads() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and _torch_threads is not None and torch.get_num_threads() != _torch_threads:
+        torch.set_num_threads(_torch_threads)
 
 
 class Matcher:
@@ -62,6 +80,7 @@ class Matcher:
         if not self._loaded:
             self.check()
             self._load()
+            _apply_torch_threads()
             self._loaded = True
         return self
 

@@ -14,9 +14,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from benchmark.bootstrap import scene_counts
 from benchmark.errors import UserError
 from benchmark.geometry import camera_center, rotmat_to_quat
 from benchmark.io import write_text_atomic
+from benchmark.types import OK
 
 THRESHOLDS = ((0.1, 1), (0.25, 2), (0.5, 5), (5, 10))  # (metres, degrees)
 CONDITIONS = ("day", "night")
@@ -141,3 +143,47 @@ def read_submission(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             raise UserError(f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz'; fix the line.") from None
         out[parts[0]] = (values[:4], values[4:])
     return out
+
+
+def resample_aachen(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, name_column: str = "sample_id"):
+    """Bootstrap evaluator of the Aachen protocol's summary (:func:`summarize_aachen`, or the share of
+    localized queries without ground truth; see ``benchmark.bootstrap``): counts per scene, medians
+    from the sorted errors weighted by how often each scene is drawn."""
+    if TRANS not in df.columns:
+        localized = np.bincount(codes[(df["status"] == OK).to_numpy()], minlength=n_scenes)
+        queries = np.bincount(codes, minlength=n_scenes)
+
+        def evaluate_coverage(picks):
+            counts = scene_counts(picks, n_scenes)
+            return {"localized %": 100 * ((counts @ localized) / (counts @ queries))}
+
+        return evaluate_coverage, n_scenes
+    t = np.nan_to_num(df[TRANS].to_numpy(np.float64), nan=np.inf)
+    r = np.nan_to_num(df[ROT].to_numpy(np.float64), nan=np.inf)
+    conditions = df[name_column].map(query_condition).to_numpy()
+    subsets = [("", np.ones(len(df), dtype=bool))] + [(f"{c}/", conditions == c) for c in CONDITIONS]
+
+    def median(errors, rows, counts, n):
+        order = np.argsort(errors[rows], kind="stable")
+        ranked = np.cumsum(counts[:, codes[rows][order]], axis=1)  # rows at or below each sorted error
+        low = errors[rows][order][np.argmax(ranked > ((n - 1) // 2)[:, None], axis=1)]
+        high = errors[rows][order][np.argmax(ranked > (n // 2)[:, None], axis=1)]
+        return np.where(n % 2 == 1, low, (low + high) / 2)
+
+    def evaluate(picks):
+        counts, out = scene_counts(picks, n_scenes), {}
+        for prefix, rows in subsets:
+            n = counts @ np.bincount(codes[rows], minlength=n_scenes)
+            if not np.any(n):
+                continue
+            seen = n > 0
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf + inf in medians
+                stats = {"images": n, "median_pos_error": median(t, rows, counts, n.astype(np.int64)),
+                         "median_angular_error": median(r, rows, counts, n.astype(np.int64))}
+                for tt, rt in THRESHOLDS:
+                    hits = counts @ np.bincount(codes[rows & (t < tt) & (r < rt)], minlength=n_scenes)
+                    stats[accuracy_key(tt, rt)] = 100 * hits / n
+            out.update({prefix + k: np.where(seen, v, np.nan) for k, v in stats.items()})
+        return out
+
+    return evaluate, 2 * len(df)

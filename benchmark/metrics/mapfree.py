@@ -14,6 +14,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from benchmark.bootstrap import ragged, scene_counts
 from benchmark.errors import UserError
 from benchmark.geometry import quat_to_rotmat, rotmat_to_quat
 from benchmark.types import OK
@@ -225,3 +226,51 @@ def summarize_mapfree(df: pd.DataFrame) -> dict:
     for scene, rows in df[ok].groupby("scene", sort=False):
         per_scene[scene] = {k: rows[k].to_numpy(dtype=np.float64) for k in (TRANS, ROT, VCRE, "confidence")}
     return aggregate(per_scene, int((~ok).sum()))
+
+
+def _pr_auc_resampled(count: np.ndarray, hits: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """:func:`precision_recall`'s area for many resamples at once, the same operations on the same
+    values: ``count`` / ``hits`` (B, G) are the estimates / true positives per confidence value in
+    ascending order, ``total`` (B,) the estimates plus failures."""
+    at_least = np.cumsum(count[:, ::-1], axis=1)[:, ::-1]  # estimates with this confidence or more
+    hits_at_least = np.cumsum(hits[:, ::-1], axis=1)[:, ::-1]
+    total32 = total.astype(np.float32)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = hits_at_least / at_least.astype(np.float32).astype(np.float64)
+        rec = at_least.astype(np.float32) / total32
+        rec_above = (at_least - count).astype(np.float32) / total32  # the next more confident value's recall
+    terms = (rec_above - rec) * prec  # summed from the least confident value up, as the scorer does
+    return np.abs(ragged(terms, count > 0, np.sum, empty=0.0))
+
+
+def resample_mapfree(df: pd.DataFrame, codes: np.ndarray, n_scenes: int):
+    """Bootstrap evaluator of :func:`summarize_mapfree` (see ``benchmark.bootstrap``): per scene the
+    estimate and failure counts, the medians, the hits and the estimates per confidence value."""
+    ok = (df["status"] == OK).to_numpy()
+    est = np.bincount(codes[ok], minlength=n_scenes).astype(np.float64)
+    rows = est + np.bincount(codes[~ok], minlength=n_scenes)
+    values = {k: df[k].to_numpy(np.float64) for k in (TRANS, ROT, VCRE)}
+    medians = {k: np.array([np.median(v[ok & (codes == s)]) if est[s] else np.nan for s in range(n_scenes)])
+               for k, v in values.items()}
+    hit_pose = ok & (values[TRANS] < T_THRESHOLD) & (values[ROT] < R_THRESHOLD)
+    hit_vcre = ok & (values[VCRE] < VCRE_THRESHOLD)
+    confidences, group = np.unique(df["confidence"].to_numpy(np.float64)[ok], return_inverse=True)
+    per_value = np.zeros((3, n_scenes, len(confidences)))
+    for layer, mask in enumerate((ok, hit_pose, hit_vcre)):
+        np.add.at(per_value[layer], (codes[mask], group[mask[ok]]), 1)
+
+    def evaluate(picks):
+        counts = scene_counts(picks, n_scenes)
+        total, estimates = counts @ rows, counts @ est
+        with_estimates = (est > 0)[picks]
+        out = {key: ragged(medians[k][picks], with_estimates, np.mean, empty=np.nan)
+               for key, k in ((KEY_TRANS, TRANS), (KEY_ROT, ROT), (KEY_REPROJ, VCRE))}
+        per_conf = [counts @ layer for layer in per_value]
+        for key_prec, key_auc, hits, layer in ((KEY_PREC_POSE, KEY_AUC_POSE, hit_pose, 1),
+                                               (KEY_PREC_VCRE, KEY_AUC_VCRE, hit_vcre, 2)):
+            out[key_prec] = (counts @ np.bincount(codes[hits], minlength=n_scenes)) / total
+            out[key_auc] = _pr_auc_resampled(per_conf[0], per_conf[layer], total)
+        out[KEY_ESTIMATES] = estimates / total
+        return {k: out[k] for k in KEYS}
+
+    return evaluate, max(n_scenes, len(confidences))

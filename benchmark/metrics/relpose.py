@@ -11,6 +11,7 @@ from collections import OrderedDict
 import numpy as np
 import pandas as pd
 
+from benchmark.bootstrap import scene_counts, segments_sum
 from benchmark.errors import UserError
 
 AUC_THRESHOLDS = (5, 10, 20)  # degrees
@@ -165,3 +166,47 @@ def summarize_relpose(df: pd.DataFrame, thresholds=AUC_THRESHOLDS) -> dict:
         if column in df.columns:
             out[key] = 100.0 * float(np.mean(df[column].fillna(0.0).to_numpy(np.float64)))
     return out
+
+
+def resample_relpose(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, thresholds=AUC_THRESHOLDS):
+    """Bootstrap evaluator of :func:`summarize_relpose` (see ``benchmark.bootstrap``): the AUCs from
+    each resample's sorted pooled errors, the means over its rows in the resampled order."""
+    errors = pose_error(df[ERR_T].to_numpy(np.float64), df[ERR_R].to_numpy(np.float64))
+    order = np.argsort(errors, kind="stable")
+    sorted_errors, sorted_scene = errors[order], codes[order]
+    means = {key: df[c].fillna(0.0).to_numpy(np.float64) for c, key in ((PRECISION, "Prec"), (MSCORE, "MScore"))
+             if c in df.columns}
+    by_scene = np.argsort(codes, kind="stable")  # row numbers scene after scene, in table order
+    scene_rows = np.bincount(codes, minlength=n_scenes)
+    scene_start = np.cumsum(scene_rows) - scene_rows
+
+    def auc(weights, n, t):
+        # pose_auc on the pooled errors: trapezoids over (0, e_1, ..., e_last-1, t), recall i / n
+        pooled = np.repeat(np.tile(sorted_errors, len(weights)), weights.ravel())
+        starts = np.cumsum(n) - n
+        last = 1 + (weights * (sorted_errors < t)).sum(axis=1)
+
+        def terms(rows, idx):
+            i = idx - starts[rows, None]
+            x = np.where(i > 0, pooled[np.maximum(idx - 1, 0)], 0.0)
+            x_next = np.where(i + 1 < last[rows, None], pooled[np.minimum(idx, len(pooled) - 1)], t)
+            y = i / n[rows, None]
+            y_next = np.where(i + 1 < last[rows, None], (i + 1) / n[rows, None], y)
+            return (x_next - x) * (y_next + y) / 2.0
+
+        return 100.0 * (segments_sum(starts, last, terms) / t)
+
+    def evaluate(picks):
+        weights = scene_counts(picks, n_scenes).astype(np.int64)[:, sorted_scene]
+        n = weights.sum(axis=1)
+        out = {f"AUC@{t}": auc(weights, n, t) for t in thresholds}
+        # the resample's rows in order: each drawn scene's rows after the previous one's
+        lengths = scene_rows[picks].ravel()
+        offset = np.repeat(scene_start[picks].ravel() - (np.cumsum(lengths) - lengths), lengths)
+        pooled_rows = by_scene[np.arange(lengths.sum()) + offset]
+        for key, column in means.items():
+            values = column[pooled_rows]
+            out[key] = 100.0 * (segments_sum(np.cumsum(n) - n, n, lambda rows, idx: values[idx]) / n)
+        return out
+
+    return evaluate, 2 * len(df)

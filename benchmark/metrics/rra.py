@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from benchmark.bootstrap import ragged, scene_counts
 from benchmark.errors import UserError
 
 TAUS = (5, 15, 30)  # degrees
@@ -137,3 +138,64 @@ def summarize_rra(df: pd.DataFrame, taus=TAUS, max_threshold: int = MAA_MAX, gro
     rows = [accuracy_metrics(g[RRE].to_numpy(np.float64), g[RTE].to_numpy(np.float64), taus, max_threshold)
             for _, g in df.groupby(group, sort=False)]
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def resample_rra(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, taus=TAUS, max_threshold: int = MAA_MAX):
+    """Bootstrap evaluator of :func:`summarize_rra` (see ``benchmark.bootstrap``). A category pools the
+    pairs of every drawn copy of its scenes; a scene without any category (and every scene when the
+    table has no category column) is a group of its own in each copy, as the renamed copies are in the
+    resampled table. Groups are averaged in the order they first appear in the resampled table."""
+    own = np.ones(len(df), dtype=bool)
+    group = np.full(len(df), -1)
+    if "category" in df.columns:
+        category = df["category"]
+        if category.isna().any():
+            by_scene = df.dropna(subset=["category"]).groupby("scene")["category"].first()
+            category = category.fillna(df["scene"].map(by_scene))
+        group, _ = pd.factorize(category)  # -1 where still missing
+        own = group < 0
+    n_groups = int(group.max()) + 1
+    rre, rte = df[RRE].to_numpy(np.float64), df[RTE].to_numpy(np.float64)
+    rank = np.zeros(len(df), dtype=np.int64)  # position of each row among its scene's rows
+    for s in range(n_scenes):
+        rank[codes == s] = np.arange(np.sum(codes == s))
+    width = int(rank.max()) + 1
+
+    def counts(rows):  # pairs, hits per threshold, mAA histogram of a set of rows
+        hits = [c for tau in taus for c in (np.sum(rre[rows] < tau), np.sum(rte[rows] < tau))]
+        e = np.maximum(rre[rows], rte[rows])
+        return np.r_[len(e), hits, np.histogram(e, bins=np.arange(max_threshold + 1))[0]].astype(np.float64)
+
+    size = 1 + 2 * len(taus) + max_threshold
+    shared = np.zeros((n_scenes, n_groups, size))
+    first = np.full((n_scenes, n_groups), np.inf)  # first row of each category in each scene
+    alone = np.zeros((n_scenes, size))
+    for s, g in set(zip(codes.tolist(), group.tolist())):
+        rows = (codes == s) & (group == g)
+        if g < 0:
+            alone[s] = counts(rows)
+        else:
+            shared[s, g], first[s, g] = counts(rows), rank[rows].min()
+    alone_scene = np.bincount(codes[own], minlength=n_scenes) > 0
+
+    def metrics(stats):  # accuracy_metrics from pooled counts, in its key order
+        n = stats[..., :1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rates = stats[..., 1:1 + 2 * len(taus)] / n * 100
+            maa = 100 * np.mean(np.cumsum(stats[..., 1 + 2 * len(taus):] / n, axis=-1), axis=-1)
+        return np.concatenate([rates, maa[..., None]], axis=-1)
+
+    def evaluate(picks):
+        b, positions = len(picks), np.arange(n_scenes)
+        pooled = (scene_counts(picks, n_scenes) @ shared.reshape(n_scenes, -1)).reshape(b, n_groups, size)
+        starts = np.min(first[picks] + (positions * width)[None, :, None], axis=1)
+        values = np.concatenate([metrics(pooled), metrics(alone[picks])], axis=1)
+        present = np.concatenate([pooled[..., 0] > 0, alone_scene[picks]], axis=1)
+        starts = np.concatenate([starts, np.where(present[:, n_groups:], positions * width, np.inf)], axis=1)
+        order = np.argsort(starts, axis=1, kind="stable")
+        values = np.take_along_axis(values, order[..., None], axis=1)
+        present = np.take_along_axis(present, order, axis=1)
+        keys = [f"{a}@{tau}" for tau in taus for a in ("RRA", "RTA")] + [f"mAA@{max_threshold}"]
+        return {key: ragged(values[..., i], present, np.mean, empty=np.nan) for i, key in enumerate(keys)}
+
+    return evaluate, n_scenes * (n_groups + 1) * size

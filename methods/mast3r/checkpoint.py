@@ -28,46 +28,11 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import UserError
-from methods import weights as weights_registry
-from methods.weights import KnownWeights, register_weights
 
 from .heads import HeadWidths
 from .model import NETWORKS, Dust3rNet, Mast3rNet
-
-LICENCE = "CC BY-NC-SA 4.0 (non-commercial)"
-_URL = "https://download.europe.naverlabs.com/ComputerVision"
-MAST3R_DEFAULT = "MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric"
-DUST3R_DEFAULT = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
-_RELEASED = {
-    MAST3R_DEFAULT: ("MASt3R", "mast3r", "Leroy et al., Grounding Image Matching in 3D with MASt3R, ECCV 2024; "
-                                         "github.com/naver/mast3r"),
-    DUST3R_DEFAULT: ("DUSt3R", "dust3r", "Wang et al., DUSt3R: Geometric 3D Vision Made Easy, CVPR 2024; "
-                                         "github.com/naver/dust3r"),
-    "DUSt3R_ViTLarge_BaseDecoder_512_linear": ("DUSt3R", "dust3r", "DUSt3R, CVPR 2024; github.com/naver/dust3r"),
-    "DUSt3R_ViTLarge_BaseDecoder_224_linear": ("DUSt3R", "dust3r", "DUSt3R, CVPR 2024; github.com/naver/dust3r"),
-}
-register_weights(*(KnownWeights(name=name, filename=f"{name}.pth", url=f"{_URL}/{folder}/{name}.pth", licence=LICENCE,
-                                source=source, method=method)
-                   for name, (folder, method, source) in _RELEASED.items()))
-KNOWN_NAMES = tuple(_RELEASED)
-DISPLAY = {"mast3r": "MASt3R", "dust3r": "DUSt3R"}
-
-# Constructor strings of the released networks (as trained; from the official READMEs' training commands),
-# usable as config= for bare state dicts and by benchmarks/ to build the full-size networks.
-_VIT_L_BASE = ("depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf), enc_embed_dim=1024, enc_depth=24, "
-               "enc_num_heads=16, dec_embed_dim=768, dec_depth=12, dec_num_heads=12")
-RELEASED_CONSTRUCTORS = {
-    MAST3R_DEFAULT: "AsymmetricMASt3R(pos_embed='RoPE100', patch_embed_cls='ManyAR_PatchEmbed', img_size=(512, 512), "
-                    f"head_type='catmlp+dpt', output_mode='pts3d+desc24', {_VIT_L_BASE}, two_confs=True, "
-                    "desc_conf_mode=('exp', 0, inf))",
-    DUST3R_DEFAULT: "AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls='ManyAR_PatchEmbed', "
-                    f"img_size=(512, 512), head_type='dpt', output_mode='pts3d', {_VIT_L_BASE})",
-    "DUSt3R_ViTLarge_BaseDecoder_512_linear": "AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls="
-                    "'ManyAR_PatchEmbed', img_size=(512, 512), head_type='linear', output_mode='pts3d', "
-                    f"{_VIT_L_BASE})",
-    "DUSt3R_ViTLarge_BaseDecoder_224_linear": "AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(224, 224), "
-                    f"head_type='linear', output_mode='pts3d', {_VIT_L_BASE})",
-}
+from .releases import (DISPLAY, DUST3R_DEFAULT, KNOWN_NAMES, MAST3R_DEFAULT,  # noqa: F401  (re-exported)
+                       RELEASED_CONSTRUCTORS, resolve_weights)
 
 HEAD_WIDTH_KEYS = tuple(f.name for f in dataclasses.fields(HeadWidths))
 _ALIAS = re.compile(r"^(.*\.scratch\.)(?:layer_rn\.(\d)|layer(\d)_rn)\.weight$")
@@ -339,19 +304,6 @@ def load_weights(net, state_dict: dict, source: str = "the state dict"):
 
 
 # -------------------------------------------------------------------------------------------------
-def resolve_weights(spec, allow_download: bool = False) -> Path:
-    """A path, a known name (also 'naver/<name>'), or None (the released MASt3R) -> local path."""
-    name = str(spec) if spec not in (None, "") else MAST3R_DEFAULT
-    if name.startswith("naver/") and name[len("naver/"):] in KNOWN_NAMES and not Path(name).exists():
-        name = name[len("naver/"):]
-    try:
-        return weights_registry.resolve(name, MAST3R_DEFAULT, what="DUSt3R/MASt3R")
-    except UserError:
-        if allow_download and name in weights_registry.KNOWN:
-            return weights_registry.download(weights_registry.KNOWN[name])
-        raise
-
-
 def load_model(path_or_name=None, device="cpu", *, config=None, head_widths: dict | None = None,
                expect: str | None = None, inference_form: bool = True, allow_download: bool = False):
     """Build the network a checkpoint describes, load its weights strictly, return it in eval mode on ``device``.

@@ -31,10 +31,10 @@ from benchmark.types import Matches
 from ..base import Matcher
 from ..learned import check_device, files_fingerprint, torch_device
 from . import coarse_to_fine as c2f
-from .checkpoint import DUST3R_DEFAULT, MAST3R_DEFAULT, load_model, resolve_weights
-from .dense import descriptor_matches, pointmap_matches
-from .images import preprocess_image
-from .inference import infer_pairs
+from .releases import DUST3R_DEFAULT, MAST3R_DEFAULT, resolve_weights
+
+# the network modules (torch) are imported where they are used: listing the methods and running a
+# method without torch must not pay for importing it
 
 AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 
@@ -80,6 +80,8 @@ class _Dust3rFamily(Matcher):
     def _load(self) -> None:
         import torch
 
+        from .checkpoint import load_model
+
         self.model = load_model(self.weights_path(), device=self.device, expect=self.family)
         name = AUTOCAST[self.conf["autocast"]]
         self._autocast = getattr(torch, name) if name else None
@@ -87,6 +89,8 @@ class _Dust3rFamily(Matcher):
     # -- one pair -----------------------------------------------------------------------------
     def _views(self, image0: np.ndarray, image1: np.ndarray):
         """Both images as the official loader prepares them: (view dict, ImageTransform) each."""
+        from .images import preprocess_image
+
         out = []
         for image in (image0, image1):
             img, true_shape, transform = preprocess_image(image, int(self.conf["size"]))
@@ -97,6 +101,8 @@ class _Dust3rFamily(Matcher):
         return int(self.conf["batch_size"])
 
     def _forward(self, pairs_of_views: list) -> list:
+        from .inference import infer_pairs
+
         return infer_pairs(self.model, pairs_of_views, int(self.conf["batch_size"]), self.device, self._autocast)
 
     def _dense(self, res1: dict, res2: dict):
@@ -173,6 +179,8 @@ class Mast3rMatcher(_Dust3rFamily):
                             f"{ctf['window']!r}.")
 
     def _dense(self, res1, res2):
+        from .dense import descriptor_matches
+
         frm = self.conf["frm"]
         return descriptor_matches(res1, res2, subsample=int(frm["subsample"]), max_iter=int(frm["max_iter"]),
                                   early_stop=bool(frm["early_stop"]), brute_force=bool(frm["brute_force"]),
@@ -230,5 +238,7 @@ class Dust3rMatcher(_Dust3rFamily):
     }
 
     def _dense(self, res1, res2):
+        from .dense import pointmap_matches
+
         return pointmap_matches(res1, res2, conf_threshold=float(self.conf["conf_threshold"]),
                                 border=int(self.conf["border"]))
