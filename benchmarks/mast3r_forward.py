@@ -10,6 +10,14 @@ Each measurement runs in its own process (peak RSS is per process). Rows:
 - the official code's own figure, from ../shared/fixtures/mast3r/README.md (2-core x86-64 CPU, torch
   2.13.0+cpu, 2 threads, inference() on one 384x512 pair): a reference from another run, so its ratio
   is only indicative.
+
+Precisions: fp32 and bf16 (autocast) on every device (``--precisions``). The effect of bf16 is measured
+against fp32 on the same weights and input: the largest absolute difference of each output (points,
+confidences, descriptors), relative to the largest fp32 value, and the overlap of the match sets that
+Fast Reciprocal Matching (subsample 8, 10 iterations) finds in the two descriptor maps. Random weights:
+poses would mean nothing, so none are computed.
+
+    python benchmarks/mast3r_forward.py --no-baseline --rounds 1 --repeats 1      # fp32 vs bf16, CPU
 """
 from __future__ import annotations
 
@@ -18,8 +26,10 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,11 +75,16 @@ def worker(args) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            res1, _ = infer_pair(net, *views, device=device, autocast_dtype=dtype)
+            res1, res2 = infer_pair(net, *views, device=device, autocast_dtype=dtype)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
     assert bool(torch.isfinite(res1["desc"] if "desc" in res1 else res1["pts3d"]).all())
+    if args.save:  # the outputs of the last call, for the precision comparison
+        import numpy as np
+
+        np.savez(args.save, **{f"{view}/{k}": v.float().cpu().numpy()
+                               for view, res in (("view1", res1), ("view2", res2)) for k, v in res.items()})
     out = dict(build_s=build_s, build_rss_gb=build_rss, first_s=times[0], warm_s=times[1:], peak_rss_gb=_rss_gb())
     if device.type == "cuda":
         out["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 1024 ** 3
@@ -83,14 +98,17 @@ def main():
     p.add_argument("--hw", type=lambda s: tuple(int(v) for v in s.split("x")), default=(384, 512),
                    help="image height x width (default 384x512)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=2, help="timed calls after the first one, per process")
+    p.add_argument("--repeats", type=int, default=2, help="timed calls after the first one, per process (0: time "
+                                                          "the first call only)")
     p.add_argument("--rounds", type=int, default=2, help="processes per configuration, run alternately")
     p.add_argument("--devices", default="auto", help="comma list of cpu/cuda (auto: cpu, plus cuda when present)")
     p.add_argument("--no-baseline", action="store_true", help="skip the explicit-attention baseline")
+    p.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32/bf16/fp16 (fp16: CUDA only)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     p.add_argument("--attention", default="sdpa", help=argparse.SUPPRESS)
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    p.add_argument("--save", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
@@ -102,15 +120,16 @@ def main():
         else args.devices.split(",")
     runs = []
     for dev in devices:
-        for prec in (["fp32"] if dev == "cpu" else ["fp32", "bf16"]):
+        for prec in [q for q in args.precisions.split(",") if not (q == "fp16" and dev == "cpu")]:
             for attn in ["sdpa"] + ([] if args.no_baseline else ["explicit"]):
                 runs.append((dev, prec, attn))
-    results = {}
+    results, load_before = {}, os.getloadavg()[0]  # the machine may be shared: its load says how noisy
+    saved = Path(tempfile.mkdtemp(prefix="mast3r_forward_"))
     for _ in range(args.rounds):  # alternate the configurations so that machine noise hits all of them
         for dev, prec, attn in runs:
             cmd = [sys.executable, __file__, "--worker", "--device", dev, "--attention", attn, "--precision", prec,
                    "--model", args.model, "--hw", f"{args.hw[0]}x{args.hw[1]}", "--threads", str(args.threads),
-                   "--repeats", str(args.repeats)]
+                   "--repeats", str(args.repeats), "--save", str(saved / f"{dev}_{prec}_{attn}.npz")]
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
             res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             if res.returncode:
@@ -127,12 +146,15 @@ def main():
 
     h, w = args.hw
     print(f"\nfull-size {args.model}, one {h}x{w} pair, random weights, torch {torch.__version__}, "
-          f"{args.threads} CPU threads, best of {args.rounds} x {args.repeats} warm calls")
+          f"{args.threads} CPU threads, best of {args.rounds} x {args.repeats or 1} "
+          f"{'warm' if args.repeats else 'first'} calls; load average before: {load_before:.1f}, now "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"{'device/precision/attention':<28}{'s/pair':>9}{'first':>9}{'x baseline':>11}{'x official':>11}"
           f"{'peak RSS GB':>12}{'RSS@build':>10}{'GPU peak GB':>12}")
-    base = {key[:2]: min(r["warm_s"]) for key, r in rows if key[2] == "explicit"}
+    fastest = lambda r: min(r["warm_s"]) if r["warm_s"] else r["first_s"]
+    base = {key[:2]: fastest(r) for key, r in rows if key[2] == "explicit"}
     for key, r in rows:
-        best = min(r["warm_s"])
+        best = fastest(r)
         ratio_base = f"{best / base[key[:2]]:.2f}" if key[:2] in base else "-"
         comparable = key[0] == "cpu" and (h, w) == (384, 512)
         ratio_off = f"{best / OFFICIAL_CPU[args.model]['seconds']:.2f}" if comparable else "-"
@@ -146,6 +168,42 @@ def main():
         if "gpu" in r:
             print(f"GPU: {r['gpu']}")
             break
+    print_precision_effects(saved, {key: fastest(r) for key, r in rows})
+    shutil.rmtree(saved, ignore_errors=True)
+
+
+def print_precision_effects(saved: Path, seconds: dict) -> None:
+    """Each reduced precision against fp32 on the same device and attention: output differences, FRM overlap."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from methods.mast3r.frm import fast_reciprocal_matching
+
+    def matches(out):
+        frm = fast_reciprocal_matching(torch.from_numpy(out["view1/desc"][0]), torch.from_numpy(out["view2/desc"][0]),
+                                       subsample=8, max_iter=10)
+        return set(map(tuple, np.concatenate([frm.xy1, frm.xy2], axis=1).tolist()))
+
+    lines = []
+    for dev, prec, attn in seconds:
+        if prec == "fp32" or (dev, "fp32", attn) not in seconds:
+            continue
+        ref, low = (dict(np.load(saved / f"{dev}_{p}_{attn}.npz")) for p in ("fp32", prec))
+        cells = []
+        for k in sorted(ref):
+            diff = float(np.max(np.abs(low[k] - ref[k])))
+            cells.append(f"{k} {diff:.3g} ({diff / float(np.max(np.abs(ref[k]))):.2%})")
+        ratio = seconds[dev, prec, attn] / seconds[dev, "fp32", attn]
+        line = (f"{dev}/{prec}/{attn} vs fp32: time x{ratio:.2f}; largest |difference| (share of the largest fp32 "
+                f"value): " + ", ".join(cells))
+        if "view1/desc" in ref:
+            a, b = matches(ref), matches(low)
+            line += (f"\n  FRM matches fp32 {len(a)}, {prec} {len(b)}, common {len(a & b)}: "
+                     f"{len(a & b) / max(len(a), 1):.1%} of fp32's kept, IoU {len(a & b) / max(len(a | b), 1):.1%}")
+        lines.append(line)
+    if lines:
+        print("\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

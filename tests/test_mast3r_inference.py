@@ -59,3 +59,20 @@ def test_infer_pairs_batches_like_singles(tiny):
             assert set(got) == set(want)
             for k in got:
                 torch.testing.assert_close(got[k], want[k], atol=2e-6, rtol=1e-5)
+
+
+def test_bfloat16_autocast_runs_on_the_cpu(tiny):
+    """bfloat16 on the CPU changes the trunk's rounding (outputs differ a little, heads stay float32);
+    float16 on the CPU is refused by the matcher with one sentence."""
+    from benchmark.errors import UserError
+    from methods.mast3r.matcher import Mast3rMatcher
+
+    model, io = tiny
+    views = [dict(img=torch.from_numpy(io[f"img{i}"]), true_shape=torch.tensor([[48, 64]])) for i in (1, 2)]
+    fp32, _ = infer_pair(model, *views, as_numpy=True)
+    bf16, _ = infer_pair(model, *views, autocast_dtype=torch.bfloat16, as_numpy=True)
+    assert bf16["pts3d"].dtype == np.float32
+    diff = np.abs(bf16["pts3d"] - fp32["pts3d"]).max()
+    assert 0 < diff < 0.05 * np.abs(fp32["pts3d"]).max()
+    with pytest.raises(UserError, match="float16 runs on CUDA only"):
+        Mast3rMatcher({"weights": model.source, "device": "cpu", "autocast": "float16"}).check()

@@ -27,9 +27,11 @@ def _to_device(view: dict, device) -> dict:
 
 
 def _autocast(device: torch.device, dtype):
-    if dtype is None or device.type != "cuda":
+    """Mixed precision on CUDA (bfloat16, float16) and on the CPU (bfloat16: twice the matmul rate of
+    float32 on CPUs with AVX2 or better; the heads still run in float32, see the network's forward)."""
+    if dtype is None or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _outputs(res: dict, as_numpy: bool) -> dict:
@@ -37,7 +39,7 @@ def _outputs(res: dict, as_numpy: bool) -> dict:
 
 
 def infer_pair(model, view1: dict, view2: dict, device=None, autocast_dtype=None, as_numpy: bool = False):
-    """One forward pass under ``torch.inference_mode`` (optionally autocast on CUDA) -> (res1, res2)."""
+    """One forward pass under ``torch.inference_mode`` (optionally autocast: CUDA, or bfloat16 on the CPU) -> (res1, res2)."""
     device = _device_of(model, device)
     with torch.inference_mode(), _autocast(device, autocast_dtype):
         res1, res2 = model(_to_device(view1, device), _to_device(view2, device))

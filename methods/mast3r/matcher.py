@@ -49,7 +49,7 @@ class _Dust3rFamily(Matcher):
         "weights": None,  # path or released name; null: the released checkpoint of this family
         "device": "auto",  # auto | cpu | cuda | cuda:N
         "size": 512,  # long side of the network input (224 for the 224 checkpoints)
-        "autocast": None,  # CUDA only: bfloat16 | float16; null runs float32
+        "autocast": None,  # bfloat16 (CUDA or CPU) | float16 (CUDA); null runs float32
         "batch_size": 1,  # pairs per forward pass (consecutive pairs of equal image sizes)
         "max_matches": None,  # keep this many best-scoring matches; null keeps all
     }
@@ -58,6 +58,9 @@ class _Dust3rFamily(Matcher):
         check_device(self.conf["device"])
         if self.conf["autocast"] not in AUTOCAST:
             raise UserError(f"method.autocast must be null, bfloat16 or float16, not {self.conf['autocast']!r}.")
+        if AUTOCAST[self.conf["autocast"]] == "float16" and self.device.type == "cpu":
+            raise UserError("method.autocast=float16 runs on CUDA only; on the CPU use method.autocast=bfloat16 "
+                            "(or null for float32).")
         for key, least in (("size", 16), ("batch_size", 1)):
             value = self.conf[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
