@@ -83,19 +83,20 @@ class StageClock:
                 setattr(owner, name, fn)
 
 
-STAGES = ["matcher", "image/depth reading", "solving", "scoring", "summary + bootstrap", "caching", "writing results"]
+STAGES = ["run set-up (build, check, identify inputs)", "matcher", "image/depth reading", "solving", "scoring",
+          "summary + bootstrap", "caching", "writing results"]
 
 
 def stage_targets():
-    from benchmark import cache, io, pipeline, protocols, report
+    from benchmark import cache, io, pipeline, protocols, report, runner
     from methods.base import Matcher
 
     out = [(Matcher, "match_batch", "matcher"), (io, "read_image", "image/depth reading"),
            (io, "read_depth", "image/depth reading"), (pipeline, "read_image", "image/depth reading"),
            (pipeline, "read_depth", "image/depth reading"), (pipeline, "solve_pair", "solving"),
            (report, "summarize_run", "summary + bootstrap"), (report, "write_results", "writing results")]
-    out += [(cache.ShardCache, name, "caching") for name in ("get", "put", "publish", "__init__")
-            if hasattr(cache.ShardCache, name)]
+    out += [(cache.MatchCache, "get", "caching"), (cache.MatchCache, "put", "caching"),
+            (runner, "prepare", "run set-up (build, check, identify inputs)")]
     for cls in {type(p) for p in protocols.PROTOCOLS.values()}:
         out += [(cls, "sample_errors", "scoring"), (cls, "write_submission", "writing results")]
     return out
