@@ -95,15 +95,25 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
     output = Path(output or getattr(args, "output", None) or cfg["run"]["output"] or Path("results") / run_id)
     log.info("run %s: method %s, dataset %s (%s protocol) -> %s", run_id, cfg["method"]["label"],
              cfg["dataset"]["label"], protocol.name, output)
-    log.info("stage 1/3: matching and solving")
-    df = execute(cfg, output, use_cache=bool(cfg["run"]["cache"]), progress=not args.no_progress, prepared=prepared)
-    log.info("stage 2/3: scoring %d samples", len(df))
-    prov = provenance.collect(cfg, prepared)
-    summary = report.summarize_run(df, protocol, cfg, run_id, prov)
-    log.info("stage 3/3: writing tables, plots and submission files")
-    report.write_results(output, df, summary, cfg, protocol, bool(cfg["run"]["plots"]))
-    for path in protocol.write_submission(df, prepared.dataset, output):
-        log.info("submission file: %s", path)
+    plotter = report.start_plotter() if cfg["run"]["plots"] else None  # imports matplotlib while the run works
+    try:
+        log.info("stage 1/3: matching and solving")
+        df = execute(cfg, output, use_cache=bool(cfg["run"]["cache"]), progress=not args.no_progress,
+                     prepared=prepared)
+        log.info("stage 2/3: scoring %d samples", len(df))
+        per_scene = report.per_scene_summaries(df, protocol)
+        # the plots are drawn (by the plotter process) while the summary and tables are computed and written
+        plots = report.draw_plots(output, df, per_scene, cfg, protocol, plotter) if cfg["run"]["plots"] else None
+        summary = report.summarize_run(df, protocol, cfg, run_id, provenance.collect(cfg, prepared), per_scene)
+        log.info("stage 3/3: writing tables, plots and submission files")
+        report.write_results(output, df, summary, cfg)
+        for path in protocol.write_submission(df, prepared.dataset, output):
+            log.info("submission file: %s", path)
+        if plots is not None:
+            plots.result()
+    finally:
+        if plotter is not None:
+            plotter.shutdown(wait=False, cancel_futures=True)
     if not quiet:
         print(f"\n{summary['method']} on {summary['dataset']} ({protocol.name} metrics)")
         print(report.summary_table(summary, label=protocol.label))

@@ -1,7 +1,10 @@
 """One sample through the flow: images -> Matches (cached) -> Estimate -> ResultRow.
 
-Nothing here knows which benchmark runs: the dataset says which task the solver must
-do, the protocol (benchmark.protocols) turns an Estimate into error columns.
+Two steps, so that the pipelined runner (``benchmark.pipelined``) can run them in different threads:
+:func:`match_sample` (the matcher's part: cache or matcher) and :func:`finish_sample` (solving and
+scoring); :func:`process_sample` is both, one after the other. Nothing here knows which benchmark
+runs: the dataset says which task the solver must do, the protocol (benchmark.protocols) turns an
+Estimate into error columns.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 import time
 import traceback
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,10 +55,11 @@ class MatchKeys:
 
 
 def match_pair(method, cache: MatchCache | None, key: str, load_pair,
-               prefetched: dict | None = None) -> tuple[Matches, bool]:
+               prefetched: dict | None = None, store=None) -> tuple[Matches, bool]:
     """Matches for one image pair, from the cache when present, else from ``prefetched`` (computed in a
     batch by :func:`prefetch_pairs`), else computed now and cached at once (a run killed later keeps
-    them). ``load_pair()`` reads the two images lazily."""
+    them; ``store(key, matches)`` instead hands the writing over). ``load_pair()`` reads the two images
+    lazily."""
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
@@ -62,7 +67,9 @@ def match_pair(method, cache: MatchCache | None, key: str, load_pair,
     matches = (prefetched or {}).pop(key, None)
     if matches is None:
         matches = method.match(*load_pair())
-    if cache is not None:
+    if store is not None:
+        store(key, matches)
+    elif cache is not None:
         cache.put(key, matches)
     return matches, False
 
@@ -72,17 +79,18 @@ def _pair_images(sample: PairSample):
             read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
 
 
-def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchKeys) -> dict:
-    """Matches of the samples' uncached image pairs from one ``method.match_batch`` call (key -> Matches).
+def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchKeys, images=_pair_images) -> dict:
+    """Matches of the samples' uncached image pairs from one ``method.match_batch`` call (key -> Matches);
+    ``images(sample)`` gives a pair's two images (default: read them now).
 
     Anything that goes wrong here (an unreadable image, a crash) leaves the batch to
-    :func:`process_sample`, which matches those pairs one by one and records each failure."""
+    :func:`match_sample`, which matches those pairs one by one and records each failure."""
     todo = [(keys.pair(s), s) for s in samples if isinstance(s, PairSample)]
     todo = [(k, s) for k, s in todo if cache is None or not cache.path(k).is_file()]
     if len(todo) < 2:
         return {}
     try:
-        found = method.match_batch([_pair_images(s) for _, s in todo])
+        found = method.match_batch([images(s) for _, s in todo])
     except UserError:
         raise
     except Exception:
@@ -126,36 +134,68 @@ def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed
     return solvers.essential_scaled(matches, depth0, sample.camera0, sample.camera1, conf, seed)
 
 
-def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf, run_seed, protocol,
-                   prefetched: dict | None = None) -> ResultRow:
-    """Run one sample end to end; never raises for a bad sample (the row records why)."""
+@dataclass
+class Matched:
+    """What the matching step of a sample hands to the solving step."""
+
+    matches: Matches | None = None
+    cached: bool = False
+    time_match: float = float("nan")
+    estimate: Estimate | None = None  # a query: localized together with its matching
+    failure: Estimate | None = None  # the matching failed (why)
+
+
+def _failure(sample, exc: Exception) -> Estimate:
+    """A sample's failure from the exception that stopped it (a bad sample costs itself, not the run)."""
+    if isinstance(exc, SampleError):
+        return Estimate.failure(exc.status, str(exc))
+    log.debug("sample %s failed:\n%s", sample.id, "".join(traceback.format_exception(exc)))
+    return Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def match_sample(sample, *, method, cache, keys: MatchKeys, solver_conf, run_seed, prefetched: dict | None = None,
+                 images=_pair_images, store=None) -> Matched:
+    """The matcher's step: a pair's matches (cache, ``prefetched`` batch or the method; ``images(sample)``
+    reads the pair; ``store``: see :func:`match_pair`), or a query localized; never raises for a bad
+    sample."""
     if isinstance(sample, InvalidSample):
-        return ResultRow(sample.id, sample.scene, sample.status, sample.reason)
-    row = ResultRow(sample.id, sample.scene, OK)
-    matches = None
+        return Matched()
     try:
-        seed = sample_seed(run_seed, sample.id)
         if isinstance(sample, QuerySample):
             from .localize import localize_query
 
+            seed = sample_seed(run_seed, sample.id)
             estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed, keys)
-        else:
-            start = time.perf_counter()
-            matches, cached = match_pair(method, cache, keys.pair(sample), lambda: _pair_images(sample), prefetched)
-            t_match = matches.timings.get("match", time.perf_counter() - start)
-            row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
-            start = time.perf_counter()
-            estimate = solve_pair(task, sample, matches, solver_conf, seed)
-            row.time_solve = time.perf_counter() - start
-        row.cached, row.time_match = cached, t_match
-        row.num_matches = len(matches) if matches is not None else 0
-    except SampleError as exc:
-        estimate = Estimate.failure(exc.status, str(exc))
+            return Matched(matches, cached, t_match, estimate)
+        start = time.perf_counter()
+        matches, cached = match_pair(method, cache, keys.pair(sample), lambda: images(sample), prefetched, store)
+        return Matched(matches, cached, matches.timings.get("match", time.perf_counter() - start))
     except UserError:  # a broken weight file or missing package stops the run with its own sentence
         raise
     except Exception as exc:  # a bug or a crash in a matcher must cost one sample, not the run
-        log.debug("sample %s failed:\n%s", sample.id, traceback.format_exc())
-        estimate = Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")
+        return Matched(failure=_failure(sample, exc))
+
+
+def finish_sample(sample, matched: Matched, *, task, solver_conf, run_seed, protocol) -> ResultRow:
+    """The solving step: pose, then the protocol's error columns; never raises for a bad sample."""
+    if isinstance(sample, InvalidSample):
+        return ResultRow(sample.id, sample.scene, sample.status, sample.reason)
+    row = ResultRow(sample.id, sample.scene, OK)
+    matches, estimate = matched.matches, matched.failure
+    if estimate is None:
+        try:
+            estimate = matched.estimate
+            if estimate is None:
+                row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
+                start = time.perf_counter()
+                estimate = solve_pair(task, sample, matches, solver_conf, sample_seed(run_seed, sample.id))
+                row.time_solve = time.perf_counter() - start
+            row.cached, row.time_match = matched.cached, matched.time_match
+            row.num_matches = len(matches) if matches is not None else 0
+        except UserError:
+            raise
+        except Exception as exc:
+            estimate = _failure(sample, exc)
     row.status, row.reason = estimate.status, estimate.reason
     row.num_inliers = estimate.num_inliers
     if estimate.ok:
@@ -168,3 +208,17 @@ def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf,
         log.debug("scoring %s failed:\n%s", sample.id, traceback.format_exc())
         row.status, row.reason = ERROR, f"scoring failed: {type(exc).__name__}: {exc}"
     return row
+
+
+def finish_row(sample, matched: Matched, task, solver_conf, run_seed, protocol) -> dict:
+    """:func:`finish_sample` as the table row (what a solver thread or process returns)."""
+    return finish_sample(sample, matched, task=task, solver_conf=solver_conf, run_seed=run_seed,
+                         protocol=protocol).to_dict()
+
+
+def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf, run_seed, protocol,
+                   prefetched: dict | None = None) -> ResultRow:
+    """Run one sample end to end; never raises for a bad sample (the row records why)."""
+    matched = match_sample(sample, method=method, cache=cache, keys=keys, solver_conf=solver_conf, run_seed=run_seed,
+                           prefetched=prefetched)
+    return finish_sample(sample, matched, task=task, solver_conf=solver_conf, run_seed=run_seed, protocol=protocol)

@@ -43,6 +43,15 @@ def error_curves(df: pd.DataFrame, curves: list[tuple], title: str, path: Path) 
     return path
 
 
+def run_plots(df: pd.DataFrame, curves: list[tuple], per_scene: dict, bar_metric: str, title: str,
+              folder: Path) -> list[Path]:
+    """A run's two plots: cumulative error curves (``curves`` columns of ``df``, one row per sample) and
+    ``bar_metric`` per scene."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return [error_curves(df, curves, title, Path(folder) / "error_curves.png"),
+            scene_bars(per_scene, bar_metric, f"{title}: {bar_metric} per scene", Path(folder) / "per_scene.png")]
+
+
 def scene_bars(per_scene: dict, metric: str, title: str, path: Path) -> Path:
     scenes = list(per_scene)
     values = [per_scene[s].get(metric, np.nan) for s in scenes]

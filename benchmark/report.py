@@ -62,9 +62,14 @@ def failure_reasons(df: pd.DataFrame, top: int | None = None) -> list[dict]:
     return ranked[:top] if top else ranked
 
 
-def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict) -> dict:
+def per_scene_summaries(df: pd.DataFrame, protocol) -> dict:
+    return {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
+
+
+def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict,
+                  per_scene: dict | None = None) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in STATUSES}
-    per_scene = {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
+    per_scene = per_scene_summaries(df, protocol) if per_scene is None else per_scene
     return {
         "run_id": run_id,
         "method": cfg["method"]["label"],
@@ -87,7 +92,8 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
     }
 
 
-def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, protocol, plots: bool) -> list[Path]:
+def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict) -> list[Path]:
+    """The tables, summary, config and provenance (the plots: :func:`draw_plots`)."""
     output.mkdir(parents=True, exist_ok=True)
     written = []
     df = df.drop(columns=["shard"], errors="ignore")
@@ -103,16 +109,49 @@ def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, prot
     write_text_atomic(output / "provenance.json", json.dumps(_clean(summary["provenance"]), indent=1))
     written += [output / n for n in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
                                      "provenance.json")]
-    if plots:
-        from . import plots as P
-
-        (output / "plots").mkdir(exist_ok=True)
-        title = f"{summary['method']} on {summary['dataset']}"
-        written.append(P.error_curves(df, protocol.curves, title, output / "plots" / "error_curves.png"))
-        bar_metric = protocol.headline[0]
-        written.append(P.scene_bars(summary["per_scene"], bar_metric, f"{title}: {bar_metric} per scene",
-                                    output / "plots" / "per_scene.png"))
     return written
+
+
+def start_plotter():
+    """A process that imports matplotlib now, while the run works, and draws the plots at its end (beside
+    the tables being written); None where no process can be started (the plots are drawn here then)."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    try:
+        pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_import_plots)
+        pool.submit(int)  # start the process now, not at the first plot
+    except (OSError, RuntimeError):
+        return None
+    return pool
+
+
+def _import_plots() -> None:
+    from . import plots  # noqa: F401
+
+
+def draw_plots(output: Path, df: pd.DataFrame, per_scene: dict, cfg: dict, protocol, plotter=None):
+    """The run's plots (``plots/error_curves.png``, ``plots/per_scene.png``) by ``plotter`` (see
+    :func:`start_plotter`) or here; returns a future of their paths."""
+    import concurrent.futures as cf
+
+    title = f"{cfg['method']['label']} on {cfg['dataset']['label']}"
+    args = (df[[c for c, *_ in protocol.curves if c in df]], protocol.curves, per_scene, protocol.headline[0], title,
+            Path(output) / "plots")
+    if plotter is not None:
+        try:
+            return plotter.submit(_run_plots, *args)
+        except RuntimeError:  # the process is gone: draw here
+            pass
+    done = cf.Future()
+    done.set_result(_run_plots(*args))
+    return done
+
+
+def _run_plots(*args) -> list[Path]:
+    from . import plots
+
+    return plots.run_plots(*args)
 
 
 def format_value(v) -> str:

@@ -191,22 +191,26 @@ def _worker_parts(cfg: dict, classes: tuple | None):
 
 def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digests: dict, cache_root: str | None,
               classes: tuple | None = None) -> dict:
-    """Process one shard and publish its rows; returns counts. Runs in any worker process."""
-    from .pipeline import MatchKeys, prefetch_pairs, process_sample
+    """Process one shard and publish its rows; returns counts and the rows. Runs in any worker process."""
+    from .pipeline import MatchKeys, _pair_images, prefetch_pairs, process_sample
 
     dataset, method, protocol = _worker_parts(cfg, classes)
     cache = MatchCache(Path(cache_root)) if cache_root else None
     keys = MatchKeys(method.cache_key(), digests)
-    rows = []
     samples = shard_samples(dataset, shard)
-    per_batch = method.pairs_per_batch()
-    while chunk := list(itertools.islice(samples, per_batch)):  # a few samples in memory at a time
-        prefetched = prefetch_pairs(chunk, method, cache, keys) if per_batch > 1 else None
-        for sample in chunk:
-            row = process_sample(sample, method=method, cache=cache, keys=keys, task=dataset.task,
-                                 solver_conf=cfg["solver"], run_seed=cfg["run"]["seed"], protocol=protocol,
-                                 prefetched=prefetched)
-            rows.append(row.to_dict())
+    common = dict(method=method, cache=cache, keys=keys, task=dataset.task, solver_conf=cfg["solver"],
+                  run_seed=cfg["run"]["seed"], protocol=protocol)
+    if cfg["run"]["pipeline"]:
+        from .pipelined import pipeline_conf, pipelined_rows
+
+        # the matcher's cores: SIFT's own thread count, else torch's
+        conf = pipeline_conf(cfg["run"], method.conf.get("num_threads") or cfg["run"]["torch_threads"])
+        rows = pipelined_rows(samples, conf=conf, images=_pair_images, **common)
+    else:
+        rows, per_batch = [], method.pairs_per_batch()
+        while chunk := list(itertools.islice(samples, per_batch)):  # a few samples in memory at a time
+            prefetched = prefetch_pairs(chunk, method, cache, keys) if per_batch > 1 else None
+            rows += [process_sample(sample, prefetched=prefetched, **common).to_dict() for sample in chunk]
     if len(rows) != len(shard):
         raise UserError(f"Scene {shard.scene} yielded {len(rows)} samples for shard {shard.name} instead of "
                         f"{len(shard)}: the dataset changed during the run; run the same command again.")
@@ -217,7 +221,9 @@ def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digest
     with atomic_path(Path(shard_path)) as tmp:
         pq.write_table(table, tmp, write_page_checksum=True)
     hits = int(df["cached"].sum()) if "cached" in df else 0
-    return {"shard": shard.name, "rows": len(df), "cache_hits": hits, "cache_problems": cache.problems if cache else []}
+    # the rows as reading the published file gives them back, so the driver need not read it again
+    return {"shard": shard.name, "rows": len(df), "cache_hits": hits, "cache_problems": cache.problems if cache else [],
+            "table": table.to_pandas()}
 
 
 def read_shard(path: Path, shard: Shard, fingerprint: str) -> pd.DataFrame | None:
@@ -347,9 +353,12 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
     if hits:
         log.info("reused %d cached match sets from %s (pass --no-cache to recompute)", hits, cache_root)
     log.info("processed %d shards in %.1f s", len(pending), time.perf_counter() - start)
+    computed = {s["shard"]: s.pop("table") for s in stats if "table" in s}
     frames = []
     for shard in plan.shards:
         df = done.pop(shard.name, None)
+        if df is None:
+            df = computed.pop(shard.name, None)
         if df is None:
             df = read_shard(shard_dir / f"{shard.name}.parquet", shard, plan.fingerprints[shard.name])
         if df is None:

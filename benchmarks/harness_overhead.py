@@ -40,7 +40,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PATHS = {"pipeline": "true", "sequential": "false"}
+# the runner paths compared, as config overrides (``--paths`` picks some)
+PATHS = {"pipeline": ["run.pipeline=true", "run.pipeline_processes=false"],
+         "pipeline-proc": ["run.pipeline=true", "run.pipeline_processes=true"],
+         "sequential": ["run.pipeline=false"]}
+
+
+def path_sets(path: str) -> list[str]:
+    return [x for s in PATHS[path] for x in ("--set", s)]
 
 
 # ------------------------------------------------------------------------------ per-stage clock
@@ -134,7 +141,7 @@ def measure_sift_run(args) -> dict:
     work = Path(args.work)
     argv = ["run", "--method", args.method, "--dataset", args.dataset, "--no-progress", "--output", str(work / "out"),
             "--set", f"run.cache_dir={work / 'cache'}", "--set", f"run.torch_threads={args.threads}",
-            "--set", f"run.pipeline={PATHS[args.path]}", *args.extra]
+            *path_sets(args.path), *args.extra]
     return timed_cli_run(argv, work / "out", args.stages)
 
 
@@ -142,14 +149,15 @@ def measure_matcher_only(args) -> dict:
     """The matcher alone over the run's pairs: images decoded and weights loaded beforehand."""
     from benchmark.config import resolve
     from benchmark.pipeline import _pair_images
-    from benchmark.runner import build, plan_shards, shard_samples
+    from benchmark.runner import prepare, shard_samples
     from methods.base import set_torch_threads
 
-    cfg = resolve(args.method, args.dataset, None, [f"run.torch_threads={args.threads}", *args.extra_sets])
+    cfg = resolve(args.method, args.dataset, None, [f"run.torch_threads={args.threads}",
+                                                    f"run.cache_dir={Path(args.work) / 'cache'}", *args.extra_sets])
     set_torch_threads(args.threads)
-    dataset, method, _ = build(cfg)
-    pairs = [_pair_images(s) for shard in plan_shards(dataset, 10 ** 9, cfg["run"]["max_samples"])
-             for s in shard_samples(dataset, shard)]
+    prepared = prepare(cfg)
+    dataset, method = prepared.dataset, prepared.method
+    pairs = [_pair_images(s) for shard in prepared.plan.shards for s in shard_samples(dataset, shard)]
     method.load()
     tic = time.perf_counter()
     for image0, image1 in pairs:
@@ -197,7 +205,7 @@ def measure_fixed_latency(args) -> dict:
     argv = ["run", "--method", "fixed_latency", "--dataset", "scale_pairs", "--no-progress",
             "--output", str(work / "out"), "--set", f"dataset.root={work / 'images'}",
             "--set", f"dataset.pairs={args.pairs}", "--set", f"run.cache_dir={work / 'cache'}",
-            "--set", f"run.pipeline={PATHS[args.path]}", "--set", f"solver.ransac.min_iterations={args.iterations}"]
+            *path_sets(args.path), "--set", f"solver.ransac.min_iterations={args.iterations}"]
     out = timed_cli_run(argv, work / "out", False)
     return {**out, "precomputed_mb": precomputed_mb}
 
@@ -223,18 +231,18 @@ def in_subprocess(kind: str, path: str, args, **extra) -> dict:
 def print_sift(results: dict, args) -> None:
     print(f"\n1. cold {args.method} run on {args.dataset} (defaults: bootstrap, plots, submission), "
           f"{args.rounds} round(s); load average {os.getloadavg()[0]:.1f}")
-    print(f"{'path':<11}{'round':>6}{'matcher-only s':>16}{'run wall s':>12}{'overhead':>10}{'sum match s':>13}"
+    print(f"{'path':<14}{'round':>6}{'matcher-only s':>16}{'run wall s':>12}{'overhead':>10}{'sum match s':>13}"
           f"{'match/only':>12}{'same rows':>11}")
-    ref = results["sequential"][0]["run"]["digest"]
+    ref = results.get("sequential", next(iter(results.values())))[0]["run"]["digest"]
     for path, rounds in results.items():
         for i, r in enumerate(rounds):
             only, run = r["only"]["wall_s"], r["run"]
-            print(f"{path:<11}{i + 1:>6}{only:>16.2f}{run['wall_s']:>12.2f}{(run['wall_s'] - only) / run['wall_s']:>10.1%}"
+            print(f"{path:<14}{i + 1:>6}{only:>16.2f}{run['wall_s']:>12.2f}{(run['wall_s'] - only) / run['wall_s']:>10.1%}"
                   f"{run['sum_match_s']:>13.2f}{run['sum_match_s'] / only:>12.2f}"
                   f"{'yes' if run['digest'] == ref else 'NO':>11}")
     best = {p: min((r["run"]["wall_s"] - r["only"]["wall_s"]) / r["run"]["wall_s"] for r in rounds)
             for p, rounds in results.items()}
-    print(f"best overhead: pipeline {best['pipeline']:.1%}, sequential {best['sequential']:.1%} (target < 5 %)")
+    print("best overhead: " + ", ".join(f"{p} {v:.1%}" for p, v in best.items()) + " (target < 5 %)")
     if args.stages:
         for path, rounds in results.items():
             seconds = rounds[-1]["run"]["stages"]
@@ -243,23 +251,23 @@ def print_sift(results: dict, args) -> None:
                 print(f"  {stage:<22}{seconds.get(stage, 0.0):>8.2f}")
 
 
-def print_latency(results: dict) -> None:
+def print_latency(results: dict, args) -> None:
     print("\n2. fixed-latency matcher (sleeps L, precomputed matches), synthetic pairs of benchmarks/scale.py")
-    print(f"{'path':<11}{'L s':>6}{'pairs':>7}{'run wall s':>12}{'N L s':>8}{'efficiency':>12}{'x sequential':>14}"
+    print(f"{'path':<14}{'L s':>6}{'pairs':>7}{'run wall s':>12}{'N L s':>8}{'efficiency':>12}{'x sequential':>14}"
           f"{'peak RSS MB':>13}{'same rows':>11}")
     for (path, latency, pairs), r in results.items():
-        seq = results["sequential", latency, pairs]
+        seq = results.get(("sequential", latency, pairs), r)
         eff = lambda x: pairs * latency / (x["wall_s"] - 1.0)
-        print(f"{path:<11}{latency:>6}{pairs:>7}{r['wall_s']:>12.2f}{pairs * latency:>8.1f}{eff(r):>12.3f}"
+        print(f"{path:<14}{latency:>6}{pairs:>7}{r['wall_s']:>12.2f}{pairs * latency:>8.1f}{eff(r):>12.3f}"
               f"{eff(r) / eff(seq):>14.2f}{r['peak_rss_mb']:>13.0f}{'yes' if r['digest'] == seq['digest'] else 'NO':>11}")
     print("target: efficiency >= 0.95 at both L")
     print("\n3. peak memory, 2,000 pairs against 200 (target: at most +50 MB)")
-    for path in PATHS:
+    for path in args.paths:
         big = [r for (p, _, n), r in results.items() if p == path and n > 1000]
         small = [r for (p, _, n), r in results.items() if p == path and n <= 1000]
         if big and small:
             b, s = big[0], small[0]
-            print(f"{path:<11} {s['peak_rss_mb']:.0f} MB -> {b['peak_rss_mb']:.0f} MB: "
+            print(f"{path:<14} {s['peak_rss_mb']:.0f} MB -> {b['peak_rss_mb']:.0f} MB: "
                   f"{b['peak_rss_mb'] - s['peak_rss_mb']:+.0f} MB (of which precomputed matches "
                   f"{b['precomputed_mb'] - s['precomputed_mb']:+.1f} MB)")
 
@@ -271,7 +279,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="run.torch_threads")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of the cold run (each path, alternately)")
     ap.add_argument("--latency", nargs="+", default=["0.05:2000", "0.5:200"], metavar="L:PAIRS")
-    ap.add_argument("--iterations", type=int, default=1000, help="solver.ransac.min_iterations of the synthetic pairs")
+    ap.add_argument("--iterations", type=int, default=100, help="solver.ransac.min_iterations of the synthetic pairs (as benchmarks/scale.py)")
+    ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS), help="runner paths to compare")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-sift", action="store_true")
     ap.add_argument("--stages", action="store_true", help="also time each stage of the cold run")
@@ -297,9 +306,9 @@ def main() -> None:
         return
 
     if not args.skip_sift:
-        sift = {p: [] for p in PATHS}
+        sift = {p: [] for p in args.paths}
         for i in range(args.rounds):
-            for path in PATHS if i % 2 == 0 else reversed(list(PATHS)):
+            for path in args.paths if i % 2 == 0 else reversed(args.paths):
                 only = in_subprocess("only", path, args)
                 sift[path].append({"only": only, "run": in_subprocess("run", path, args)})
                 print(f"  round {i + 1} {path}: matcher-only {only['wall_s']:.1f} s, run "
@@ -309,12 +318,12 @@ def main() -> None:
         latency = {}
         for spec in args.latency:
             value, pairs = spec.split(":")
-            for path in PATHS:
+            for path in args.paths:
                 latency[path, float(value), int(pairs)] = in_subprocess(
                     "latency", path, args, latency_s=value, pairs=pairs, iterations=args.iterations)
                 print(f"  {path} L={value} x {pairs}: {latency[path, float(value), int(pairs)]['wall_s']:.1f} s",
                       file=sys.stderr)
-        print_latency(latency)
+        print_latency(latency, args)
 
 
 if __name__ == "__main__":

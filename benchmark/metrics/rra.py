@@ -198,4 +198,4 @@ def resample_rra(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, taus=TAUS, 
         keys = [f"{a}@{tau}" for tau in taus for a in ("RRA", "RTA")] + [f"mAA@{max_threshold}"]
         return {key: ragged(values[..., i], present, np.mean, empty=np.nan) for i, key in enumerate(keys)}
 
-    return evaluate, n_scenes * (n_groups + 1) * size
+    return evaluate, n_scenes * max(n_groups, 1) + (n_groups + n_scenes) * size
