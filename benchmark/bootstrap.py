@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 Draws = dict[str, np.ndarray]  # metric -> one value per resample (NaN: missing or not finite)
-CHUNK_ELEMENTS = 1 << 17  # bound on the (resamples x rows) arrays evaluated at once (memory: a few MB)
+CHUNK_ELEMENTS = 1 << 17  # bound on the (resamples x rows) arrays evaluated at once (about 1 MB each)
 
 
 def draw_scenes(n_scenes: int, n: int, seed: int) -> np.ndarray:

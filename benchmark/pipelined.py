@@ -99,10 +99,16 @@ def _produce(samples, ready: queue.Queue, stop: threading.Event, cache, keys, re
         hand(exc)
 
 
+def in_writer(fn, *args) -> cf.Future:
+    """``fn(*args)`` in the writer thread, after every cache write handed to it before."""
+    return _pool("write", 1).submit(fn, *args)
+
+
 def pipelined_rows(samples, *, method, cache, keys, task, solver_conf, run_seed, protocol, conf: PipelineConf,
-                   images) -> list[dict]:
+                   images) -> tuple[list[dict], list[cf.Future]]:
     """The rows of ``samples`` (in their order), matching in this thread while the others prepare, store
-    and solve."""
+    and solve: the rows solved by the time the last sample is matched, and the futures of the others.
+    Their cache writes are queued in the writer thread (see :func:`in_writer`)."""
     solvers = _pool("process" if conf.processes else "solve", conf.solvers)
     writer = _pool("write", 1)
     per_batch = max(1, method.pairs_per_batch())
@@ -166,12 +172,11 @@ def pipelined_rows(samples, *, method, cache, keys, task, solver_conf, run_seed,
                 pending.append(solvers.submit(finish_row, sample, matched, task, solver_conf, run_seed, protocol))
                 while pending and (len(pending) > conf.solve_queue or pending[0].done()):
                     rows.append(pending.pop(0).result())
-        rows.extend(f.result() for f in pending)
     except BaseException:
         for f in pending:
             f.cancel()
+        writer.submit(int).result()  # every pair matched is cached (and earlier shards published), even on Ctrl-C
         raise
     finally:
         stop.set()
-        cf.wait([f for f in writes.values() if f is not None])  # every pair matched is cached, even on Ctrl-C
-    return rows
+    return rows, pending

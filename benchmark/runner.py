@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,8 +191,11 @@ def _worker_parts(cfg: dict, classes: tuple | None):
 
 
 def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digests: dict, cache_root: str | None,
-              classes: tuple | None = None) -> dict:
-    """Process one shard and publish its rows; returns counts and the rows. Runs in any worker process."""
+              classes: tuple | None = None, defer: bool = False) -> dict:
+    """Process one shard and publish its rows; returns counts and the rows. Runs in any worker process.
+    ``defer`` (pipelined runs in the driver's process): return as soon as the last sample is matched, with
+    a future of the counts; the shard is published once its last samples are solved, while the next
+    shard is matched."""
     from .pipeline import MatchKeys, _pair_images, prefetch_pairs, process_sample
 
     dataset, method, protocol = _worker_parts(cfg, classes)
@@ -201,16 +205,24 @@ def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digest
     common = dict(method=method, cache=cache, keys=keys, task=dataset.task, solver_conf=cfg["solver"],
                   run_seed=cfg["run"]["seed"], protocol=protocol)
     if cfg["run"]["pipeline"]:
-        from .pipelined import pipeline_conf, pipelined_rows
+        from .pipelined import in_writer, pipeline_conf, pipelined_rows
 
         # the matcher's cores: SIFT's own thread count, else torch's
         conf = pipeline_conf(cfg["run"], method.conf.get("num_threads") or cfg["run"]["torch_threads"])
-        rows = pipelined_rows(samples, conf=conf, images=_pair_images, **common)
-    else:
-        rows, per_batch = [], method.pairs_per_batch()
-        while chunk := list(itertools.islice(samples, per_batch)):  # a few samples in memory at a time
-            prefetched = prefetch_pairs(chunk, method, cache, keys) if per_batch > 1 else None
-            rows += [process_sample(sample, prefetched=prefetched, **common).to_dict() for sample in chunk]
+        rows, solving = pipelined_rows(samples, conf=conf, images=_pair_images, **common)
+        published = in_writer(publish_shard, shard, rows, solving, shard_path, fingerprint, cache)
+        return published if defer else published.result()
+    rows, per_batch = [], method.pairs_per_batch()
+    while chunk := list(itertools.islice(samples, per_batch)):  # a few samples in memory at a time
+        prefetched = prefetch_pairs(chunk, method, cache, keys) if per_batch > 1 else None
+        rows += [process_sample(sample, prefetched=prefetched, **common).to_dict() for sample in chunk]
+    return publish_shard(shard, rows, [], shard_path, fingerprint, cache)
+
+
+def publish_shard(shard: Shard, rows: list[dict], solving: list, shard_path: str, fingerprint: str,
+                  cache: MatchCache | None) -> dict:
+    """Write the shard's rows (``rows``, then those of the futures ``solving``) as its published file."""
+    rows = rows + [f.result() for f in solving]
     if len(rows) != len(shard):
         raise UserError(f"Scene {shard.scene} yielded {len(rows)} samples for shard {shard.name} instead of "
                         f"{len(shard)}: the dataset changed during the run; run the same command again.")
@@ -311,7 +323,7 @@ def prepare(cfg: dict) -> Prepared:
 def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True,
             prepared: Prepared | None = None) -> pd.DataFrame:
     """Run every pending shard and return all per-sample rows in dataset order."""
-    from .executors import make_executor
+    from .executors import LocalExecutor, make_executor
 
     # the executor first: a missing optional package must fail before the output folder is touched
     executor = executor or make_executor(cfg["executor"], int(cfg["run"]["torch_threads"]))
@@ -341,11 +353,15 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
     if changed:
         log.info("%d finished shards are computed again: the images, depth or ground truth of their samples "
                  "changed (only pairs whose images changed are matched again)", changed)
-    job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)))
+    # in this process, a shard is published while the next one is matched
+    job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)),
+                            defer=isinstance(executor, LocalExecutor))
     jobs = [(s, str(shard_dir / f"{s.name}.parquet"), plan.fingerprints[s.name], plan.digests[s.name],
              str(cache_root) if cache_root else None) for s in pending]
     start = time.perf_counter()
     stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
+    wait([s for s in stats if isinstance(s, Future)])  # all published (or failed) before any error is raised
+    stats = [s.result() if isinstance(s, Future) else s for s in stats]
     hits = sum(s["cache_hits"] for s in stats)
     for s in stats:
         for problem in s["cache_problems"]:

@@ -87,7 +87,11 @@ def test_interrupted_anywhere_resumes_recomputing_only_unfinished_shards(synthet
     same_rows(reference, resumed)
 
 
-def test_killed_between_cache_and_rows_reuses_the_published_matches(synthetic, calls, tmp_path, monkeypatch):
+# pipelined: a shard is published while the next ones are matched, so a failure to publish one surfaces once
+# the others are done and published; only the failed shard is redone, from the cache
+@pytest.mark.parametrize("pipeline, rematched", [(False, TOTAL - 6), (True, 0)])
+def test_killed_between_cache_and_rows_reuses_the_published_matches(synthetic, calls, tmp_path, monkeypatch, pipeline,
+                                                                    rematched):
     reference = execute(synthetic("cache_ref"), tmp_path / "ref", progress=False)
     real_atomic_path, writes = runner.atomic_path, []
 
@@ -102,11 +106,11 @@ def test_killed_between_cache_and_rows_reuses_the_published_matches(synthetic, c
     monkeypatch.setattr(runner, "atomic_path", dies_on_second_shard)
     calls.reset()
     with pytest.raises(KeyboardInterrupt):
-        execute(synthetic(), tmp_path / "out", progress=False)
+        execute(synthetic("cache", f"run.pipeline={pipeline}"), tmp_path / "out", progress=False)
     monkeypatch.setattr(runner, "atomic_path", real_atomic_path)
     calls.reset()
-    resumed = execute(synthetic(), tmp_path / "out", progress=False)
-    assert int(calls) == TOTAL - 6
+    resumed = execute(synthetic("cache", f"run.pipeline={pipeline}"), tmp_path / "out", progress=False)
+    assert int(calls) == rematched
     assert resumed["cached"].sum() == 3
     same_rows(reference, resumed)
 
