@@ -24,7 +24,7 @@ from .cache import ShardCache
 from .config import config_hash
 from .errors import SampleError, UserError
 from .io import atomic_path, write_text_atomic
-from .types import INVALID_INPUT, TASK_METRIC_RELATIVE, InvalidSample
+from .types import INVALID_INPUT, InvalidSample
 
 log = logging.getLogger("locbench.run")
 SHARD_FORMAT = 2  # 2: parquet page checksums, dataset manifest in the fingerprint
@@ -64,25 +64,6 @@ def build(cfg: dict, classes: tuple | None = None):
     dataset = dataset_cls(cfg["dataset"])
     method = method_cls(cfg["method"])
     return dataset, method, get_protocol(dataset.protocol)
-
-
-def check_solver(solver_conf: dict, dataset, method) -> None:
-    """The solver can work with what the dataset and the method give (else every sample would fail)."""
-    from . import solvers
-
-    if dataset.task != TASK_METRIC_RELATIVE:
-        return
-    name = solver_conf[TASK_METRIC_RELATIVE]
-    if name not in solvers.METRIC_RELATIVE:
-        raise UserError(f"solver.metric_relative must be one of {', '.join(solvers.METRIC_RELATIVE)}, not '{name}'.")
-    if name.endswith("_pts3d") and not method.predicts_geometry:
-        raise UserError(f"solver.metric_relative={name} needs a method that predicts 3D points (mast3r, dust3r), "
-                        f"which {method.name} does not; use --set solver.metric_relative=pnp_depth with a depth map "
-                        f"(dataset.depth).")
-    if name.endswith("_depth") and "depth" in dataset.conf and not dataset.conf["depth"]:
-        raise UserError(f"solver.metric_relative={name} needs the reference depth, but dataset.depth is not set; "
-                        f"name the depth maps to use (e.g. --set dataset.depth=dptnyu for Map-free's DPT depth) or "
-                        f"use a method that predicts 3D points with solver.metric_relative=pnp_pts3d.")
 
 
 def count_samples(dataset, scene: str) -> int:
@@ -239,13 +220,14 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
     """Run every pending shard and return all per-sample rows in dataset order."""
     from .executors import make_executor
     from .provenance import manifest_hash
+    from .solvers import check_solver
 
     # the executor first: a missing optional package must fail before the output folder is touched
     executor = executor or make_executor(cfg["executor"], int(cfg["run"]["torch_threads"]))
     dataset, method, protocol = build(cfg)
     dataset.check()  # fail before any work: missing root, weights, packages
     method.check()
-    check_solver(cfg["solver"], dataset, method)
+    check_solver(cfg["solver"], dataset, method)  # the solver's declared needs, before any work
     run_conf = cfg["run"]
     shards = plan_shards(dataset, int(run_conf["shard_size"]), run_conf["max_samples"])
     if not shards:

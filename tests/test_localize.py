@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from benchmark.config import PROJECT_ROOT, load_yaml
-from benchmark.errors import SampleError
+from benchmark.errors import SampleError, UserError
 from benchmark.geometry import rotation_angle_deg
 from benchmark.localize import lift_reference_points, localize_query
-from benchmark.solvers import to_pycolmap_camera
+from benchmark.estimators import to_pycolmap_camera
 from benchmark.types import OK, TOO_FEW_MATCHES, Camera, Matches, QuerySample, Reference
 from datasets.aachen_mini import pose_from
 from methods.base import Matcher
@@ -148,7 +148,8 @@ def test_failures_are_reported(tmp_path):
         r.points2d = r.points2d + 1000.0  # nothing within the radius
     est, pooled, _, _ = localize_query(far, matcher, None, _solver_conf(), seed=0)
     assert est.status == TOO_FEW_MATCHES and "900 matches over 3 references, 0 lifted to 3D" in est.reason
-    with pytest.raises(SampleError, match="solver.absolute must be pnp"):
+    with pytest.raises(UserError, match="Unknown solver.absolute 'essential'; known solvers for absolute pose "
+                                        "against a map: pnp, poselib"):
         localize_query(sample, matcher, None, _solver_conf(absolute="essential"), seed=0)
     with pytest.raises(SampleError, match="solver.lift=pointmap needs a method that predicts 3D points"):
         localize_query(sample, matcher, None, _solver_conf(lift="pointmap"), seed=0)
