@@ -2,7 +2,10 @@
 
 Published reference rows live as data in ``configs/published/*.yaml`` and are marked
 ``[published]`` wherever they appear. Runs scored under different protocol versions
-are refused in one group unless ``--mix-protocols`` is given.
+are refused in one group unless ``--mix-protocols`` is given. A threshold sweep
+(``summary.json`` ``threshold_sweep``) gives one ordinary row per threshold; its
+per-metric best threshold is an oracle choice, listed in a separate
+``<dataset> [oracle threshold]`` table and never ranked with the others.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from .report import format_value, markdown_table, read_summary
 
 log = logging.getLogger("locbench.leaderboard")
 PUBLISHED_TAG = "[published]"
+ORACLE_TAG = "[oracle threshold]"  # a threshold sweep's best threshold per metric, chosen on the test data
 
 
 def load_runs(paths: list[Path]) -> list[dict]:
@@ -62,14 +66,27 @@ def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = Fa
                             f"version or pass --mix-protocols to put them in one table anyway.")
         protocol = get_protocol(runs[0]["protocol"])
         cols = protocol.headline
-        rows = []
+        rows, oracle_rows = [], []
         for r in runs:
             prov = r.get("provenance", {})
-            rows.append({"method": r["method"], **{c: r["overall"].get(c) for c in cols},
-                         "samples": r["num_samples"], "failed": r["num_samples"] - r["status_counts"].get("ok", 0),
-                         "source": "measured", "protocol": f"{r['protocol']} v{r['protocol_version']}",
-                         "config": prov.get("config_hash", ""), "commit": str(prov.get("git", {}).get("commit", ""))[:8],
-                         "run": r["run_id"]})
+
+            def row(method, metrics, ok):
+                return {"method": method, **{c: metrics.get(c) for c in cols}, "samples": r["num_samples"],
+                        "failed": None if ok is None else r["num_samples"] - ok, "source": "measured",
+                        "protocol": f"{r['protocol']} v{r['protocol_version']}", "config": prov.get("config_hash", ""),
+                        "commit": str(prov.get("git", {}).get("commit", ""))[:8], "run": r["run_id"]}
+
+            sweep = r.get("threshold_sweep")
+            if not sweep:
+                rows.append(row(r["method"], r["overall"], r["status_counts"].get("ok", 0)))
+                continue
+            # each threshold of a sweep is an ordinary fixed-threshold result; the per-metric best is not
+            for p in sweep["per_threshold"]:
+                rows.append(row(f"{r['method']} [{sweep['key']}={format_value(p['threshold'])}]", p["overall"],
+                                p["status_counts"].get("ok", 0)))
+            listed = "/".join(format_value(t) for t in sweep["thresholds"])
+            best = {c: v["value"] for c, v in sweep["oracle_best"].items()}
+            oracle_rows.append(row(f"{r['method']} {ORACLE_TAG} best of {sweep['key']}={listed}", best, None))
         for p in extra:
             if p["protocol"] == protocol.name and (not p["datasets"] or dataset in p["datasets"]):
                 rows.append({"method": f"{p['method']} {PUBLISHED_TAG}", **{c: p["overall"].get(c) for c in cols},
@@ -80,6 +97,8 @@ def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = Fa
         if key in df:
             df = df.sort_values(key, ascending=ascending, na_position="last", kind="stable")
         tables[dataset] = df.reset_index(drop=True)
+        if oracle_rows:  # never ranked with fixed-threshold rows: a table of their own
+            tables[f"{dataset} {ORACLE_TAG}"] = pd.DataFrame(oracle_rows)
     return tables
 
 

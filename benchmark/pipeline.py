@@ -70,10 +70,16 @@ def prefetch_pairs(samples: list, method, cache: ShardCache | None) -> dict:
     return {k: m for (k, _), m in zip(todo, found)}
 
 
-def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed: int) -> Estimate:
-    """The pose of one pair by ``solver.<task>`` (at the first threshold of a sweep)."""
-    solver = solvers.SOLVERS.get(task, conf[task])
-    return solver.estimate(solvers.pair_problem(solver, sample, matches), solvers.threshold_confs(conf)[0], seed)
+def solve_thresholds(solver, problem, confs: list[dict], seed: int) -> tuple[list[Estimate], float]:
+    """The estimate at each threshold of a sweep (the one threshold without a sweep), and the seconds the
+    first one took (what a run without a sweep measures)."""
+    estimates, first_seconds = [], float("nan")
+    for conf in confs:
+        start = time.perf_counter()
+        estimates.append(solver.estimate(problem, conf, seed))
+        if len(estimates) == 1:
+            first_seconds = time.perf_counter() - start
+    return estimates, first_seconds
 
 
 def outcome(sample, estimate: Estimate, matches: Matches | None, protocol) -> dict:
@@ -118,12 +124,7 @@ def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protoc
             problem = solvers.pair_problem(solver, sample, matches)
         row.cached, row.time_match = cached, t_match
         row.num_matches = len(matches)
-        estimates = []
-        for conf in confs:
-            start = time.perf_counter()
-            estimates.append(solver.estimate(problem, conf, seed))
-            if len(estimates) == 1:  # the first threshold's time: what a run without a sweep measures
-                row.time_solve = time.perf_counter() - start
+        estimates, row.time_solve = solve_thresholds(solver, problem, confs, seed)
     except SampleError as exc:
         estimates = [Estimate.failure(exc.status, str(exc))] * len(confs)
     except Exception as exc:  # a bug or a crash in a matcher must cost one sample, not the run

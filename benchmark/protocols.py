@@ -29,6 +29,7 @@ class Protocol:
     name = ""
     headline: list[str] = []
     rank_by: tuple[str, bool] = ("", False)  # (column, ascending)
+    lower_is_better: tuple[str, ...] = ()  # headline columns where smaller is better (medians of errors)
     curves: list[tuple] = []  # (column, label, unit, threshold) for the cumulative error plot
     short: dict[str, str] = {}  # compact column titles for printed tables
 
@@ -56,6 +57,7 @@ class MapFreeProtocol(Protocol):
     headline = [M.KEY_PREC_VCRE, M.KEY_AUC_VCRE, M.KEY_REPROJ, M.KEY_PREC_POSE, M.KEY_AUC_POSE, M.KEY_TRANS,
                 M.KEY_ROT, M.KEY_ESTIMATES]
     rank_by = (M.KEY_AUC_VCRE, False)
+    lower_is_better = (M.KEY_REPROJ, M.KEY_TRANS, M.KEY_ROT)
     short = {M.KEY_PREC_VCRE: "VCRE<90px prec", M.KEY_AUC_VCRE: "VCRE AUC", M.KEY_REPROJ: "med VCRE px",
              M.KEY_PREC_POSE: "pose<25cm,5deg prec", M.KEY_AUC_POSE: "pose AUC", M.KEY_TRANS: "med trans m",
              M.KEY_ROT: "med rot deg", M.KEY_ESTIMATES: "estimated"}
