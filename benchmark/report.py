@@ -160,16 +160,20 @@ def format_value(v) -> str:
     return str(v)
 
 
+def text_table(header: list[str], lines: list[list[str]]) -> list[str]:
+    """Aligned plain-text lines: first column left, the others right."""
+    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
+    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+    return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+
+
 def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) -> str:
-    """Plain-text table: headline metrics overall and per scene, then status counts."""
+    """Plain-text table: headline metrics overall and per scene, then status counts (and a threshold sweep)."""
     cols = summary["headline"]
-    header = ["scene", *map(label, cols)]
     lines = [["ALL", *[format_value(summary["overall"].get(c)) for c in cols]]]
     for scene, m in list(summary["per_scene"].items())[:max_scenes]:
         lines.append([scene, *[format_value(m.get(c)) for c in cols]])
-    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
-    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
-    out = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+    out = text_table(["scene", *map(label, cols)], lines)
     counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
     out.append(f"{summary['num_samples']} samples: {counts}")
     if "threshold_sweep" in summary:
@@ -179,16 +183,13 @@ def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) ->
 
 def sweep_table(sweep: dict, cols: list[str], label=lambda key: key) -> str:
     """Plain-text table of a threshold sweep: one line per threshold, then the oracle's best of each column."""
-    header = [f"{sweep['key']} ({sweep['unit']})", *map(label, cols)]
     lines = [[format_value(p["threshold"]) + (" (run)" if i == 0 else ""),
               *[format_value(p["overall"].get(c)) for c in cols]] for i, p in enumerate(sweep["per_threshold"])]
     best = sweep["oracle_best"]
     lines.append(["best [oracle]", *[f"{format_value(best[c]['value'])} @{format_value(best[c]['threshold'])}"
                                      if c in best else "" for c in cols]])
-    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
-    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
     note = "best [oracle]: each column's best threshold chosen on these samples, not comparable to a fixed threshold"
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines), note])
+    return "\n".join([*text_table([f"{sweep['key']} ({sweep['unit']})", *map(label, cols)], lines), note])
 
 
 def markdown_table(df: pd.DataFrame) -> str:
