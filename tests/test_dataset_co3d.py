@@ -105,7 +105,8 @@ def test_sift_relative_poses_agree_with_the_converted_cameras(apple):
         if (s.image0.stem, s.image1.stem) not in wanted:
             continue
         m = matcher.match(read_image(s.image0, s.resize0), read_image(s.image1, s.resize1))
-        est = estimators.essential(PoseProblem(m, s.camera1, s.camera0), conf, 0)
-        R, t = s.T_0to1[:3, :3], s.T_0to1[:3, 3]
-        assert rotation_angle_deg(est.R.T @ R) < 3.0
-        assert np.degrees(np.arccos(abs(est.t @ t) / np.linalg.norm(t))) < 5.0
+        for solve in (estimators.essential, estimators.poselib_relative):
+            est = solve(PoseProblem(m, s.camera1, s.camera0), conf, 0)
+            R, t = s.T_0to1[:3, :3], s.T_0to1[:3, 3]
+            assert rotation_angle_deg(est.R.T @ R) < 3.0, solve
+            assert np.degrees(np.arccos(abs(est.t @ t) / np.linalg.norm(t))) < 5.0, solve

@@ -98,28 +98,30 @@ def _pose_errors(estimate, T):
     return np.linalg.norm(c_est - c_gt), rotation_angle_deg(estimate.R @ T[:3, :3].T)
 
 
-def test_nearest_lifting_pools_references_and_finds_the_pose(tmp_path):
+@pytest.mark.parametrize("absolute", ["pnp", "poselib"])
+def test_nearest_lifting_pools_references_and_finds_the_pose(tmp_path, absolute):
     sample, matcher, _ = _scene(tmp_path, outliers=0.25)
     cache = DictCache()
-    est, pooled, t_match, cached = localize_query(sample, matcher, cache, _solver_conf(), seed=1)
+    est, pooled, t_match, cached = localize_query(sample, matcher, cache, _solver_conf(absolute=absolute), seed=1)
     assert est.status == OK and not cached and matcher.calls == 3 and t_match >= 0
     dt, dr = _pose_errors(est, sample.T_w2c)
     assert dt < 1e-3 and dr < 1e-3
     assert len(pooled) == 900 and len(est.inliers) == 900
     assert 0.4 * 900 < est.num_inliers == est.inliers.sum() < 0.6 * 900  # 60 % observed, 25 % outliers
     assert est.confidence == est.num_inliers
-    again, _, _, cached = localize_query(sample, matcher, cache, _solver_conf(), seed=1)
+    again, _, _, cached = localize_query(sample, matcher, cache, _solver_conf(absolute=absolute), seed=1)
     assert cached and matcher.calls == 3 and again.num_inliers == est.num_inliers
 
 
-def test_pointmap_lifting_uses_the_matchers_3d_up_to_scale(tmp_path):
+@pytest.mark.parametrize("absolute", ["pnp", "poselib"])
+def test_pointmap_lifting_uses_the_matchers_3d_up_to_scale(tmp_path, absolute):
     sample, matcher, X = _scene(tmp_path, observed_fraction=0.05, predict_scale=0.37)
     ref, matches = sample.references[0], matcher.table[1]
     lifted = lift_reference_points(ref, matches, 2.0, "auto")
     np.testing.assert_allclose(lifted, X, atol=1e-9)  # every keypoint, not only the 5 % observed
     nearest = lift_reference_points(ref, matches, 2.0, "nearest")
     assert np.isfinite(nearest).all(1).sum() == len(ref.points3d)
-    est, _, _, _ = localize_query(sample, matcher, None, _solver_conf(), seed=0)
+    est, _, _, _ = localize_query(sample, matcher, None, _solver_conf(absolute=absolute), seed=0)
     assert est.ok and est.num_inliers == 900
     assert max(_pose_errors(est, sample.T_w2c)) < 1e-4
     # too few anchors for a scale: only the observed points are used
