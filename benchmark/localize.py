@@ -105,7 +105,7 @@ def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: 
         if ref.points2d is None or len(ref.points2d) == 0:
             continue  # nothing of this image is in the map: matching it cannot help
         start = time.perf_counter()
-        matches, cached = match_pair(method, cache, localization_key(sample, ref),
+        matches, cached = match_pair(method.bound_to_map(ref.points2d), cache, localization_key(sample, ref),
                                      lambda r=ref: (read_image(r.image), load_query()))
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached
