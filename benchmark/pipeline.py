@@ -70,6 +70,17 @@ def prefetch_pairs(samples: list, method, cache: ShardCache | None) -> dict:
     return {k: m for (k, _), m in zip(todo, found)}
 
 
+def in_camera_pixels(sample: PairSample, matches: Matches) -> Matches:
+    """Matches in the pixels the sample's cameras describe: a protocol that matches resized images but
+    solves in the original ones (LoFTR's MegaDepth) gives ``extra['keypoint_scale']`` = ((sx0, sy0), (sx1, sy1))."""
+    scale = sample.extra.get("keypoint_scale")
+    if scale is None:
+        return matches
+    (s0, s1) = (np.asarray(f, np.float64) for f in scale)
+    return Matches(matches.kpts0 * s0, matches.kpts1 * s1, matches.scores, matches.pts3d0, matches.pts3d1,
+                   matches.num_keypoints0, matches.num_keypoints1, dict(matches.timings))
+
+
 def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed: int) -> Estimate:
     if task == TASK_RELATIVE:
         name = conf[TASK_RELATIVE]
@@ -121,6 +132,7 @@ def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protoc
         else:
             start = time.perf_counter()
             matches, cached = match_pair(method, cache, pair_key(sample), lambda: _pair_images(sample), prefetched)
+            matches = in_camera_pixels(sample, matches)
             t_match = matches.timings.get("match", time.perf_counter() - start)
             row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
             start = time.perf_counter()
