@@ -97,7 +97,9 @@ def query_problem(sample: QuerySample, method, cache, solver_conf: dict, keys=No
         if ref.points2d is None or len(ref.points2d) == 0:
             continue  # nothing of this image is in the map: matching it cannot help
         start = time.perf_counter()
-        matches, cached = match_pair(method, cache, keys.localization(ref, sample),
+        bound = method.bound_to_map(ref.points2d)  # MASt3R's visloc mode starts from the map observations
+        key = keys.localization(ref, sample, ref.points2d if bound is not method else None)
+        matches, cached = match_pair(bound, cache, key,
                                      lambda r=ref: (read_image(r.image), load_query()))
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached

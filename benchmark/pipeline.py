@@ -45,9 +45,11 @@ class MatchKeys:
         read0, read1 = identity.pair_read_params(sample)
         return identity.match_key(self.method_key, self.digest(sample.image0), self.digest(sample.image1), read0, read1)
 
-    def localization(self, reference: Reference, query: QuerySample) -> str:
-        """The reference is image 0, the query image 1, both read as they are on disk."""
-        return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image))
+    def localization(self, reference: Reference, query: QuerySample, seeds=None) -> str:
+        """The reference is image 0, the query image 1, both read as they are on disk; ``seeds``: the map
+        observations a matcher bound to the map starts from (they change its matches)."""
+        seeded = () if seeds is None else ("seeds", identity.array_digest(seeds))
+        return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image), seeded)
 
 
 def match_pair(method, cache: MatchCache | None, key: str, load_pair,
@@ -103,6 +105,17 @@ def solve_thresholds(solver, problem, confs: list[dict], seed: int) -> tuple[lis
     return estimates, first_seconds
 
 
+def in_camera_pixels(sample: PairSample, matches: Matches) -> Matches:
+    """Matches in the pixels the sample's cameras describe: a protocol that matches resized images but
+    solves in the original ones (LoFTR's MegaDepth) gives ``extra['keypoint_scale']`` = ((sx0, sy0), (sx1, sy1))."""
+    scale = sample.extra.get("keypoint_scale")
+    if scale is None:
+        return matches
+    (s0, s1) = (np.asarray(f, np.float64) for f in scale)
+    return Matches(matches.kpts0 * s0, matches.kpts1 * s1, matches.scores, matches.pts3d0, matches.pts3d1,
+                   matches.num_keypoints0, matches.num_keypoints1, dict(matches.timings))
+
+
 def outcome(sample, estimate: Estimate, matches: Matches | None, protocol) -> dict:
     """What one estimate puts in the per-sample table: status, reason, inliers, confidence, pose, errors."""
     out = {"status": estimate.status, "reason": estimate.reason, "num_inliers": estimate.num_inliers,
@@ -140,6 +153,7 @@ def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf,
         else:
             start = time.perf_counter()
             matches, cached = match_pair(method, cache, keys.pair(sample), lambda: _pair_images(sample), prefetched)
+            matches = in_camera_pixels(sample, matches)
             t_match = matches.timings.get("match", time.perf_counter() - start)
             row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
             problem = solvers.pair_problem(solver, sample, matches)

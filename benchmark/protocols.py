@@ -107,8 +107,9 @@ class RelativePoseProtocol(Protocol):
             out[P.POSE_ERR] = P.FAILURE
         if matches is not None and len(matches):
             errs = P.epipolar_errors(matches.kpts0, matches.kpts1, sample.T_0to1, sample.camera0.K, sample.camera1.K)
-            out[P.PRECISION] = P.epipolar_precision(errs)
-            out[P.MSCORE] = P.matching_score(errs, matches.num_keypoints0 or len(errs))
+            threshold = sample.extra.get("epipolar_threshold", P.EPIPOLAR_THRESHOLD)  # MegaDepth: 1e-4
+            out[P.PRECISION] = P.epipolar_precision(errs, threshold)
+            out[P.MSCORE] = P.matching_score(errs, matches.num_keypoints0 or len(errs), threshold)
         else:
             out[P.PRECISION] = out[P.MSCORE] = 0.0  # a pair without matches counts as precision 0 (quirk 15)
         return out

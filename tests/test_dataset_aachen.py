@@ -166,6 +166,23 @@ def test_real_hloc_retrieval_list(data_dir):
     assert sum(scene_of(n).startswith("day/") for n in names) == 834
 
 
+def test_kapture_pairs_file_is_ranked_by_score(tmp_path):
+    """kapture's pairs format (MASt3R's FIRe list fire_top50.txt): 'query, db, score', best score first."""
+    path = tmp_path / "fire_top50.txt"
+    path.write_text("# query_image, map_image, score\n"
+                    "query/day/a.jpg, db/1.jpg, 0.2\n"
+                    "query/day/a.jpg, db/2.jpg, 0.9\n"
+                    "query/night/b.jpg, db/3.jpg, 0.5\n"
+                    "query/day/a.jpg, db/3.jpg, 0.2\n"
+                    "query/night/b.jpg, db/1.jpg, high\n"
+                    "query/night/c.jpg db/1.jpg 0.3\n")
+    pairs, bad = read_retrieval_pairs(path)
+    assert pairs["query/day/a.jpg"] == [("db/2.jpg", 3), ("db/1.jpg", 2), ("db/3.jpg", 5)]  # ties: file order
+    assert pairs["query/night/b.jpg"] == [("db/3.jpg", 4)]
+    assert "line 6: the score 'high' is not a number" in bad["query/night/b.jpg"]
+    assert "line 7: expected 'query_name, db_name, score' (kapture)" in bad["query/night/c.jpg"]
+
+
 def test_ground_truth_from_a_colmap_model(mini_copy):
     lines = (mini_copy / "query_poses.txt").read_text().splitlines()
     names = [ln.split()[0] for ln in lines[:2]]
