@@ -23,7 +23,7 @@ import pandas as pd
 from .cache import ShardCache
 from .config import config_hash
 from .errors import SampleError, UserError
-from .io import atomic_path, write_text_atomic
+from .io import atomic_path, prepare_folder, remove_empty, write_text_atomic
 from .types import INVALID_INPUT, TASK_METRIC_RELATIVE, InvalidSample
 
 log = logging.getLogger("locbench.run")
@@ -70,11 +70,17 @@ def check_solver(solver_conf: dict, dataset, method) -> None:
     """The solver can work with what the dataset and the method give (else every sample would fail)."""
     from . import solvers
 
+    known = {"relative": tuple(solvers.RELATIVE), "absolute": ("pnp",), TASK_METRIC_RELATIVE: solvers.METRIC_RELATIVE}
+    for key, names in known.items():
+        if solver_conf[key] not in names:
+            raise UserError(f"solver.{key} must be one of {', '.join(names)}, not '{solver_conf[key]}'.")
+    if isinstance(solver_conf["ransac"]["max_error"], list):
+        raise UserError("solver.ransac.max_error is a list (a threshold sweep), which this version cannot run; "
+                        "give one number, or sweep it with `python -m benchmark ablate --sweep "
+                        "solver.ransac.max_error=V1,V2`.")
     if dataset.task != TASK_METRIC_RELATIVE:
         return
     name = solver_conf[TASK_METRIC_RELATIVE]
-    if name not in solvers.METRIC_RELATIVE:
-        raise UserError(f"solver.metric_relative must be one of {', '.join(solvers.METRIC_RELATIVE)}, not '{name}'.")
     if name.endswith("_pts3d") and not method.predicts_geometry:
         raise UserError(f"solver.metric_relative={name} needs a method that predicts 3D points (mast3r, dust3r), "
                         f"which {method.name} does not; use --set solver.metric_relative=pnp_depth with a depth map "
@@ -205,9 +211,9 @@ def read_shard(path: Path, shard: Shard | None = None) -> pd.DataFrame | None:
     return df
 
 
-def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> None:
+def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> bool:
     """Refuse an output folder that holds another config's shards; distrust shards whose fingerprint
-    is unreadable (they are deleted and recomputed; matches stay in the cache)."""
+    is unreadable (they are deleted and recomputed; matches stay in the cache). True when it wrote one."""
     stamp = shard_dir / "fingerprint.json"
     old = None
     if stamp.exists():
@@ -233,47 +239,71 @@ def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> None:
         raise UserError(f"{output} holds results of a different config; choose another --output or delete that folder.")
     if old is None:
         write_text_atomic(stamp, json.dumps(fingerprint, sort_keys=True))
+    return old is None
 
 
-def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True) -> pd.DataFrame:
-    """Run every pending shard and return all per-sample rows in dataset order."""
+def preflight(cfg: dict, dataset, method) -> None:
+    """Everything that would make every sample fail, checked before any work: the data folder, the
+    method's settings, packages and weight files, the solver."""
+    dataset.check()
+    method.preflight()
+    check_solver(cfg["solver"], dataset, method)
+
+
+def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True,
+            run_id: str = "") -> pd.DataFrame:
+    """Run every pending shard and return all per-sample rows in dataset order.
+
+    A run refused or stopped before its first shard is published leaves no folder behind."""
     from .executors import make_executor
     from .provenance import manifest_hash
 
     # the executor first: a missing optional package must fail before the output folder is touched
-    executor = executor or make_executor(cfg["executor"], int(cfg["run"]["torch_threads"]))
+    executor = executor or make_executor(cfg["executor"], cfg["run"]["torch_threads"])
     dataset, method, protocol = build(cfg)
-    dataset.check()  # fail before any work: missing root, weights, packages
-    method.check()
-    check_solver(cfg["solver"], dataset, method)
+    preflight(cfg, dataset, method)
     run_conf = cfg["run"]
-    shards = plan_shards(dataset, int(run_conf["shard_size"]), run_conf["max_samples"])
+    shards = plan_shards(dataset, run_conf["shard_size"], run_conf["max_samples"])
     if not shards:
         raise UserError(f"The {dataset.name} dataset yielded no samples; check dataset.root and dataset.scenes.")
     output = Path(output).absolute()  # workers may run elsewhere (Ray): absolute paths only
     shard_dir = output / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in shard_dir.glob(".*.tmp*"):  # half-written files of a killed run (never published)
-        tmp.unlink(missing_ok=True)
-    fingerprint = {"format": SHARD_FORMAT, "config": config_hash({k: cfg[k] for k in ("method", "dataset", "solver")}),
-                   "seed": run_conf["seed"], "dataset": manifest_hash(dataset.manifest())}
-    check_fingerprint(shard_dir, fingerprint, output)
-
     cache_root = Path(run_conf["cache_dir"]).absolute() / f"{method.name}-{method.cache_key()}" / dataset.name
-    pending, done = [], {}
-    for shard in shards:
-        path = shard_dir / f"{shard.name}.parquet"
-        if path.exists() and (df := read_shard(path, shard)) is not None:
-            done[shard.name] = df
-        else:
-            pending.append(shard)
-    if done:
-        log.info("resuming: %d of %d shards already finished in %s", len(done), len(shards), shard_dir)
-    job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)))
-    jobs = [(s, str(shard_dir / f"{s.name}.parquet"), str(cache_root / f"{s.name}.h5") if use_cache else None)
-            for s in pending]
-    start = time.perf_counter()
-    stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
+    new_folders, wrote_stamp = [], False
+    try:
+        # can the run write its results and matches? Tried now, before any work
+        new_folders += prepare_folder(output, "output folder", "choose another --output")
+        new_folders += prepare_folder(shard_dir, "output folder", "choose another --output")
+        if use_cache:
+            new_folders += prepare_folder(cache_root, "cache folder", "set another run.cache_dir or pass --no-cache")
+        for tmp in shard_dir.glob(".*.tmp*"):  # half-written files of a killed run (never published)
+            tmp.unlink(missing_ok=True)
+        fingerprint = {"format": SHARD_FORMAT,
+                       "config": config_hash({k: cfg[k] for k in ("method", "dataset", "solver")}),
+                       "seed": run_conf["seed"], "dataset": manifest_hash(dataset.manifest())}
+        wrote_stamp = check_fingerprint(shard_dir, fingerprint, output)
+        log.info("run %s: method %s, dataset %s (%s protocol) -> %s", run_id or output.name, cfg["method"]["label"],
+                 cfg["dataset"]["label"], protocol.name, output)
+        log.info("stage 1/3: matching and solving %d samples in %d shards", sum(map(len, shards)), len(shards))
+        pending, done = [], {}
+        for shard in shards:
+            path = shard_dir / f"{shard.name}.parquet"
+            if path.exists() and (df := read_shard(path, shard)) is not None:
+                done[shard.name] = df
+            else:
+                pending.append(shard)
+        if done:
+            log.info("resuming: %d of %d shards already finished in %s", len(done), len(shards), shard_dir)
+        job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)))
+        jobs = [(s, str(shard_dir / f"{s.name}.parquet"), str(cache_root / f"{s.name}.h5") if use_cache else None)
+                for s in pending]
+        start = time.perf_counter()
+        stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
+    except BaseException:  # refused or stopped: leave nothing behind but finished shards
+        if wrote_stamp and not any(shard_dir.glob("*.parquet")):
+            (shard_dir / "fingerprint.json").unlink(missing_ok=True)
+        remove_empty(new_folders)
+        raise
     hits = sum(s["cache_hits"] for s in stats)
     for s in stats:
         if s["cache_problem"]:

@@ -24,13 +24,14 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.geometry import pose_matrix, quat_to_rotmat
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_ABSOLUTE, Camera, InvalidSample, QuerySample, Reference
 
 from .base import Dataset
-from .files import data_path, missing_files
+from .files import data_path
 
 COLMAP_TO_OPENCV = -0.5  # pixel-centre shift (PROTOCOLS 6)
 
@@ -88,17 +89,18 @@ def read_query_list(path: Path) -> list[QueryEntry]:
     return out
 
 
-def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, str]]:
+def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
     """query -> [(database name, line), ...] in file order (best first) without repeats, and
-    query -> the first malformed line naming it."""
+    query -> the malformed lines naming it."""
     pairs: dict[str, list[tuple[str, int]]] = {}
-    bad: dict[str, str] = {}
+    bad: dict[str, list[str]] = {}
     for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
         if len(fields) != 2:
-            bad.setdefault(fields[0], f"{path} line {lineno}: expected 'query_name db_name', got {len(fields)} fields")
+            bad.setdefault(fields[0], []).append(f"{path} line {lineno}: expected 'query_name db_name', "
+                                                 f"got {len(fields)} fields")
             continue
         refs = pairs.setdefault(fields[0], [])
         if all(db != fields[1] for db, _ in refs):
@@ -200,6 +202,11 @@ class RetrievedReferences(Sequence):
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def images(self) -> list[Path]:
+        """The image files, without building the references."""
+        return [self.image_root / n for n in self.names]
+
 
 def scene_of(name: str) -> str:
     """``query/day/nexus4/IMG.jpg`` -> ``day/nexus4``; otherwise the name's folder (or 'all')."""
@@ -225,6 +232,8 @@ class Aachen(Dataset):
         "conditions": None,  # e.g. [day]; null = all
         "scenes": None,  # e.g. [day/nexus4]; null = all
     }
+    conf_types = {"num_retrieved": Key(int, min=1), "ground_truth": str | None, "conditions": list[str] | None,
+                  "scenes": list[str] | None}
     task = TASK_ABSOLUTE
     protocol = "aachen"
     download_hint = ("get Aachen Day-Night v1.1 from https://www.visuallocalization.net and hloc's "
@@ -242,12 +251,10 @@ class Aachen(Dataset):
 
     @property
     def image_root(self) -> Path:
-        return self.root / str(self.conf["image_dir"] or "")
+        return self.root / self.conf["image_dir"]
 
     def query_lists(self) -> list[Path]:
-        lists = self.conf["queries"]
-        lists = [lists] if isinstance(lists, str) else list(lists or [])
-        return [data_path(self.root, p) for p in lists]
+        return [data_path(self.root, p) for p in self.conf["queries"]]
 
     def check(self) -> None:
         self._check_files()
@@ -257,9 +264,6 @@ class Aachen(Dataset):
 
     def _check_files(self) -> None:
         super().check()
-        k = self.conf["num_retrieved"]
-        if not (isinstance(k, int) and k > 0):
-            raise UserError(f"dataset.num_retrieved must be a positive integer, not {k!r}.")
         if not self.query_lists():
             raise UserError("dataset.queries names no query list; give the *_queries_with_intrinsics.txt files.")
         for p in self.query_lists():
@@ -289,7 +293,7 @@ class Aachen(Dataset):
             self._queries = out
         return self._queries
 
-    def pairs(self) -> tuple[dict[str, list[tuple[str, int]]], dict[str, str]]:
+    def pairs(self) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
         if self._pairs is None:
             self._pairs = read_retrieval_pairs(self.path("pairs"))
         return self._pairs
@@ -341,7 +345,7 @@ class Aachen(Dataset):
         model = load_model(self.path("model"))
         pairs, bad_pairs = self.pairs()
         pairs_path = self.path("pairs")
-        k = int(self.conf["num_retrieved"])
+        k = self.conf["num_retrieved"]
         for q in self.queries():
             if scene_of(q.name) != scene:
                 continue
@@ -349,7 +353,7 @@ class Aachen(Dataset):
                 yield InvalidSample(q.name, scene, q.problem)
                 continue
             if q.name in bad_pairs:
-                yield InvalidSample(q.name, scene, bad_pairs[q.name])
+                yield InvalidSample(q.name, scene, bad_pairs[q.name][0])
                 continue
             retrieved = pairs.get(q.name, [])[:k]
             if not retrieved:
@@ -372,20 +376,8 @@ class Aachen(Dataset):
                 yield InvalidSample(name, scene, f"{pairs_path} line {line}: the query {name} has no line in the "
                                                  f"query lists ({lists}), so its camera is unknown")
 
-    def problems(self) -> list[str]:
-        try:
-            self._check_files()
-            scenes = self.scenes()
-            load_model(self.path("model"))
-        except UserError as exc:
-            return [str(exc)]
-        out = list(self.ground_truth()[1])
-        images = []
-        for scene in scenes:
-            for item in self.samples(scene):
-                if isinstance(item, InvalidSample):
-                    out.append(item.reason)
-                    continue
-                images.append(item.image)
-                images += [self.image_root / n for n in item.references.names]
-        return list(dict.fromkeys(out)) + missing_files(images)
+    def layout_problems(self) -> list[str]:
+        self._check_files()
+        load_model(self.path("model"))
+        _, bad_pairs = self.pairs()
+        return list(self.ground_truth()[1]) + [line for lines in bad_pairs.values() for line in lines]

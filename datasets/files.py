@@ -68,3 +68,42 @@ def missing_files(paths, what: str = "image") -> list[str]:
             folders[folder] = folders.get(folder, 0) + 1
     out += [f"the folder {f} does not exist ({n} {what}s of the list are in it)" for f, n in folders.items()]
     return out
+
+
+def sample_files(sample) -> list[tuple[Path, str]]:
+    """(path, kind) of every file a sample reads: images and the reference depth map."""
+    if hasattr(sample, "image0"):
+        files = [(sample.image0, "image"), (sample.image1, "image")]
+        return files + ([(sample.depth0, "depth map")] if sample.depth0 is not None else [])
+    refs = sample.references
+    images = refs.images if hasattr(refs, "images") else [r.image for r in refs]
+    return [(sample.image, "image")] + [(p, "image") for p in images]
+
+
+def decode_problem(path: Path, kind: str) -> str:
+    """Why the run could not use the file (read as the run reads it, then fully decoded, which also
+    finds a truncated file that a lenient decoder would half-read); empty when it is fine."""
+    from benchmark.errors import SampleError
+    from benchmark.io import read_depth, read_image
+
+    try:
+        read_depth(path, 1.0) if kind == "depth map" else read_image(path)
+        if Path(path).suffix != ".npy":
+            with Image.open(path) as im:
+                im.load()
+    except SampleError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError... for damaged files
+        return f"{kind} {path} is truncated or damaged ({str(exc).strip() or type(exc).__name__})"
+    return ""
+
+
+def file_problems(files: list[tuple[Path, str]], decode: bool) -> list[str]:
+    """Missing files (one sentence per absent folder), then, with ``decode``, those that do not decode."""
+    files = list(dict.fromkeys((Path(p), kind) for p, kind in files))
+    out = []
+    for kind in dict.fromkeys(k for _, k in files):
+        out += missing_files([p for p, k in files if k == kind], kind)
+    if decode:
+        out += [r for r in (decode_problem(p, k) for p, k in files if p.is_file()) if r]
+    return out

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from benchmark.config_types import Key
 from benchmark.errors import SampleError, UserError
 from benchmark.metrics.submission import evaluated_frames
 from benchmark.geometry import pose_matrix, quat_to_rotmat
@@ -40,20 +41,19 @@ class MapFree(Dataset):
         "frames": "evaluated",  # evaluated | all
         "scenes": None,  # list of scene names to run; null = all
     }
+    conf_types = {"split": Key(str, choices=("train", "val", "test")), "depth": str | None,
+                  "depth_scale": Key(float, above=0), "frames": Key(str, choices=("evaluated", "all")),
+                  "scenes": list[str] | None}
     task = TASK_METRIC_RELATIVE
     protocol = "mapfree"
     download_hint = "get the data from https://research.nianticlabs.com/mapfree-reloc-benchmark and point to the folder holding val/ and test/"
 
     @property
     def split_dir(self) -> Path:
-        return self.root / str(self.conf["split"])
+        return self.root / self.conf["split"]
 
     def check(self) -> None:
         super().check()
-        if self.conf["split"] not in ("train", "val", "test"):
-            raise UserError(f"dataset.split must be train, val or test, not '{self.conf['split']}'.")
-        if self.conf["frames"] not in ("evaluated", "all"):
-            raise UserError(f"dataset.frames must be 'evaluated' or 'all', not '{self.conf['frames']}'.")
         if not self.split_dir.is_dir():
             raise UserError(f"The Map-free folder {self.root} has no '{self.conf['split']}' split folder; "
                             f"pass --set dataset.root=PATH pointing to the folder that holds val/ and test/.")
@@ -79,10 +79,26 @@ class MapFree(Dataset):
         return [n for n in names if n != REFERENCE]
 
     def samples(self, scene: str) -> Iterator[PairSample | InvalidSample]:
+        return self._samples(scene, None)
+
+    def check_samples(self, scene: str, problems: list[str]) -> Iterator[PairSample | InvalidSample]:
+        return self._samples(scene, problems)
+
+    def scene_files(self, scene: str) -> list[tuple[Path, str]]:
+        """Every frame of the scene folder, and its depth map when dataset.depth names them."""
+        scene_dir = self.split_dir / scene
+        images = sorted(p for p in scene_dir.glob("seq*/*.jpg"))
+        depth = [(d, "depth map") for d in (self.depth_path(scene_dir, p.relative_to(scene_dir).as_posix())
+                                            for p in images) if d is not None and d.is_file()]
+        return [(p, "image") for p in images] + depth
+
+    def _samples(self, scene: str, problems: list | None) -> Iterator[PairSample | InvalidSample]:
+        """A malformed line of intrinsics.txt or poses.txt stops the scene, or with a ``problems`` list is
+        recorded there and skipped."""
         scene_dir = self.split_dir / scene
         try:
-            intrinsics = read_intrinsics(scene_dir / "intrinsics.txt")
-            poses = read_poses(scene_dir / "poses.txt")
+            intrinsics = read_intrinsics(scene_dir / "intrinsics.txt", problems)
+            poses = read_poses(scene_dir / "poses.txt", problems=problems)
         except UserError as exc:
             raise SampleError(str(exc)) from None
         if REFERENCE not in intrinsics:
@@ -102,27 +118,5 @@ class MapFree(Dataset):
                 T = pose_matrix(quat_to_rotmat(q), t)
             yield PairSample(id=sample_id, scene=scene, image0=scene_dir / REFERENCE, image1=scene_dir / name,
                              camera0=cam0, camera1=Camera.from_K(k1.K, k1.width, k1.height), T_0to1=T,
-                             depth0=depth0, depth_scale=float(self.conf["depth_scale"]),
+                             depth0=depth0, depth_scale=self.conf["depth_scale"],
                              extra={"frame_name": name})
-
-    def problems(self) -> list[str]:
-        try:
-            self.check()
-        except UserError as exc:
-            return [str(exc)]
-        out = []
-        for scene in self.scenes():
-            scene_dir = self.split_dir / scene
-            try:
-                for item in self.samples(scene):
-                    if isinstance(item, InvalidSample):
-                        out.append(item.reason)
-                        continue
-                    for p in (item.image0, item.image1, item.depth0):
-                        if p is not None and not p.is_file():
-                            out.append(f"{p}: file is missing")
-            except SampleError as exc:
-                out.append(str(exc))
-            if not (scene_dir / REFERENCE).is_file():
-                out.append(f"{scene_dir / REFERENCE}: reference image is missing")
-        return sorted(set(out))

@@ -10,14 +10,13 @@ reproduces the official lenient rules, lives in benchmark.metrics.submission).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.io import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -45,68 +44,74 @@ def _lines(path: Path):
         yield lineno, line.split()
 
 
+class _BadLine(Exception):
+    pass
+
+
 def _floats(path, lineno, fields, what):
     try:
         values = [float(v) for v in fields]
     except ValueError:
-        raise UserError(f"{path} line {lineno}: {what} must be numbers, got '{' '.join(fields)}'.") from None
+        raise _BadLine(f"{path} line {lineno}: {what} must be numbers, got '{' '.join(fields)}'; fix the line.") from None
     if not all(math.isfinite(v) for v in values):
-        raise UserError(f"{path} line {lineno}: {what} contains NaN or inf; fix or remove the line.")
+        raise _BadLine(f"{path} line {lineno}: {what} contains NaN or inf; fix or remove the line.")
     return values
 
 
-def read_intrinsics(path: Path) -> dict[str, Intrinsics]:
-    """Map image name -> Intrinsics, in file order."""
-    out: dict[str, Intrinsics] = {}
+def _read(path: Path, parse, problems: list | None) -> dict:
+    """``{name: parse(lineno, fields)}`` in file order. A malformed line raises UserError, or with a
+    ``problems`` list is appended to it and skipped (so every bad line of a file is found)."""
+    out = {}
     for lineno, fields in _lines(path):
-        if len(fields) != 7:
-            raise UserError(f"{path} line {lineno}: expected 'name fx fy cx cy W H' (7 fields), "
-                            f"got {len(fields)}; fix the line.")
-        fx, fy, cx, cy, w, h = _floats(path, lineno, fields[1:], "fx fy cx cy W H")
-        if fx <= 0 or fy <= 0 or w <= 0 or h <= 0:
-            raise UserError(f"{path} line {lineno}: focal lengths and image size must be positive.")
-        out[fields[0]] = Intrinsics(fx, fy, cx, cy, int(w), int(h))
+        try:
+            value = parse(lineno, fields)
+        except _BadLine as exc:
+            if problems is None:
+                raise UserError(str(exc)) from None
+            problems.append(str(exc))
+            continue
+        if value is not None:
+            out[fields[0]] = value
     return out
 
 
-def read_poses(path: Path, keep_zero: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_intrinsics(path: Path, problems: list | None = None) -> dict[str, Intrinsics]:
+    """Map image name -> Intrinsics, in file order."""
+    def parse(lineno, fields):
+        if len(fields) != 7:
+            raise _BadLine(f"{path} line {lineno}: expected 'name fx fy cx cy W H' (7 fields), "
+                           f"got {len(fields)}; fix the line.")
+        fx, fy, cx, cy, w, h = _floats(path, lineno, fields[1:], "fx fy cx cy W H")
+        if fx <= 0 or fy <= 0 or w <= 0 or h <= 0:
+            raise _BadLine(f"{path} line {lineno}: focal lengths and image size must be positive.")
+        return Intrinsics(fx, fy, cx, cy, int(w), int(h))
+
+    return _read(path, parse, problems)
+
+
+def read_poses(path: Path, keep_zero: bool = False, problems: list | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Map image name -> (q wxyz unit, t) world-to-camera, in file order.
 
     Lines whose quaternion is all zeros (the withheld test ground truth) are dropped
     unless ``keep_zero``.
     """
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for lineno, fields in _lines(path):
+    def parse(lineno, fields):
         if len(fields) != 8:
-            raise UserError(f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz' (8 fields), "
-                            f"got {len(fields)}; fix the line.")
+            raise _BadLine(f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz' (8 fields), "
+                           f"got {len(fields)}; fix the line.")
         v = np.array(_floats(path, lineno, fields[1:], "the pose"))
         q, t = v[:4], v[4:]
         norm = np.linalg.norm(q)
         if norm < 1e-8:
-            if keep_zero:
-                out[fields[0]] = (q, t)
-            continue
-        out[fields[0]] = (q / norm, t)
-    return out
+            return (q, t) if keep_zero else None
+        return q / norm, t
+
+    return _read(path, parse, problems)
 
 
 def frame_number(name: str) -> int:
     """The scorer's frame identity: characters [-9:-4] of the name (``frame_00042.jpg`` -> 42)."""
     return int(name[-9:-4])
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def format_intrinsics(rows: dict[str, Intrinsics]) -> str:
@@ -122,8 +127,8 @@ def format_poses(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
 
 
 def write_intrinsics(path: Path, rows: dict[str, Intrinsics]) -> None:
-    atomic_write_text(path, format_intrinsics(rows))
+    write_text_atomic(path, format_intrinsics(rows))
 
 
 def write_poses(path: Path, rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    atomic_write_text(path, format_poses(rows))
+    write_text_atomic(path, format_poses(rows))

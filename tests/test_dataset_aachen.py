@@ -148,7 +148,7 @@ def test_missing_files_raise_one_sentence(mini_copy):
         Aachen({"root": str(mini_copy), **MINI, "model": "3D-models/aachen_v_1_1"}).check()
     with pytest.raises(UserError, match="query list .* is missing"):
         Aachen({"root": str(mini_copy), **MINI, "queries": ["queries/other.txt"]}).check()
-    with pytest.raises(UserError, match="num_retrieved must be a positive integer"):
+    with pytest.raises(UserError, match="num_retrieved must be an integer >= 1, not 0"):
         Aachen({"root": str(mini_copy), **MINI, "num_retrieved": 0}).check()
     # a missing scene folder of database images: every image under it is one problem
     shutil.rmtree(mini_copy / "images_upright/db")

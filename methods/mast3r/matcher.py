@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.registry import METHODS
 from benchmark.types import Matches
@@ -31,7 +32,7 @@ from benchmark.types import Matches
 from ..base import Matcher
 from ..learned import check_device, files_fingerprint, torch_device
 from . import coarse_to_fine as c2f
-from .checkpoint import DUST3R_DEFAULT, MAST3R_DEFAULT, load_model, resolve_weights
+from .checkpoint import DUST3R_DEFAULT, MAST3R_DEFAULT, check_checkpoint, load_model, resolve_weights
 from .dense import descriptor_matches, pointmap_matches
 from .images import preprocess_image
 from .inference import infer_pairs
@@ -53,16 +54,16 @@ class _Dust3rFamily(Matcher):
         "batch_size": 1,  # pairs per forward pass (consecutive pairs of equal image sizes)
         "max_matches": None,  # keep this many best-scoring matches; null keeps all
     }
+    conf_types: ClassVar[dict] = {"weights": str | None, "size": Key(int, min=16), "batch_size": Key(int, min=1),
+                                  "autocast": Key(str | None, choices=tuple(k for k in AUTOCAST if k)),
+                                  "max_matches": Key(int | None, min=1), "border": Key(int, min=0)}
 
     def check(self) -> None:
         check_device(self.conf["device"])
-        if self.conf["autocast"] not in AUTOCAST:
-            raise UserError(f"method.autocast must be null, bfloat16 or float16, not {self.conf['autocast']!r}.")
-        for key, least in (("size", 16), ("batch_size", 1)):
-            value = self.conf[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise UserError(f"method.{key} must be an integer of at least {least}, not {value!r}.")
         self.weights_path()
+
+    def check_weights(self) -> None:
+        check_checkpoint(self.weights_path(), expect=self.family)
 
     def weights_path(self) -> Path:
         return resolve_weights(self.conf["weights"] or self.default_weights)
@@ -89,24 +90,24 @@ class _Dust3rFamily(Matcher):
         """Both images as the official loader prepares them: (view dict, ImageTransform) each."""
         out = []
         for image in (image0, image1):
-            img, true_shape, transform = preprocess_image(image, int(self.conf["size"]))
+            img, true_shape, transform = preprocess_image(image, self.conf["size"])
             out.append(({"img": img, "true_shape": true_shape}, transform))
         return out
 
     def pairs_per_batch(self) -> int:
-        return int(self.conf["batch_size"])
+        return self.conf["batch_size"]
 
     def _forward(self, pairs_of_views: list) -> list:
-        return infer_pairs(self.model, pairs_of_views, int(self.conf["batch_size"]), self.device, self._autocast)
+        return infer_pairs(self.model, pairs_of_views, self.conf["batch_size"], self.device, self._autocast)
 
     def _dense(self, res1: dict, res2: dict):
         raise NotImplementedError
 
     def _best(self, matches: Matches) -> Matches:
         k = self.conf["max_matches"]
-        if k is None or len(matches) <= int(k):
+        if k is None or len(matches) <= k:
             return matches
-        return matches.subset(np.sort(np.argsort(-matches.scores, kind="stable")[:int(k)]))
+        return matches.subset(np.sort(np.argsort(-matches.scores, kind="stable")[:k]))
 
     def _to_matches(self, dense, t0, t1, timings: dict) -> Matches:
         return self._best(Matches(t0.to_original(dense.xy1), t1.to_original(dense.xy2), dense.scores, dense.pts3d1,
@@ -156,33 +157,22 @@ class Mast3rMatcher(_Dust3rFamily):
             "max_pairs": 16,  # at most this many window pairs per image pair
         },
     }
+    conf_types = {"frm.subsample": Key(int, min=1), "frm.max_iter": Key(int, min=1),
+                  "coarse_to_fine.window": Key(int, min=16), "coarse_to_fine.overlap": Key(float, min=0, below=1),
+                  "coarse_to_fine.min_matches": Key(int, min=1), "coarse_to_fine.max_pairs": Key(int, min=1)}
     # ``benchmark ablate`` adds this run to any sweep of method.frm.*: the brute-force reference
     ablation_baselines = {"method.frm.": ["method.frm.brute_force=true"]}
 
-    def check(self) -> None:
-        super().check()
-        frm = self.conf["frm"]
-        for key in ("subsample", "max_iter"):
-            if isinstance(frm[key], bool) or not isinstance(frm[key], int) or frm[key] < 1:
-                raise UserError(f"method.frm.{key} must be a positive integer, not {frm[key]!r}.")
-        ctf = self.conf["coarse_to_fine"]
-        if not (isinstance(ctf["overlap"], (int, float)) and 0 <= ctf["overlap"] < 1):
-            raise UserError(f"method.coarse_to_fine.overlap must be in [0, 1), not {ctf['overlap']!r}.")
-        if not isinstance(ctf["window"], int) or ctf["window"] < 16:
-            raise UserError(f"method.coarse_to_fine.window must be an integer of at least 16 px, not "
-                            f"{ctf['window']!r}.")
-
     def _dense(self, res1, res2):
         frm = self.conf["frm"]
-        return descriptor_matches(res1, res2, subsample=int(frm["subsample"]), max_iter=int(frm["max_iter"]),
-                                  early_stop=bool(frm["early_stop"]), brute_force=bool(frm["brute_force"]),
-                                  border=int(self.conf["border"]),
-                                  conf_threshold=float(self.conf["desc_conf_threshold"]))
+        return descriptor_matches(res1, res2, subsample=frm["subsample"], max_iter=frm["max_iter"],
+                                  early_stop=frm["early_stop"], brute_force=frm["brute_force"],
+                                  border=self.conf["border"], conf_threshold=self.conf["desc_conf_threshold"])
 
     def _match_pairs(self, pairs: list) -> list[Matches]:
         """Pairs larger than a window go coarse-to-fine one by one (when enabled); the others in batches."""
         ctf = self.conf["coarse_to_fine"]
-        large = [bool(ctf["enabled"]) and max(*a.shape[:2], *b.shape[:2]) > int(ctf["window"]) for a, b in pairs]
+        large = [ctf["enabled"] and max(*a.shape[:2], *b.shape[:2]) > ctf["window"] for a, b in pairs]
         single = iter(super()._match_pairs([p for p, big in zip(pairs, large) if not big]))
         return [self._coarse_to_fine(*p) if big else next(single) for p, big in zip(pairs, large)]
 
@@ -191,10 +181,10 @@ class Mast3rMatcher(_Dust3rFamily):
         tic = time.perf_counter()
         coarse, (res1, _, t0, _) = self._match_pairs_with_outputs([(image0, image1)])[0]
         coarse_depth = res1["pts3d"][0, ..., 2].float().cpu().numpy()
-        windows0 = c2f.window_grid(image0.shape[1], image0.shape[0], int(ctf["window"]), float(ctf["overlap"]))
-        windows1 = c2f.window_grid(image1.shape[1], image1.shape[0], int(ctf["window"]), float(ctf["overlap"]))
-        chosen = c2f.select_window_pairs(coarse.kpts0, coarse.kpts1, windows0, windows1, int(ctf["min_matches"]),
-                                         int(ctf["max_pairs"]))
+        windows0 = c2f.window_grid(image0.shape[1], image0.shape[0], ctf["window"], ctf["overlap"])
+        windows1 = c2f.window_grid(image1.shape[1], image1.shape[0], ctf["window"], ctf["overlap"])
+        chosen = c2f.select_window_pairs(coarse.kpts0, coarse.kpts1, windows0, windows1, ctf["min_matches"],
+                                         ctf["max_pairs"])
         timings = {"coarse": time.perf_counter() - tic}
         if not chosen:
             coarse.timings.update(timings)
@@ -230,5 +220,4 @@ class Dust3rMatcher(_Dust3rFamily):
     }
 
     def _dense(self, res1, res2):
-        return pointmap_matches(res1, res2, conf_threshold=float(self.conf["conf_threshold"]),
-                                border=int(self.conf["border"]))
+        return pointmap_matches(res1, res2, conf_threshold=self.conf["conf_threshold"], border=self.conf["border"])
