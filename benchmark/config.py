@@ -57,6 +57,8 @@ def merge(base: dict, override: dict, source: str, prefix: str = "", schema: dic
             known = ", ".join(sorted(map(str, schema))) or "(none)"
             raise UserError(f"Unknown config key '{dotted}' in {source}; known keys here: {known}.")
         if isinstance(spec, dict):
+            if value is None:  # an empty section in a YAML file
+                continue
             if not isinstance(value, dict):
                 raise UserError(f"{dotted} is a section of keys ({', '.join(spec)}), not a value: set one of "
                                 f"them (e.g. {dotted}.{next(iter(spec), 'KEY')}=...) instead of {value!r} (in {source}).")
@@ -208,12 +210,12 @@ def resolve(method: str | None, dataset: str | None, experiment: str | Path | No
     An experiment file with a ``sweep:`` is refused unless ``allow_sweep`` (``ablate`` runs it)."""
     cfg = load_yaml(CONFIG_DIR / "default.yaml")
     schema = build_schema(cfg, CORE_TYPES)
-    cfg = merge({}, cfg, "configs/default.yaml", schema={k: v for k, v in schema.items()})
+    cfg = merge({}, cfg, "configs/default.yaml", schema=schema)
     exp, sweep = read_experiment(experiment)
     if sweep and not allow_sweep:
         key = next(iter(sweep))
-        raise UserError(f"{experiment} has a sweep: of {key}, which `run` cannot do; run it with "
-                        f"`python -m benchmark ablate --experiment {experiment}` or remove the sweep: key.")
+        raise UserError(f"{experiment} has a sweep: of {key}, which only `python -m benchmark ablate --experiment "
+                        f"{experiment}` runs; remove the sweep: key to use the file here.")
     exp_method, exp_dataset = exp.pop("method", {}) or {}, exp.pop("dataset", {}) or {}
     for kind, part in (("method", exp_method), ("dataset", exp_dataset)):
         if not isinstance(part, dict):

@@ -31,7 +31,7 @@ from benchmark.registry import DATASETS
 from benchmark.types import TASK_ABSOLUTE, Camera, InvalidSample, QuerySample, Reference
 
 from .base import Dataset
-from .files import data_path
+from .files import data_path, text_lines
 
 COLMAP_TO_OPENCV = -0.5  # pixel-centre shift (PROTOCOLS 6)
 
@@ -68,7 +68,7 @@ class QueryEntry:
 def read_query_list(path: Path) -> list[QueryEntry]:
     """Queries of a ``*_queries_with_intrinsics.txt`` file; malformed lines carry their problem."""
     out = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -94,7 +94,7 @@ def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], 
     query -> the malformed lines naming it."""
     pairs: dict[str, list[tuple[str, int]]] = {}
     bad: dict[str, list[str]] = {}
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -111,7 +111,7 @@ def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], 
 def read_pose_file(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     """name -> 4x4 world-to-camera from 'name qw qx qy qz tx ty tz' lines, and the malformed lines."""
     poses, bad = {}, []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue

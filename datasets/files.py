@@ -10,6 +10,18 @@ EXIF_ORIENTATION = 0x0112
 QUARTER_TURN_ORIENTATIONS = (5, 6, 7, 8)
 
 
+def text_lines(path: Path) -> list[str]:
+    """The lines of a list file; one sentence when it cannot be read or is not UTF-8 text."""
+    from benchmark.errors import UserError
+
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; restore the file from the dataset.") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror or exc}); check the file.") from None
+
+
 def image_size(path: Path) -> tuple[int, int] | None:
     """(W, H) of an image as OpenCV decodes it (EXIF orientation applied), read from the header only.
 

@@ -18,6 +18,8 @@ import numpy as np
 from benchmark.errors import UserError
 from benchmark.io import write_text_atomic
 
+from .files import text_lines
+
 
 @dataclass(frozen=True)
 class Intrinsics:
@@ -37,7 +39,7 @@ def _lines(path: Path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} is missing; every Map-free scene folder needs it.")
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         line = line.strip()
         if not line or "#" in line:
             continue

@@ -32,7 +32,7 @@ from benchmark.registry import DATASETS
 from benchmark.types import TASK_RELATIVE, Camera, InvalidSample, PairSample
 
 from .base import Dataset, select_scenes
-from .files import data_path, image_size, missing_file_reason
+from .files import data_path, image_size, missing_file_reason, text_lines
 
 SCENE_PATTERN = re.compile(r"scene\d{4}_\d{2}")
 FRAME_DIGITS = re.compile(r"(\d+)\D*$")
@@ -77,7 +77,7 @@ def frame_token(name: str) -> str:
 def read_superglue_pairs(path: Path) -> tuple[list[PairEntry], list[tuple[int, str, str]]]:
     """Entries of a SuperGlue pair list, and (line, scene, problem) for each malformed line."""
     entries, bad = [], []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue

@@ -34,8 +34,9 @@ class WeightFile:
 
 
 def first_line(exc: BaseException) -> str:
+    """The exception's first sentence (libraries append pages of advice)."""
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0].strip().split('. ')[0].rstrip('.')}" if lines else type(exc).__name__
 
 
 def _unpickler_reason(exc: BaseException) -> str:

@@ -206,8 +206,8 @@ def _no_finished_run(ctx):
 def _sweep_in_run(ctx):
     path = _experiment(ctx, "sweep: {method.max_keypoints: [8, 16]}\n")
     return Row(["run", *ctx.args, "--experiment", str(path), "--output", str(ctx.tmp / "new")],
-               f"error: {path} has a sweep: of method.max_keypoints, which `run` cannot do; run it with "
-               f"`python -m benchmark ablate --experiment {path}` or remove the sweep: key.")
+               f"error: {path} has a sweep: of method.max_keypoints, which only `python -m benchmark ablate "
+               f"--experiment {path}` runs; remove the sweep: key to use the file here.")
 
 
 REFUSALS = {
@@ -518,6 +518,23 @@ def test_ray_workers_receive_the_project_environment(monkeypatch):
     monkeypatch.delenv("LOCBENCH_WEIGHTS")
     env = RayExecutor({"address": None, "cpus_per_task": 1.0, "gpus_per_task": 0.0})._runtime_env()["env_vars"]
     assert "LOCBENCH_WEIGHTS" not in env
+
+
+def test_a_bug_is_one_line_and_its_traceback_needs_verbose(tiny_root, tmp_path, monkeypatch, capsys):
+    import benchmark.runner
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero\nmore detail")
+
+    monkeypatch.setattr(benchmark.runner, "plan_shards", broken)
+    argv = ["run", *tiny_args(tiny_root, tmp_path / "cache"), "--output", str(tmp_path / "out")]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: unexpected ZeroDivisionError: division by zero; this is a bug in locbench: run the command again "
+        "with --verbose for the traceback and report it.")
+    with pytest.raises(ZeroDivisionError):
+        main(["--verbose", *argv])
+    assert not (tmp_path / "out").exists()
 
 
 def test_ray_requested_without_ray_installed(finished, monkeypatch, capsys):

@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple
 
@@ -167,7 +168,11 @@ def _read_scene(archive: zipfile.ZipFile, zip_path, scene: str) -> tuple[dict, l
     if name not in archive.namelist():
         return None
     source = f"{zip_path}:{name}"
-    return parse_pose_lines(_read_lines(archive.read(name), source), source, with_confidence=True)
+    try:
+        data = archive.read(name)
+    except (zipfile.BadZipFile, OSError, zlib.error) as exc:
+        raise UserError(f"{source} cannot be read from the ZIP ({exc}); write the submission again.") from None
+    return parse_pose_lines(_read_lines(data, source), source, with_confidence=True)
 
 
 def read_submission(zip_path: Path, check_confidence: bool = True) -> dict[str, dict[int, PoseLine]]:

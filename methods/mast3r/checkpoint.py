@@ -289,13 +289,19 @@ def _with_aliases(sd: dict, expected) -> dict:
     return sd
 
 
-def load_weights(net, state_dict: dict, source: str = "the state dict"):
-    """Strict load: every key present, none extra, same shapes; tensors are used in place (float32)."""
+def _fitting(net, state_dict: dict, source: str) -> dict:
+    """The state dict (aliases filled) when every key is present, none extra, all shapes equal."""
     sd = _with_aliases(state_dict, net.state_dict())
     problems = fit_problems(shapes(net.state_dict()), shapes(sd))
     if problems:
         raise UserError(f"{source} does not fit the {type(net).official_name} built from its configuration "
                         f"({'; '.join(problems)}); give the matching file.")
+    return sd
+
+
+def load_weights(net, state_dict: dict, source: str = "the state dict"):
+    """Strict load: every key present, none extra, same shapes; tensors are used in place (float32)."""
+    sd = _fitting(net, state_dict, source)
     sd = {k: (v.float() if v.is_floating_point() and v.dtype != torch.float32 else v) for k, v in sd.items()}
     net.load_state_dict(sd, strict=True, assign=True)
     return net
@@ -340,10 +346,7 @@ def check_checkpoint(path_or_name, expect: str | None = None) -> None:
     """Everything :func:`load_model` checks (readable, a checkpoint, the family, every key and shape), reading
     only the file's keys and shapes (zip checkpoints are memory-mapped) and allocating no network."""
     net, state_dict, path = _network_and_weights(path_or_name, None, None, expect, True, False)
-    problems = fit_problems(shapes(net.state_dict()), shapes(_with_aliases(state_dict, net.state_dict())))
-    if problems:
-        raise UserError(f"{path} does not fit the {type(net).official_name} built from its configuration "
-                        f"({'; '.join(problems)}); give the matching file.")
+    _fitting(net, state_dict, str(path))
 
 
 def load_model(path_or_name=None, device="cpu", *, config=None, head_widths: dict | None = None,
