@@ -33,7 +33,9 @@ def select_scenes(found: list[str], wanted, key: str, where) -> list[str]:
         return found
     missing = [s for s in wanted if s not in found]
     if missing:
-        raise UserError(f"dataset.{key} names {', '.join(missing)}, which {where} does not hold.")
+        shown = ", ".join(found[:5]) + (f" (+{len(found) - 5} more)" if len(found) > 5 else "")
+        raise UserError(f"dataset.{key} names {', '.join(missing)}, which {where} does not hold; it holds "
+                        f"{shown or 'none'}.")
     return [s for s in found if s in wanted]
 
 

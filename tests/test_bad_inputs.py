@@ -280,7 +280,7 @@ REFUSALS = {
         f"error: solver.min_matches must be an integer >= 1, not 'many' (in {c.tmp / 'exp.yaml'})."),
     "a scene the data does not hold": lambda c: Row(["run", *c.args, "--set", "dataset.scenes=s99999"],
                                                     f"error: dataset.scenes names s99999, which {c.root / 'val'} does "
-                                                    f"not hold."),
+                                                    f"not hold; it holds s00460."),
     "ablate: a bad value": lambda c: Row(["ablate", *c.args, "--sweep", "run.shard_size=2,abc", "--output",
                                           str(c.tmp / "abl")],
                                          "error: run.shard_size must be an integer >= 1, not 'abc' (in --set "
