@@ -58,22 +58,26 @@ def scene_bars(per_scene: dict, metric: str, title: str, path: Path) -> Path:
     return path
 
 
-def ablation_plot(table: pd.DataFrame, key: str, time_col: str, metric_cols: list[str], path: Path,
+def ablation_plot(table: pd.DataFrame, key: str, time_col: str | None, metric_cols: list[str], path: Path,
                   baseline: dict | None = None) -> Path:
-    """Time and accuracy against the swept value (in the spirit of MASt3R's Figure 3)."""
+    """Time and accuracy against the swept value (in the spirit of MASt3R's Figure 3); values whose
+    samples all failed have no points."""
     fig, ax1 = plt.subplots(figsize=(6, 4))
     x = table[key].astype(str).tolist()
-    ax1.plot(x, table[time_col], "o-", color="tab:red", label=f"{time_col}")
     ax1.set_xlabel(key)
-    ax1.set_ylabel("matching time per pair (s)", color="tab:red")
-    if baseline and baseline.get(time_col) is not None:
-        ax1.axhline(baseline[time_col], color="tab:red", linestyle=":", label=f"{baseline.get('variant', 'baseline')}: {baseline[time_col]:.3g} s")
-    times = [v for v in list(table[time_col]) + [(baseline or {}).get(time_col)] if v is not None and v > 0]
-    if times and max(times) > 20 * min(times):  # e.g. FRM vs brute force: two orders of magnitude
-        ax1.set_yscale("log")
+    if time_col is not None:
+        times = pd.to_numeric(table.get(time_col), errors="coerce")
+        ax1.plot(x, times, "o-", color="tab:red", label=f"{time_col}")
+        ax1.set_ylabel("matching time per pair (s)", color="tab:red")
+        if baseline and baseline.get(time_col) is not None:
+            ax1.axhline(baseline[time_col], color="tab:red", linestyle=":",
+                        label=f"{baseline.get('variant', 'baseline')}: {baseline[time_col]:.3g} s")
+        values = [v for v in list(times) + [(baseline or {}).get(time_col)] if v is not None and v > 0]
+        if values and max(values) > 20 * min(values):  # e.g. FRM vs brute force: two orders of magnitude
+            ax1.set_yscale("log")
     ax2 = ax1.twinx()
     for col in metric_cols:
-        ax2.plot(x, table[col], "s--", label=col)
+        ax2.plot(x, pd.to_numeric(table[col], errors="coerce"), "s--", label=col)
         if baseline and baseline.get(col) is not None:
             ax2.axhline(baseline[col], linestyle=":", color="grey")
     ax2.set_ylabel("accuracy")
