@@ -97,7 +97,7 @@ def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: 
 
     def load_query():
         if not query_image:  # the query is read once, not once per reference
-            query_image.append(read_image(sample.image))
+            query_image.append(read_image(sample.image, reading=method.image_reading))
         return query_image[0]
 
     parts, lifted, t_match, all_cached = [], [], 0.0, True
@@ -106,7 +106,7 @@ def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: 
             continue  # nothing of this image is in the map: matching it cannot help
         start = time.perf_counter()
         matches, cached = match_pair(method, cache, localization_key(sample, ref),
-                                     lambda r=ref: (read_image(r.image), load_query()))
+                                     lambda r=ref: (read_image(r.image, reading=method.image_reading), load_query()))
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached
         parts.append(matches)

@@ -48,9 +48,10 @@ def match_pair(method, cache: ShardCache | None, key: str, load_pair,
     return matches, False
 
 
-def _pair_images(sample: PairSample):
-    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0)),
-            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
+def _pair_images(sample: PairSample, method):
+    """The two images read the way the method's official reader does (``method.image_reading``)."""
+    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0), method.image_reading),
+            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0), method.image_reading))
 
 
 def prefetch_pairs(samples: list, method, cache: ShardCache | None) -> dict:
@@ -63,7 +64,7 @@ def prefetch_pairs(samples: list, method, cache: ShardCache | None) -> dict:
     if len(todo) < 2:
         return {}
     try:
-        found = method.match_batch([_pair_images(s) for _, s in todo])
+        found = method.match_batch([_pair_images(s, method) for _, s in todo])
     except Exception:
         log.debug("batch of %d pairs failed, matching them one by one:\n%s", len(todo), traceback.format_exc())
         return {}
@@ -120,7 +121,8 @@ def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protoc
             estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed)
         else:
             start = time.perf_counter()
-            matches, cached = match_pair(method, cache, pair_key(sample), lambda: _pair_images(sample), prefetched)
+            matches, cached = match_pair(method, cache, pair_key(sample), lambda: _pair_images(sample, method),
+                                         prefetched)
             t_match = matches.timings.get("match", time.perf_counter() - start)
             row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
             start = time.perf_counter()

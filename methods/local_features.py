@@ -1,9 +1,10 @@
-"""Learned local features (DISK, ALIKED, XFeat through kornia; SuperPoint, our own) and their
+"""Learned local features (DISK, ALIKED, XFeat on kornia's networks; SuperPoint, our own) and their
 mutual-nearest-neighbour matcher ``mnn``.
 
-Every extractor maps a (B, 3, H, W) RGB batch in [0, 1] to per-image keypoints (x, y) in the pixels
-of that batch (OpenCV convention: kornia's DISK, ALIKED and XFeat and our SuperPoint all put pixel
-centres on integers), detection scores and L2-normalised descriptors.
+Each feature kind has its official pre-processing (``methods.preprocess``): DISK, ALIKED and SuperPoint
+LightGlue's ``Extractor.extract``, XFeat its ``match_xfeat``. Every extractor maps a (B, C, h, w) batch in
+[0, 1] to per-image keypoints (x, y) in the pixels of that batch, detection scores and L2-normalised
+descriptors; ALIKED and XFeat select keypoints as their reference code does (``methods.detection``).
 
 Config keys shared with ``lightglue`` (``FEATURE_CONF``): ``features`` (disk | aliked | xfeat |
 superpoint), ``max_keypoints`` (-1: all), ``detection_threshold`` and ``nms_radius`` (null: the
@@ -20,8 +21,10 @@ from benchmark.errors import UserError
 from benchmark.registry import METHODS
 
 from . import kornia_cache
+from .detection import aliked_keypoints, xfeat_detect_and_compute
 from .learned import TORCH_CONF, SparseMatcher, gray, load_checkpoint, load_strict
 from .nn import mutual_nn_ratio
+from .preprocess import NetInput, lightglue_input, xfeat_input
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class FeatureKind:
     weights: str  # default registered weights
     detection_threshold: float
     nms_radius: int | None  # None: fixed by the extractor
-    size_multiple: int
+    prepare: Callable  # the official input recipe (methods.preprocess)
     needs_kornia: bool
     build: Callable  # (conf, weights path, device) -> callable(batch) -> list[dict]
 
@@ -78,15 +81,21 @@ def _build_aliked(conf, path: Path, device):
     # the architecture is named by the weights: a registered name, or a file called like one
     model = next((m for m in _ALIKED_MODELS if Path(spec).stem == m or spec == m), "aliked-n16")
     kind = FEATURES["aliked"]
-    net = KF.ALIKED(model_name=model, max_num_keypoints=_limit(conf), detection_threshold=_threshold(conf, kind),
-                    nms_radius=_radius(conf, kind))
+    n, threshold, radius = _limit(conf), _threshold(conf, kind), _radius(conf, kind)
+    net = KF.ALIKED(model_name=model, max_num_keypoints=n, detection_threshold=threshold, nms_radius=radius)
     # dkd.hw_grid is a buffer derived from the image size, not a learned weight
     load_strict(net, load_checkpoint(path, "ALIKED"), path, "ALIKED", ("dkd.hw_grid",))
     net = net.eval().to(device)
+    # LightGlue's ALIKED: top-k mode only without a positive threshold; at most 20000 points otherwise
+    top_k, n_limit = (-1 if threshold > 0 else n), (n if n > 0 else 20000)
 
     def extract(batch):
-        return [{"keypoints": f.keypoints, "scores": f.keypoint_scores, "descriptors": f.descriptors}
-                for f in net(batch)]
+        features, score_map = net.extract_dense_map(batch)
+        keypoints, scores = aliked_keypoints(score_map, radius, top_k, threshold, n_limit)
+        descriptors, _ = net.desc_head(features, keypoints)
+        size = batch.new_tensor([batch.shape[-1] - 1, batch.shape[-2] - 1])
+        return [{"keypoints": size * (k + 1) / 2.0, "scores": s, "descriptors": d}
+                for k, s, d in zip(keypoints, scores, descriptors)]
 
     return extract
 
@@ -95,16 +104,11 @@ def _build_xfeat(conf, path: Path, device):
     import kornia.feature as KF
 
     n = _limit(conf)
-    net = KF.XFeat(top_k=n if n > 0 else 1 << 30, detection_threshold=_threshold(conf, FEATURES["xfeat"]))
+    net = KF.XFeat()
     load_strict(net.net, load_checkpoint(path, "XFeat"), path, "XFeat")
     net = net.eval().to(device)
-
-    def extract(batch):
-        # inputs are already multiples of 32, so XFeat's own resize is the identity and its integer
-        # keypoints are pixels of this batch
-        return net.detectAndCompute(batch)
-
-    return extract
+    threshold = _threshold(conf, FEATURES["xfeat"])
+    return lambda batch: xfeat_detect_and_compute(net.net, batch, n if n > 0 else 1 << 30, threshold)
 
 
 def _build_superpoint(conf, path: Path, device):
@@ -115,14 +119,14 @@ def _build_superpoint(conf, path: Path, device):
                      max_keypoints=_limit(conf), remove_borders=int(conf.get("remove_borders", 4)))
     load_strict(net, load_checkpoint(path, "SuperPoint"), path, "SuperPoint")
     net = net.eval().to(device)
-    return lambda batch: net(gray(batch))
+    return lambda batch: net(batch if batch.shape[1] == 1 else gray(batch))
 
 
-FEATURES = {
-    "disk": FeatureKind("disk_depth", 0.0, 2, 1, True, _build_disk),
-    "aliked": FeatureKind("aliked-n16", 0.0, 2, 1, True, _build_aliked),  # threshold <= 0: top-k mode
-    "xfeat": FeatureKind("xfeat", 0.05, None, 32, True, _build_xfeat),
-    "superpoint": FeatureKind("superpoint_v1", 0.005, 4, 8, False, _build_superpoint),
+FEATURES = {  # defaults of LightGlue's extractors and of XFeat
+    "disk": FeatureKind("disk_depth", 0.0, 2, lightglue_input, True, _build_disk),
+    "aliked": FeatureKind("aliked-n16", 0.2, 2, lightglue_input, True, _build_aliked),  # <= 0: top-k mode
+    "xfeat": FeatureKind("xfeat", 0.05, None, xfeat_input, True, _build_xfeat),
+    "superpoint": FeatureKind("superpoint_v1", 0.005, 4, lightglue_input, False, _build_superpoint),
 }
 
 FEATURE_CONF = {
@@ -152,14 +156,11 @@ class FeatureMatcher(SparseMatcher):
             raise UserError(f"method.features must be one of {', '.join(FEATURES)}, not '{name}'.")
         return FEATURES[name]
 
-    @property
-    def size_multiple(self) -> int:  # type: ignore[override]
-        return self.kind.size_multiple
-
     def check(self) -> None:
         super().check()
         kind = self.kind
-        if kind.needs_kornia:
+        resizes = self.conf["resize_max"] is not None or self.conf["resize_to"] is not None
+        if kind.needs_kornia or (kind.prepare is lightglue_input and resizes):  # LightGlue resizes with kornia
             kornia_cache.require_kornia(f"'{self.features_name}' feature extractor")
         if kind.nms_radius is None and self.conf["nms_radius"] is not None:
             raise UserError(f"method.nms_radius cannot be set for {self.features_name} (its window is fixed); "
@@ -175,6 +176,9 @@ class FeatureMatcher(SparseMatcher):
 
     def _load(self) -> None:
         self._extractor = self.kind.build(self.conf, self.detector_path(), self.device)
+
+    def prepare(self, image) -> NetInput:
+        return self.kind.prepare(image, **self.resize_conf())
 
     def _extract(self, batch) -> list[dict]:
         return self._extractor(batch)
@@ -192,7 +196,7 @@ class MutualNNMatcher(FeatureMatcher):
         "max_distance": None,  # Euclidean distance between unit descriptors; null disables it
     }
 
-    def _pair(self, feats0, feats1, size0, size1):
+    def _pair(self, feats0, feats1, input0, input1):
         pairs, dist = mutual_nn_ratio(feats0["descriptors"].float().cpu(), feats1["descriptors"].float().cpu(),
                                       ratio=self.conf["ratio"], mutual=bool(self.conf["mutual"]),
                                       max_distance=self.conf["max_distance"])

@@ -4,18 +4,21 @@ released Magic Leap weights).
 Defaults are those of the released ``match_pairs.py`` that produced the published ScanNet numbers:
 1024 keypoints, keypoint threshold 0.005, NMS radius 4, border 4, 20 Sinkhorn iterations (the network's
 own default is 100), match threshold 0.2; the image is used at the size the dataset gives (ScanNet:
-640 x 480); the outdoor preset resizes to 1600 px (YFCC protocol). ``weights``: indoor | outdoor | a
-file path.
+640 x 480); the outdoor preset resizes to 1600 px, on the float image (YFCC protocol: ``--resize 1600
+--resize_float``). Images are read as ``match_pairs.py`` reads them: straight to grey, resized as uint8
+(``methods.preprocess.superglue_input``). ``weights``: indoor | outdoor | a file path.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.io import GRAY
 from benchmark.registry import METHODS
 
 from ..learned import TORCH_CONF, load_checkpoint, load_strict
 from ..local_features import FeatureMatcher
+from ..preprocess import NetInput, superglue_input
 from ..weights import KnownWeights, register_weights, resolve
 
 _RAW = "https://raw.githubusercontent.com/magicleap/SuperGluePretrainedNetwork/master/models/weights/{}"
@@ -36,6 +39,7 @@ class SuperGlueMatcher(FeatureMatcher):
     """Our SuperPoint + SuperGlue (indoor/outdoor), loading the released weight files."""
 
     features = "superpoint"
+    image_reading = GRAY  # match_pairs.py: cv2.IMREAD_GRAYSCALE, then the resize on uint8
     default_conf = {
         **TORCH_CONF,
         "weights": "indoor",  # indoor | outdoor | a superglue_*.pth path
@@ -46,6 +50,7 @@ class SuperGlueMatcher(FeatureMatcher):
         "remove_borders": 4,
         "sinkhorn_iterations": 20,
         "match_threshold": 0.2,
+        "resize_float": False,  # match_pairs.py --resize_float: resize the float image, not the uint8 one
     }
 
     def check(self) -> None:
@@ -63,6 +68,9 @@ class SuperGlueMatcher(FeatureMatcher):
     def weight_files(self) -> list[Path]:
         return [self.detector_path(), self.superglue_path()]
 
+    def prepare(self, image) -> NetInput:
+        return superglue_input(image, **self.resize_conf(), resize_float=bool(self.conf["resize_float"]))
+
     def _load(self) -> None:
         from .superglue import SuperGlue
 
@@ -73,7 +81,7 @@ class SuperGlueMatcher(FeatureMatcher):
         load_strict(net, load_checkpoint(path, "SuperGlue"), path, "SuperGlue")
         self._superglue = net.eval().to(self.device)
 
-    def _pair(self, feats0, feats1, size0, size1):
+    def _pair(self, feats0, feats1, input0, input1):
         import torch
 
         def batched(f):
@@ -81,6 +89,7 @@ class SuperGlueMatcher(FeatureMatcher):
 
         k0, s0, d0 = batched(feats0)
         k1, s1, d1 = batched(feats1)
-        matches0, prob = self._superglue(k0, s0, d0, size0, k1, s1, d1, size1)
+        # network-input pixels normalised by the network input's size, as match_pairs.py runs it
+        matches0, prob = self._superglue(k0, s0, d0, input0.net_size, k1, s1, d1, input1.net_size)
         i0 = torch.nonzero(matches0[0] >= 0).reshape(-1)
         return torch.stack([i0, matches0[0, i0]], dim=1), prob[0, i0]
