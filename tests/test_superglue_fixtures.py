@@ -7,7 +7,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from benchmark.io import GRAY, read_image
 from benchmark.pipeline import _pair_images
@@ -18,12 +17,7 @@ from methods.superglue.matcher import SuperGlueMatcher
 REFERENCE = [("scannet_crop", False), ("scannet_mapfree_size", True), ("scannet_a", True), ("scannet_b", True)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +98,8 @@ def test_published_scannet_inputs_from_the_jpeg_files(superglue, protocol_pairs)
             np.testing.assert_array_equal(images[i], protocol[f"{prefix}input{i}"])
 
 
-@pytest.mark.parametrize("k", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [0, 1, 2])
 def test_published_scannet_matches_from_the_jpeg_files(superglue, protocol_pairs, k):
     sample, protocol, prefix = protocol_pairs[k]
     res, detected = match_and_detect(superglue, *_pair_images(sample, superglue))
