@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one method on one dataset")
     _common(p)
     p.add_argument("--output", help="results folder (default results/<method>_<dataset>_<config hash>)")
-    p.add_argument("--no-cache", action="store_true", help="recompute matches instead of reading the HDF5 cache")
+    p.add_argument("--no-cache", action="store_true", help="recompute matches instead of reading the match cache")
     p.add_argument("--executor", choices=["local", "ray"], help="shortcut for --set executor.name=...")
     p.add_argument("--allow-download", action="store_true", help="let methods download missing weight files")
     p.add_argument("--no-progress", action="store_true")
@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-protocols", action="store_true", help="allow runs of different protocol versions in one column")
     p.add_argument("--format", choices=["md", "csv", "tex"], default="md", help="what to print")
 
-    sub.add_parser("list", help="registered methods and datasets")
+    sub.add_parser("list", help="registered methods, datasets (with their solver key), solvers and protocols")
 
     p = sub.add_parser("datasets", help="dataset utilities")
     dsub = p.add_subparsers(dest="dverb", required=True)
@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="[locbench] %(message)s",
                         stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "h5py"):
+    for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -79,31 +79,34 @@ def _set_threads(cfg: dict) -> None:
 
 def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, quiet: bool = False) -> dict:
     from . import provenance, report
-    from .config import config_hash, resolve
-    from .runner import build, execute
+    from .config import resolve
+    from .registry import DATASETS
+    from .runner import execute, prepare
+    from .solvers import run_solver_conf
 
     overrides = list(args.overrides) + list(sweep_overrides)
     if getattr(args, "executor", None):
         overrides.append(f"executor.name={args.executor}")
     cfg = resolve(args.method, args.dataset, args.experiment, overrides)
+    # the run uses (and records) only the solver key of its dataset's task
+    cfg["solver"] = run_solver_conf(cfg["solver"], DATASETS.get(cfg["dataset"]["name"]).task)
     if args.no_cache:
         cfg["run"]["cache"] = False
     _set_threads(cfg)
-    run_id = f"{cfg['method']['label']}_{cfg['dataset']['label']}_{config_hash({k: cfg[k] for k in ('method', 'dataset', 'solver', 'run')}, 8)}"
+    # data, weights and packages are checked, and every input identified, before any work or output
+    prepared = prepare(cfg)
+    run_id, protocol = prepared.run_id, prepared.protocol
     output = Path(output or getattr(args, "output", None) or cfg["run"]["output"] or Path("results") / run_id)
-    dataset, method, protocol = build(cfg)
-    dataset.check()  # data, weights and packages are checked before any work or output
-    method.check()
     log.info("run %s: method %s, dataset %s (%s protocol) -> %s", run_id, cfg["method"]["label"],
              cfg["dataset"]["label"], protocol.name, output)
     log.info("stage 1/3: matching and solving")
-    df = execute(cfg, output, use_cache=bool(cfg["run"]["cache"]), progress=not args.no_progress)
+    df = execute(cfg, output, use_cache=bool(cfg["run"]["cache"]), progress=not args.no_progress, prepared=prepared)
     log.info("stage 2/3: scoring %d samples", len(df))
-    prov = provenance.collect(cfg, method, dataset)
+    prov = provenance.collect(cfg, prepared)
     summary = report.summarize_run(df, protocol, cfg, run_id, prov)
     log.info("stage 3/3: writing tables, plots and submission files")
     report.write_results(output, df, summary, cfg, protocol, bool(cfg["run"]["plots"]))
-    for path in protocol.write_submission(df, dataset, output):
+    for path in protocol.write_submission(df, prepared.dataset, output):
         log.info("submission file: %s", path)
     if not quiet:
         print(f"\n{summary['method']} on {summary['dataset']} ({protocol.name} metrics)")
@@ -156,17 +159,29 @@ def cmd_leaderboard(args) -> int:
 def cmd_list(args) -> int:
     from .config import CONFIG_DIR
     from .datasets_guard import ensure_our_datasets
+    from .protocols import protocols
     from .registry import DATASETS, METHODS
+    from .solvers import NEEDS_TEXT, SOLVERS
 
     ensure_our_datasets()
     for title, reg, kind in (("methods", METHODS, "method"), ("datasets", DATASETS, "dataset")):
         print(f"{title}:")
         for name in reg.names():
-            doc = (reg.get(name).__doc__ or "").strip().splitlines()
-            print(f"  {name:<18} {doc[0] if doc else ''}  [{reg.origin(name)}]")
+            cls = reg.get(name)
+            doc = (cls.__doc__ or "").strip().splitlines()
+            task = f" (solver key: solver.{cls.task})" if kind == "dataset" else ""
+            print(f"  {name:<18} {doc[0] if doc else ''}{task}  [{reg.origin(name)}]")
         presets = sorted(p.stem for p in (CONFIG_DIR / f"{kind}s").glob("*.yaml") if p.stem not in reg.names())
         if presets:
             print(f"  presets: {', '.join(presets)}")
+    print("solvers (the key is the dataset's task):")
+    for solver, origin in SOLVERS.all():
+        setting = f"solver.{solver.task}={solver.name}"
+        print(f"  {setting:<40} needs {NEEDS_TEXT[solver.needs]:<26} {solver.summary}  [{origin}]")
+    print("protocols:")
+    for name, (protocol, origin) in protocols().items():
+        doc = (type(protocol).__doc__ or "").strip().splitlines()
+        print(f"  {name:<18} {doc[0] if doc else ''}  [{origin}]")
     return 0
 
 
@@ -196,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[ENV_ALLOW_DOWNLOAD] = "1"
     try:
         if args.verb == "run":
-            cmd_run(args)
+            summary = cmd_run(args)
+            if summary["num_samples"] and not summary["status_counts"].get("ok"):
+                top = (summary.get("failure_reasons") or [{"status": "?", "reason": "?"}])[0]
+                print(f"error: every one of the {summary['num_samples']} samples failed (most often "
+                      f"{top['status']}: {top['reason']}); the results above are written, but no pose was "
+                      f"estimated.", file=sys.stderr)
+                return 1
             return 0
         if args.verb == "datasets":
             return cmd_datasets_check(args)

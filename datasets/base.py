@@ -84,7 +84,3 @@ class Dataset:
     def __iter__(self):
         for scene in self.scenes():
             yield from self.samples(scene)
-
-    def manifest(self) -> dict:
-        """What identifies this data for provenance (file names and sizes, not contents)."""
-        return {"name": self.name, "conf": self.conf}

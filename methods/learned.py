@@ -22,7 +22,7 @@ from benchmark.types import Matches
 
 from .base import Matcher
 from .preprocess import NetInput
-from .weights import sha256_file
+from .weights import sha256_cached
 
 TORCH_CONF = {
     "device": "auto",  # auto (CUDA when available) | cpu | cuda | cuda:N
@@ -33,18 +33,11 @@ TORCH_CONF = {
 }
 
 
-_HASHES: dict[tuple, str] = {}
-
-
 def files_fingerprint(paths: list[Path]) -> str:
     """sha256 over the weight files' sha256 (each hashed once per process, keyed by size and mtime)."""
     h = hashlib.sha256()
     for p in paths:
-        st = Path(p).stat()
-        key = (str(Path(p).resolve()), st.st_size, st.st_mtime_ns)
-        if key not in _HASHES:
-            _HASHES[key] = sha256_file(Path(p))
-        h.update(_HASHES[key].encode())
+        h.update(sha256_cached(Path(p)).encode())
     return h.hexdigest()
 
 
