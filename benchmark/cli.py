@@ -17,7 +17,7 @@ def _common(p: argparse.ArgumentParser, method: bool = True) -> None:
     if method:
         p.add_argument("--method", help="registered method or configs/methods/<name>.yaml preset")
     p.add_argument("--dataset", help="registered dataset or configs/datasets/<name>.yaml preset")
-    p.add_argument("--experiment", help="an experiment YAML (configs/experiments/...)")
+    p.add_argument("--experiment", help="an experiment YAML (e.g. configs/experiments/frm_max_iter.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value with a dotted key, e.g. method.max_keypoints=2048")
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _setup_logging(args.verbose)
     if getattr(args, "allow_download", False):
-        from methods.weights import ENV_ALLOW_DOWNLOAD
+        from .environment import ENV_ALLOW_DOWNLOAD
 
         os.environ[ENV_ALLOW_DOWNLOAD] = "1"
     try:

@@ -105,15 +105,6 @@ def nested(keys: list[str], value: Any) -> dict:
     return out
 
 
-def get_dotted(cfg: dict, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise UserError(f"Unknown config key '{dotted}'.")
-        node = node[part]
-    return node
-
-
 def apply_overrides(cfg: dict, overrides: list[str], schema: dict | None = None) -> dict:
     schema = build_schema(cfg, {}) if schema is None else schema
     for text in overrides:
