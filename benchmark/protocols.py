@@ -28,6 +28,7 @@ class Protocol:
     rank_by: tuple[str, bool] = ("", False)  # (column, ascending)
     curves: list[tuple] = []  # (column, label, unit, threshold) for the cumulative error plot
     short: dict[str, str] = {}  # compact column titles for printed tables
+    worst_by: tuple[str, ...] = ()  # per-sample error columns whose maximum ranks the worst samples
 
     def label(self, key: str) -> str:
         return self.short.get(key, key)
@@ -58,6 +59,7 @@ class MapFreeProtocol(Protocol):
              M.KEY_ROT: "med rot deg", M.KEY_ESTIMATES: "estimated"}
     curves = [(M.VCRE, "VCRE", "px", M.VCRE_THRESHOLD), (M.TRANS, "translation error", "m", M.T_THRESHOLD),
               (M.ROT, "rotation error", "deg", M.R_THRESHOLD)]
+    worst_by = (M.VCRE,)
 
     def sample_errors(self, sample, estimate, matches):
         if not estimate.ok or sample.T_0to1 is None:
@@ -91,6 +93,7 @@ class RelativePoseProtocol(Protocol):
     rank_by = ("AUC@10", False)
     curves = [(P.POSE_ERR, "pose error max(R, t)", "deg", 10.0), (P.ERR_R, "rotation error", "deg", 10.0),
               (P.ERR_T, "translation angle error", "deg", 10.0)]
+    worst_by = (P.POSE_ERR,)
 
     def sample_errors(self, sample, estimate, matches):
         out = _nan_errors((P.ERR_R, P.ERR_T, P.POSE_ERR))
@@ -119,6 +122,7 @@ class MultiViewProtocol(Protocol):
     headline = ["RRA@15", "RTA@15", "mAA@30", "RRA@5", "RTA@5"]
     rank_by = ("mAA@30", False)
     curves = [(RR.RRE, "relative rotation error", "deg", 15.0), (RR.RTE, "relative translation error", "deg", 15.0)]
+    worst_by = (RR.RRE, RR.RTE)
 
     def sample_errors(self, sample, estimate, matches):
         # PoseDiffusion pools the pairs of a category's sequences: the summary groups by this column
@@ -141,6 +145,7 @@ class AachenProtocol(Protocol):
     headline = [f"{c}/{A.accuracy_key(t, r)}" for c in A.CONDITIONS for t, r in A.THRESHOLDS[1:]]
     rank_by = (headline[0], False)
     curves = [(A.TRANS, "position error", "m", 0.5), (A.ROT, "orientation error", "deg", 5.0)]
+    worst_by = (A.TRANS,)
 
     def sample_errors(self, sample, estimate, matches):
         if sample.T_w2c is None:

@@ -85,6 +85,11 @@ class Dataset:
         for scene in self.scenes():
             yield from self.samples(scene)
 
+    def has_ground_truth_depth(self) -> bool:
+        """True when the pair samples' ``depth0`` is ground truth (not a network's estimate): match
+        pictures then colour matches by their reprojection error through it."""
+        return False
+
     def manifest(self) -> dict:
         """What identifies this data for provenance (file names and sizes, not contents)."""
         return {"name": self.name, "conf": self.conf}

@@ -100,9 +100,10 @@ def test_leaderboard_groups_runs_and_marks_published(tiny, tmp_path):
     cli("run", "--method", "sift", *tiny, "--output", tmp_path / "r1", "--no-progress")
     cli("run", "--method", "sift", *tiny, "--set", "method.max_keypoints=100", "--output", tmp_path / "r2",
         "--no-progress")
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--published", "--output", tmp_path / "lb")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--published", "--output", tmp_path / "lb",
+            "--format", "md")
     assert "### mapfree" in r.stdout and r.stdout.count("| sift ") == 2 and "[published]" in r.stdout
-    for fmt in ("md", "csv", "tex"):
+    for fmt in ("md", "csv", "tex", "html"):
         assert (tmp_path / "lb" / f"leaderboard.{fmt}").stat().st_size > 0
     summary = json.loads((tmp_path / "r2/summary.json").read_text())
     summary["protocol_version"] = "0"
