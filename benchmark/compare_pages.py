@@ -143,5 +143,5 @@ def run_compare(run_a: Path, run_b: Path, overrides: list[str], force: bool, out
     print(text_table(c, label))
     out = Path(output) if output else Path("results") / f"compare_{c.a.name}_vs_{c.b.name}"
     paths = write(c, out, label)
-    print(f"written: {', '.join(str(p) for p in paths)}")
+    print(f"written to {out}: {', '.join(p.name for p in paths)}")
     return c

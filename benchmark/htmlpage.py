@@ -38,6 +38,11 @@ return (x<y?-1:x>y?1:0)*(up?1:-1)}).forEach(function(r){tb.appendChild(r)})})});
 """
 
 
+# Nothing may be fetched: images are data URIs, style and script inline (the page works offline, and a
+# browser refuses any request the page would make).
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
 def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
@@ -94,6 +99,7 @@ def pre(text: str) -> str:
 
 def page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n"
             f"<script>{SCRIPT}</script>\n</body></html>\n")
