@@ -166,15 +166,20 @@ def bake(scene: Scene, texels_per_metre: float = 12.0, ao_rays: int = 16) -> Non
 
 
 def _bilinear(image, x, y):
-    """Bilinear samples (N, 3) of ``image`` at texel coordinates (OpenCV convention), edges clamped."""
-    n, cols = len(x), 1024
-    rows = -(-n // cols)
-    maps = np.zeros((2, rows * cols), np.float32)
-    maps[0, :n], maps[1, :n] = x, y
-    # remap wants a 2-D map no wider than SHRT_MAX, hence the fold into rows of 1024
-    out = cv2.remap(image, maps[0].reshape(rows, cols), maps[1].reshape(rows, cols), cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(-1, 3)[:n]
+    """Bilinear samples (N, 3) of ``image`` at texel coordinates (OpenCV convention), edges clamped.
+
+    Plain float64 arithmetic rather than cv2.remap, whose weights are quantised to 1/32 texel in
+    OpenCV 4 and exact in OpenCV 5: the demo images must not depend on the OpenCV release."""
+    h, w = image.shape[:2]
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    xa, xb = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
+    ya, yb = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
+    top = image[ya, xa] * (1 - fx) + image[ya, xb] * fx
+    bottom = image[yb, xa] * (1 - fx) + image[yb, xb] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
 def _trilinear(mips, a, b, lod):

@@ -3,16 +3,18 @@
 Every generator takes ``(rng, h, w, tpm)`` (a numpy Generator, the size in texels and the
 texels per metre, so that bricks or planks keep their real size) and returns an sRGB float32
 image (h, w, 3) in [0, 1]. Row 0 is the top of a wall (or the far edge of a floor) as the
-scene builder lays the surface out. Only numpy and OpenCV are used, so the data rebuilds
-anywhere the project installs.
+scene builder lays the surface out. Only numpy and OpenCV's shape drawing and resizing are used;
+text comes from our own bitmap font (:mod:`datasets.demo.font`), because OpenCV's text metrics
+change between releases and decided how many random draws a texture made.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
-         cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_SIMPLEX | cv2.FONT_ITALIC)
+from . import font as glyphs
+
+FONTS = glyphs.STYLES
 SYLLABLES = ("ka", "lo", "mi", "ster", "ven", "ra", "tor", "bel", "qui", "no", "sa", "dre", "fin",
              "ga", "mor", "lu", "pex", "tra", "zen", "co", "har", "bi", "nel", "vo", "wik", "ost")
 PAPER_COLORS = ((0.93, 0.91, 0.86), (0.15, 0.18, 0.25), (0.85, 0.35, 0.25), (0.20, 0.45, 0.55),
@@ -41,25 +43,21 @@ def word(rng, lo: int = 1, hi: int = 3) -> str:
 
 def put_text(canvas, text: str, x: float, y: float, height_px: float, color, font=None, rng=None,
              max_width: float | None = None):
-    """Blend text (baseline at x, y; capital height about ``height_px``, shrunk to fit ``max_width``)
-    into a float canvas; returns its width. OpenCV draws text only into uint8 images, hence the mask."""
-    font = font if font is not None else (FONTS[int(rng.integers(len(FONTS)))] if rng is not None else FONTS[0])
-    (_, cap), _ = cv2.getTextSize("H", font, 1.0, 1)
-    scale = max(height_px, 3.0) / cap
+    """Blend text (baseline at x, y; capital height ``height_px``, shrunk to fit ``max_width``) into a
+    float canvas; returns its width. ``font`` is a :class:`font.Style` (random when ``rng`` is given)."""
+    style = font if font is not None else (FONTS[int(rng.integers(len(FONTS)))] if rng is not None else FONTS[0])
+    cap = max(height_px, 3.0)
     if max_width:
-        scale = min(scale, max_width / max(cv2.getTextSize(text, font, 1.0, 2)[0][0], 1))
-    thick = max(1, int(round(scale * 1.6)))
-    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
-    x, y = int(x), int(y)
-    x0, y0 = max(x - thick, 0), max(y - th - 2 * thick, 0)
-    x1, y1 = min(x + tw + 2 * thick, canvas.shape[1]), min(y + base + 2 * thick, canvas.shape[0])
-    if x1 > x0 and y1 > y0:
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.putText(mask, text, (x - x0, y - y0), font, scale, 255, thick, cv2.LINE_AA)
-        alpha = mask[..., None].astype(np.float32) / 255
-        region = canvas[y0:y1, x0:x1]
+        cap = min(cap, max_width / max(glyphs.advance(text, 1.0, style), 1e-9))
+    coverage, baseline = glyphs.render(text, cap, style)
+    x0, y0 = int(x), int(y) - baseline
+    top, left = max(-y0, 0), max(-x0, 0)
+    y1, x1 = min(y0 + coverage.shape[0], canvas.shape[0]), min(x0 + coverage.shape[1], canvas.shape[1])
+    if y1 > y0 + top and x1 > x0 + left:
+        alpha = coverage[top:y1 - y0, left:x1 - x0, None]
+        region = canvas[y0 + top:y1, x0 + left:x1]
         region[:] = region * (1 - alpha) + np.asarray(color, np.float32) * alpha
-    return tw
+    return int(round(glyphs.advance(text, cap, style)))
 
 
 def _grid(h, w):
@@ -207,7 +205,7 @@ def poster(rng, h, w, tpm, frame=(0.95, 0.95, 0.95)):
     while y < 0.93 * h:
         x = 0.08 * w
         while x < 0.8 * w:
-            x += put_text(img, word(rng), x, y, 0.018 * w, ink, font=cv2.FONT_HERSHEY_SIMPLEX) + 0.02 * w
+            x += put_text(img, word(rng), x, y, 0.018 * w, ink, font=FONTS[0]) + 0.02 * w
         y += 0.035 * w
     m = max(2, int(0.03 * w))
     img[:m], img[-m:], img[:, :m], img[:, -m:] = frame, frame, frame, frame
@@ -350,7 +348,7 @@ def sign(rng, h, w, tpm):
     ink = (0.05, 0.05, 0.05) if bg.mean() > 0.5 else (0.98, 0.95, 0.85)
     put_text(img, word(rng, 2, 3).upper(), 0.05 * w, 0.62 * h, 0.45 * h, ink, rng=rng, max_width=0.9 * w)
     put_text(img, f"{word(rng).capitalize()} {int(rng.integers(7, 11))}-{int(rng.integers(17, 22))}",
-             0.6 * w, 0.88 * h, 0.12 * h, ink, font=cv2.FONT_HERSHEY_SIMPLEX)
+             0.6 * w, 0.88 * h, 0.12 * h, ink, font=FONTS[0])
     return np.clip(img * (1 + 0.03 * fbm(rng, h, w, 0.1 * tpm, 2))[..., None], 0, 1)
 
 
