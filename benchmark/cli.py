@@ -140,7 +140,7 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
         print(f"\n{summary['method']} on {summary['dataset']} ({protocol.name} metrics)")
         print(report.summary_table(summary, label=protocol.label))
         print(f"results: {output}")
-    return summary
+    return {**summary, "output": str(output)}  # where it was written (not part of summary.json)
 
 
 def cmd_ablate(args) -> int:

@@ -11,7 +11,6 @@ Runs over different evaluation sets (protocol, dataset, dataset files or samples
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from .config import apply_overrides
 from .errors import UserError
 from .types import OK
 
-log = logging.getLogger("locbench.compare")
 DEFAULTS = {"compare": {"bootstrap": 1000, "seed": 0, "max_listed": 50}}
 FEW_SCENES = 10  # below this many shared scenes, a resampled interval is rough
 SCENE_COLUMNS = 3  # headline metrics shown per scene

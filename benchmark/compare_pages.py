@@ -2,7 +2,6 @@
 (self-contained) and ``compare.png`` (both runs' error curves overlaid)."""
 from __future__ import annotations
 
-import logging
 import textwrap
 from pathlib import Path
 
@@ -13,12 +12,7 @@ from .compare import Comparison
 from .io import write_text_atomic
 from .report import format_value, markdown_table
 
-log = logging.getLogger("locbench.compare")
 WIDTH = 100
-
-
-def _v(value) -> str:
-    return H.cell(value)
 
 
 def _interval(row) -> str:
@@ -48,7 +42,8 @@ def text_table(c: Comparison, label) -> str:
         out.append(_clip("compared with --force although " + "; ".join(c.problems)))
     out += [_clip(f"config: {k}: {format_value(x)} -> {format_value(y)}") for k, x, y in c.diff] or [
         "config: identical"]
-    rows = [[label(r["metric"]), _v(r["A"]), _v(r["B"]), _v(r["B-A"]), _interval(r)] for r in c.metrics.to_dict("records")]
+    rows = [[label(r["metric"]), H.cell(r["A"]), H.cell(r["B"]), H.cell(r["B-A"]), _interval(r)]
+            for r in c.metrics.to_dict("records")]
     header = ["metric", "A", "B", "B-A", "95 % interval of B-A"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     widths[0] = min(widths[0], 24)

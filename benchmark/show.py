@@ -269,6 +269,14 @@ def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, ma
     return viz.draw_matches(view.image0, view.image1, m.kpts0, m.kpts1, colors, lines, legend, order)
 
 
+def draw_one(ctx: ShowContext, row: dict, where: Path, max_error: float = MAX_ERROR_PX) -> np.ndarray:
+    """:func:`draw_sample`, with one sentence when there is nothing to draw."""
+    try:
+        return draw_sample(ctx, row, max_error)
+    except SampleError as exc:
+        raise UserError(f"Sample {row['sample_id']} of {where} cannot be drawn: {exc}.")
+
+
 def select_rows(run: RunFolder, protocol, sample: str | None, worst: int | None, scene: str | None) -> list[dict]:
     df = run.samples
     if sample is not None:
@@ -346,10 +354,7 @@ def show(run_path: Path, overrides: list[str], sample: str | None, worst: int | 
     if one_file and (worst if worst is not None else len(rows)) > 1:
         raise UserError(f"--output {output} names one picture but several samples are drawn; name a folder.")
     if sample is not None:
-        try:
-            drawn = [(rows[0], draw_sample(ctx, rows[0], max_error))]
-        except SampleError as exc:
-            raise UserError(f"Sample {sample} of {run.path} cannot be drawn: {exc}.")
+        drawn = [(rows[0], draw_one(ctx, rows[0], run.path, max_error))]
     else:
         drawn = draw_rows(ctx, rows, worst, max_error=max_error)
     folder = Path(output) if output is not None and not one_file else run.path / "viz"

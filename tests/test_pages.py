@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark import api
 from benchmark.cli import main
 from benchmark.compare import compare
 from benchmark.registry import METHODS
@@ -46,12 +47,11 @@ class OrbTest(Matcher):
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pages")
     out = {}
-    for name, features in (("a", 1000), ("b", 300)):
-        assert main(["run", "--method", "orb_test", "--dataset", "demo", "--output", str(tmp / name), "--no-progress",
-                     "--set", f"method.max_features={features}", "--set", "run.bootstrap=200",
-                     "--set", f"run.cache_dir={tmp / 'cache'}"]) == 0
-        out[name] = tmp / name
-    return out
+    settings = ["run.bootstrap=200", f"run.cache_dir={tmp / 'cache'}"]
+    assert main(["run", "--method", "orb_test", "--dataset", "demo", "--output", str(tmp / "a"), "--no-progress",
+                 "--set", "method.max_features=1000", *(x for s in settings for x in ("--set", s))]) == 0
+    b = api.run("orb_test", "demo", ["method.max_features=300", *settings], output=tmp / "b")  # the Python API
+    return {"a": tmp / "a", "b": b}
 
 
 def test_a_run_writes_its_report_with_the_worst_samples(runs):
@@ -154,3 +154,10 @@ def test_show_draws_the_worst_samples(runs, tmp_path, capsys):
     assert main(["show", str(runs["a"]), "--sample", "nope"]) == 2
     err = capsys.readouterr().err
     assert "Sample 'nope' is not in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_python_api_reads_a_run_and_draws_a_sample(runs):
+    results = api.load(runs["b"])
+    assert results.config["method"]["max_features"] == 300 and len(results.samples) == results.summary["num_samples"]
+    picture = api.draw(runs["b"], results.samples["sample_id"].iloc[0])
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[1] >= 640
