@@ -33,7 +33,7 @@ from .types import INVALID_INPUT, OK, Camera, InvalidSample, Matches, QuerySampl
 log = logging.getLogger("locbench.show")
 MAX_ERROR_PX = 10.0  # colour scale: red at and beyond this many pixels
 MAX_LINES = 1000  # matches drawn at most (an even sample over the error-sorted matches beyond that)
-REPORT_WIDTH = 1600  # pictures of the worst samples are scaled down to this width for the report
+REPORT_WIDTH = 1600  # pictures of the worst samples are drawn at most this wide for the report
 
 
 @dataclass
@@ -238,9 +238,11 @@ def context(cfg: dict, dataset=None, method=None) -> ShowContext:
     return ShowContext(cfg, dataset, method, get_protocol(dataset.protocol), MatchSource(method))
 
 
-def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, max_lines: int = MAX_LINES):
-    """The picture (RGB array) of one row of a run's per-sample table; SampleError when there is
-    nothing to draw (the run could not read the sample)."""
+def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, max_lines: int = MAX_LINES,
+                max_width: int | None = None, antialias: bool = True):
+    """The picture (RGB array) of one row of a run's per-sample table, at most ``max_width`` pixels
+    wide (images scaled down; None: full size); SampleError when there is nothing to draw (the run
+    could not read the sample)."""
     from .pipeline import sample_seed
 
     if row["status"] == INVALID_INPUT:
@@ -266,7 +268,10 @@ def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, ma
     if ctx.source.recomputed > before:
         lines.append("matches recomputed: not found in the run's match cache")
     m = view.matches
-    return viz.draw_matches(view.image0, view.image1, m.kpts0, m.kpts1, colors, lines, legend, order)
+    width = view.image0.shape[1] + view.image1.shape[1]
+    scale = min(1.0, (max_width - viz.GAP) / width) if max_width else 1.0
+    return viz.draw_matches(view.image0, view.image1, m.kpts0, m.kpts1, colors, lines, legend, order, scale,
+                            antialias)
 
 
 def draw_one(ctx: ShowContext, row: dict, where: Path, max_error: float = MAX_ERROR_PX) -> np.ndarray:
@@ -328,8 +333,9 @@ def write_worst(output: Path, df: pd.DataFrame, cfg: dict, dataset, method, prot
     start = time.perf_counter()
     ctx = context(cfg, dataset, method)
     out = []
-    for i, (row, picture) in enumerate(draw_rows(ctx, worst_order(df, protocol).to_dict("records"), n), 1):
-        path = viz.write_picture(folder / f"worst-{i:02d}.jpg", viz.shrink(picture, REPORT_WIDTH))
+    rows = worst_order(df, protocol).to_dict("records")
+    for i, (row, picture) in enumerate(draw_rows(ctx, rows, n, max_width=REPORT_WIDTH, antialias=False), 1):
+        path = viz.write_picture(folder / f"worst-{i:02d}.jpg", picture)
         out.append({**row, "file": str(path.relative_to(output))})
     log.info("drew the %d worst samples in %.2f s (%d pairs not in the match cache were matched again)",
              len(out), time.perf_counter() - start, ctx.source.recomputed)

@@ -152,11 +152,17 @@ def _panel(width: int, lines: list[str], legend: Legend | None) -> np.ndarray:
 
 
 def draw_matches(image0: np.ndarray, image1: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray, colors: np.ndarray,
-                 lines: list[str] = (), legend: Legend | None = None, order: np.ndarray | None = None) -> np.ndarray:
+                 lines: list[str] = (), legend: Legend | None = None, order: np.ndarray | None = None,
+                 scale: float = 1.0, antialias: bool = True) -> np.ndarray:
     """RGB picture: image0 left, image1 right, one line per match in ``colors`` (N, 3) RGB and a
     dot of the same colour at both keypoints (dots drawn after every line, so each keypoint shows
     its own match's colour); ``order`` = drawing order (last on top); the text ``lines`` and the
-    ``legend`` in a panel below."""
+    ``legend`` in a panel below. ``scale`` < 1 draws a smaller picture (images and keypoints scaled
+    alike); ``antialias=False`` draws lines ~5x faster (pictures drawn in bulk)."""
+    if scale != 1.0:
+        image0, image1 = (cv2.resize(im, (max(1, round(im.shape[1] * scale)), max(1, round(im.shape[0] * scale))),
+                                     interpolation=cv2.INTER_AREA) for im in (image0, image1))
+        kpts0, kpts1 = np.asarray(kpts0, float) * scale, np.asarray(kpts1, float) * scale
     h0, w0 = image0.shape[:2]
     h1, w1 = image1.shape[:2]
     width = max(w0 + GAP + w1, MIN_WIDTH)
@@ -168,23 +174,16 @@ def draw_matches(image0: np.ndarray, image1: np.ndarray, kpts0: np.ndarray, kpts
     p0 = np.round(np.asarray(kpts0, float)).astype(int)
     p1 = np.round(np.asarray(kpts1, float)).astype(int) + [w0 + GAP, 0]
     order = np.arange(len(p0)) if order is None else np.asarray(order)
+    line_type = cv2.LINE_AA if antialias else cv2.LINE_8
     rgb = [tuple(int(c) for c in colors[i]) for i in range(len(colors))]
     for i in order:
-        cv2.line(top, tuple(map(int, p0[i])), tuple(map(int, p1[i])), rgb[i], thickness, cv2.LINE_AA)
+        cv2.line(top, tuple(map(int, p0[i])), tuple(map(int, p1[i])), rgb[i], thickness, line_type)
     for i in order:  # dots are filled without anti-aliasing: their centre pixel has the exact colour
         cv2.circle(top, tuple(map(int, p0[i])), radius, rgb[i], -1, cv2.LINE_8)
         cv2.circle(top, tuple(map(int, p1[i])), radius, rgb[i], -1, cv2.LINE_8)
     if not lines and legend is None:
         return top
     return np.concatenate([top, _panel(width, list(lines), legend)], axis=0)
-
-
-def shrink(image: np.ndarray, max_width: int | None) -> np.ndarray:
-    """Scale a picture down to ``max_width`` pixels (presentation only, e.g. the report)."""
-    if not max_width or image.shape[1] <= max_width:
-        return image
-    h = round(image.shape[0] * max_width / image.shape[1])
-    return cv2.resize(image, (int(max_width), int(h)), interpolation=cv2.INTER_AREA)
 
 
 def encode(image: np.ndarray, suffix: str = ".png", jpeg_quality: int = 90) -> bytes:

@@ -229,3 +229,13 @@ def test_show_refuses_bad_requests_with_one_sentence(tmp_path, kwargs, message):
 def test_show_on_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(UserError, match="not a finished run folder"):
         show(tmp_path, [], None, 3, None, None)
+
+
+def test_a_scaled_picture_keeps_keypoints_on_their_scaled_pixels():
+    rng = np.random.default_rng(2)
+    im0 = rng.integers(0, 255, (400, 600, 3), dtype=np.uint8)
+    im1 = rng.integers(0, 255, (300, 500, 3), dtype=np.uint8)
+    k0, k1 = np.array([[100.0, 80.0]]), np.array([[420.0, 260.0]])
+    pic = viz.draw_matches(im0, im1, k0, k1, np.array([viz.RED], np.uint8), scale=0.5, antialias=False)
+    assert pic.shape == (200, max(300 + viz.GAP + 250, viz.MIN_WIDTH), 3)
+    assert tuple(pic[40, 50]) == viz.RED and tuple(pic[130, 210 + 300 + viz.GAP]) == viz.RED
