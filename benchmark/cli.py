@@ -134,7 +134,12 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
     report.write_results(output, df, summary, cfg, protocol, bool(cfg["run"]["plots"]))
     for path in protocol.write_submission(df, dataset, output):
         log.info("submission file: %s", path)
-    worst = write_worst(output, df, cfg, dataset, method, protocol, viz_worst)
+    try:
+        worst = write_worst(output, df, cfg, dataset, method, protocol, viz_worst)
+    except Exception as exc:  # the results are written: a picture that cannot be drawn must not lose them
+        log.warning("the worst samples could not be drawn (%s: %s); report.html is written without them",
+                    type(exc).__name__, exc)
+        worst = []
     log.info("report: %s", write_report(output, df, summary, cfg, protocol, worst))
     if not quiet:
         print(f"\n{summary['method']} on {summary['dataset']} ({protocol.name} metrics)")

@@ -71,7 +71,7 @@ def status_section(df: pd.DataFrame, summary: dict) -> str:
 
 def scene_section(df: pd.DataFrame, summary: dict, protocol) -> str:
     cols = summary["headline"]
-    sizes = df.groupby("scene", sort=False)["status"].agg(["size", lambda s: int((s != OK).sum())])
+    sizes = df.groupby(df["scene"].astype(str), sort=False)["status"].agg(["size", lambda s: int((s != OK).sum())])
     rows = []
     for scene, metrics in summary["per_scene"].items():
         n, failed = (sizes.loc[scene].tolist() if scene in sizes.index else (0, 0))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +281,12 @@ def draw_one(ctx: ShowContext, row: dict, where: Path, max_error: float = MAX_ER
         return draw_sample(ctx, row, max_error)
     except SampleError as exc:
         raise UserError(f"Sample {row['sample_id']} of {where} cannot be drawn: {exc}.")
+    except UserError:
+        raise
+    except Exception as exc:  # a crash of the matcher or solver on this sample (as in the run, maybe)
+        log.debug("drawing %s failed:\n%s", row["sample_id"], traceback.format_exc())
+        raise UserError(f"Sample {row['sample_id']} of {where} cannot be drawn: {type(exc).__name__}: {exc} "
+                        f"(its status in the run: {row['status']}).")
 
 
 def select_rows(run: RunFolder, protocol, sample: str | None, worst: int | None, scene: str | None) -> list[dict]:
@@ -303,7 +310,7 @@ def select_rows(run: RunFolder, protocol, sample: str | None, worst: int | None,
 
 
 def safe_name(sample_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sample_id))
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(sample_id))
 
 
 def draw_rows(ctx: ShowContext, rows: list[dict], limit: int | None = None, **kw):
@@ -316,6 +323,10 @@ def draw_rows(ctx: ShowContext, rows: list[dict], limit: int | None = None, **kw
             picture = draw_sample(ctx, row, **kw)
         except SampleError as exc:
             log.info("sample %s is not drawn: %s", row["sample_id"], exc)
+            continue
+        except Exception as exc:  # e.g. the matcher crashes again on a sample the run recorded as 'error'
+            log.info("sample %s is not drawn: %s: %s", row["sample_id"], type(exc).__name__, exc)
+            log.debug("drawing %s failed:\n%s", row["sample_id"], traceback.format_exc())
             continue
         if limit is not None:
             limit -= 1

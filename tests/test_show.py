@@ -239,3 +239,27 @@ def test_a_scaled_picture_keeps_keypoints_on_their_scaled_pixels():
     pic = viz.draw_matches(im0, im1, k0, k1, np.array([viz.RED], np.uint8), scale=0.5, antialias=False)
     assert pic.shape == (200, max(300 + viz.GAP + 250, viz.MIN_WIDTH), 3)
     assert tuple(pic[40, 50]) == viz.RED and tuple(pic[130, 210 + 300 + viz.GAP]) == viz.RED
+
+
+def test_failed_samples_in_a_run_with_crashes(tmp_path, capsys):
+    """A run whose matcher crashed on one pair and found too few matches on another: the report's
+    pictures skip the crash (it crashes again) and keep the rest; ``show`` of the crash is one sentence."""
+    from benchmark.cli import main
+
+    from . import synthetic as S
+
+    root = S.write_dataset(tmp_path / "data", scenes=2, pairs=4, modes={"sc0/001": S.RAISE, "sc1/002": S.FEW})
+    run = tmp_path / "run"
+    assert main(["run", "--method", "synthetic_matcher", "--dataset", "synthetic_pairs", "--output", str(run),
+                 "--no-progress", "--set", f"dataset.root={root}", "--set", f"run.cache_dir={tmp_path / 'c'}",
+                 "--set", "run.viz_worst=3", "--set", "run.bootstrap=20"]) == 0
+    capsys.readouterr()
+    text = (run / "report.html").read_text()
+    assert len(list((run / "viz").glob("worst-*.jpg"))) == 3
+    assert "synthetic matcher failure" in text and "too_few_matches" in text  # the failure reasons table
+    assert main(["show", str(run), "--sample", "sc0/001"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be drawn: RuntimeError: synthetic matcher failure" in err and len(err.strip().splitlines()) == 1
+    assert main(["run", "--method", "synthetic_matcher", "--dataset", "synthetic_pairs", "--set",
+                 f"dataset.root={root}", "--set", "run.viz_worst=many"]) == 2
+    assert "run.viz_worst must be a number" in capsys.readouterr().err
