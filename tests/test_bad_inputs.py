@@ -92,7 +92,7 @@ CASES = {
         ("error: Unknown dataset 'nosuch'; choose one of: ", " (`python -m benchmark list` shows them).")),
     "unknown override key": lambda tmp, prev, args, root: (
         ["run", *args, "--set", "run.shard_sise=5", "--output", str(prev)],
-        ("error: Unknown config key 'run.shard_sise' in --set run.shard_sise=5; known keys here: ", "torch_threads.")),
+        ("error: Unknown config key 'run.shard_sise' in --set run.shard_sise=5; known keys here: ", "torch_threads, viz_worst.")),
     "malformed override": lambda tmp, prev, args, root: (
         ["run", *args, "--set", "novalue", "--output", str(prev)],
         "error: Override 'novalue' must look like key.path=value (e.g. --set method.max_keypoints=2048)."),
