@@ -25,7 +25,7 @@ figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
 figcaption{font-size:12.5px;color:#444;max-width:800px}
 img{max-width:100%;height:auto;border:1px solid #eee}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:12px;max-height:32em}
-.scroll{max-height:36em;overflow:auto}.wide{overflow-x:auto}
+.scroll{max-height:36em;overflow:auto}.wide{overflow-x:auto}.wide td{white-space:nowrap}
 """
 
 # Click a header: sort the table's rows by that column (numbers as numbers, blanks last).
