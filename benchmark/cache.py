@@ -1,111 +1,79 @@
-"""HDF5 match cache, one file per (method config hash, dataset, shard).
+"""Match cache: one file per matched image pair, named by the pair's match key.
 
-Layout: ``<cache_dir>/<method>-<key>/<dataset>/<shard>.h5``, one group per pair,
-named by a hash of the pair id (ids contain '/'); the id itself is kept as an
-attribute and checked on read, with a CRC-32 of the group's arrays (HDF5 itself
-notices a truncated file, not a damaged byte inside one). A shard file is written
-to a temporary name, closed, and renamed when the shard is finished, so a
-published file is always complete; an unreadable or inconsistent file is
-reported, moved aside (``.corrupt``) and recomputed.
+Layout: ``<cache_dir>/matches-v3/<method>-<method cache key>/<key[:2]>/<key>.npz``, where the key
+(:func:`benchmark.identity.match_key`) hashes the method's cache key, the content of both images
+and how the run reads them. So a changed image misses the cache for exactly the pairs that read
+it, the shard size or the dataset's sample ids do not matter, and ``show`` finds a pair's
+matches from the pair alone. Each entry is written under a temporary name and renamed, so a run
+killed at any moment leaves whole entries only (every pair matched before the kill is kept). An
+``.npz`` is a ZIP: a truncated or damaged entry fails its CRC-32 on reading and is reported, moved
+aside (``.corrupt``) and recomputed.
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
-import zlib
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from .io import atomic_path
 from .types import Matches
 
 log = logging.getLogger("locbench.cache")
-FORMAT_VERSION = 2  # 2: CRC-32 per pair
+FORMAT = "matches-v3"  # v3: one entry per pair, keyed by content; v2 (HDF5 per shard) is ignored
 _ARRAYS = ("kpts0", "kpts1", "scores", "pts3d0", "pts3d1")
 
 
-def _group_name(pair_id: str) -> str:
-    return hashlib.sha1(pair_id.encode()).hexdigest()
+def method_cache_dir(cache_dir: Path, method) -> Path:
+    return Path(cache_dir).absolute() / FORMAT / f"{method.name}-{method.cache_key()}"
 
 
-def _checksum(arrays: dict, counts: tuple) -> int:
-    crc = zlib.crc32(repr(counts).encode())
-    for k in _ARRAYS:
-        v = arrays.get(k)
-        if v is not None:
-            v = np.ascontiguousarray(v)
-            crc = zlib.crc32(f"{k}{v.dtype.str}{v.shape}".encode(), crc)
-            crc = zlib.crc32(v.tobytes(), crc)
-    return crc
+def note_old_format(cache_dir: Path) -> None:
+    """Say once that match caches written by an older locbench are not read (they would be stale)."""
+    root = Path(cache_dir)
+    if root.is_dir() and any(p.is_dir() and p.name != FORMAT and "-" in p.name for p in root.iterdir()):
+        log.info("%s also holds match caches of an older locbench format; they are not used (delete them to "
+                 "free space)", root)
 
 
-class ShardCache:
-    """Matches of one shard: read what a previous run published, write what this run computes."""
+class MatchCache:
+    """Matches of image pairs by key: read what any earlier run wrote, write what this run computes."""
 
-    def __init__(self, path: Path | None):
-        self.path = Path(path) if path is not None else None
-        self._old: dict[str, Matches] = {}
-        self._new: dict[str, Matches] = {}
-        self.problem = ""
-        if self.path is not None and self.path.exists():
-            self._old = self._read_all()
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.problems: list[str] = []
 
-    def _read_all(self) -> dict[str, Matches]:
-        out: dict[str, Matches] = {}
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, key: str) -> Matches | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
         try:
-            with h5py.File(self.path, "r") as f:
-                if f.attrs.get("format_version") != FORMAT_VERSION:
-                    raise ValueError(f"format version {f.attrs.get('format_version')} != {FORMAT_VERSION}")
-                for name, g in f.items():
-                    pair_id = g.attrs["pair_id"]
-                    if _group_name(pair_id) != name:
-                        raise ValueError(f"group {name} does not belong to pair {pair_id}")
-                    arrays = {k: (g[k][()] if k in g else None) for k in _ARRAYS}
-                    nk0, nk1 = int(g.attrs.get("num_keypoints0", -1)), int(g.attrs.get("num_keypoints1", -1))
-                    if int(g.attrs.get("crc32", -1)) != _checksum(arrays, (nk0, nk1)):
-                        raise ValueError(f"the matches of pair {pair_id} fail their checksum")
-                    out[pair_id] = Matches(arrays["kpts0"], arrays["kpts1"], arrays["scores"], arrays["pts3d0"],
-                                           arrays["pts3d1"], nk0 if nk0 >= 0 else None, nk1 if nk1 >= 0 else None,
-                                           {k[len("time_"):]: float(v) for k, v in g.attrs.items()
-                                            if k.startswith("time_")})
-        except Exception as exc:  # truncated, corrupt, or written by something else
-            self.problem = f"match cache {self.path} is unreadable ({exc}); it was moved aside and will be recomputed"
-            log.debug(self.problem)  # the runner reports it (a Ray worker's log would not reach the user)
-            os.replace(self.path, self.path.with_suffix(".corrupt"))
-            return {}
-        return out
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["key"]) != key:
+                    raise ValueError(f"it holds the matches of another pair ({data['key']})")
+                arrays = {k: (data[k] if k in data.files else None) for k in _ARRAYS}
+                counts = [int(v) for v in data["num_keypoints"]]
+                timings = json.loads(str(data["timings"]))
+            return Matches(arrays["kpts0"], arrays["kpts1"], arrays["scores"], arrays["pts3d0"], arrays["pts3d1"],
+                           *(n if n >= 0 else None for n in counts), timings)
+        except Exception as exc:  # truncated, corrupt (CRC), or written by something else
+            problem = f"match cache entry {path} is unreadable ({exc}); it was moved aside and will be recomputed"
+            self.problems.append(problem)
+            log.debug(problem)  # the runner reports it (a Ray worker's log would not reach the user)
+            os.replace(path, path.with_suffix(".corrupt"))
+            return None
 
-    def get(self, pair_id: str) -> Matches | None:
-        return self._old.get(pair_id)
-
-    def put(self, pair_id: str, matches: Matches) -> None:
-        self._new[pair_id] = matches
-
-    def __len__(self) -> int:
-        return len(self._old)
-
-    def publish(self) -> None:
-        """Write old + new entries to a temporary file, close it, then rename it into place."""
-        if self.path is None or not self._new:
-            return
-        from .io import atomic_path
-
-        entries = {**self._old, **self._new}
-        with atomic_path(self.path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format_version"] = FORMAT_VERSION
-                for pair_id, m in entries.items():
-                    g = f.create_group(_group_name(pair_id))
-                    g.attrs["pair_id"] = pair_id
-                    arrays = {k: getattr(m, k) for k in _ARRAYS}
-                    for k, v in arrays.items():
-                        if v is not None:
-                            g.create_dataset(k, data=np.asarray(v))
-                    counts = tuple(-1 if n is None else int(n) for n in (m.num_keypoints0, m.num_keypoints1))
-                    g.attrs["num_keypoints0"], g.attrs["num_keypoints1"] = counts
-                    g.attrs["crc32"] = _checksum(arrays, counts)
-                    for stage, seconds in m.timings.items():  # "match" and the method's own stages
-                        g.attrs[f"time_{stage}"] = float(seconds)
-        self._old, self._new = entries, {}
+    def put(self, key: str, matches: Matches) -> None:
+        arrays = {k: np.asarray(getattr(matches, k)) for k in _ARRAYS if getattr(matches, k) is not None}
+        counts = [-1 if n is None else int(n) for n in (matches.num_keypoints0, matches.num_keypoints1)]
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, key=np.array(key), num_keypoints=np.array(counts, np.int64),
+                         timings=np.array(json.dumps({k: float(v) for k, v in matches.timings.items()})), **arrays)

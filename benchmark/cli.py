@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one method on one dataset")
     _common(p)
     p.add_argument("--output", help="results folder (default results/<method>_<dataset>_<config hash>)")
-    p.add_argument("--no-cache", action="store_true", help="recompute matches instead of reading the HDF5 cache")
+    p.add_argument("--no-cache", action="store_true", help="recompute matches instead of reading the match cache")
     p.add_argument("--executor", choices=["local", "ray"], help="shortcut for --set executor.name=...")
     p.add_argument("--allow-download", action="store_true", help="let methods download missing weight files")
     p.add_argument("--no-progress", action="store_true")
@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="[locbench] %(message)s",
                         stream=sys.stderr)
-    for noisy in ("matplotlib", "PIL", "h5py"):
+    for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -100,9 +100,9 @@ def _set_threads(cfg: dict) -> None:
 
 def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, quiet: bool = False) -> dict:
     from . import provenance, report
-    from .config import config_hash, resolve
+    from .config import resolve
     from .run_report import write_report
-    from .runner import build, execute
+    from .runner import execute, prepare
     from .show import write_worst
 
     overrides = list(args.overrides) + list(sweep_overrides)
@@ -118,24 +118,23 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
     if cfg["run"]["plots_log_x"] not in ("auto", True, False):
         raise UserError(f"run.plots_log_x must be auto, true or false, not '{cfg['run']['plots_log_x']}'.")
     _set_threads(cfg)
-    run_id = f"{cfg['method']['label']}_{cfg['dataset']['label']}_{config_hash({k: cfg[k] for k in ('method', 'dataset', 'solver', 'run')}, 8)}"
+    # data, weights and packages are checked, and every input identified, before any work or output
+    prepared = prepare(cfg)
+    run_id, protocol = prepared.run_id, prepared.protocol
     output = Path(output or getattr(args, "output", None) or cfg["run"]["output"] or Path("results") / run_id)
-    dataset, method, protocol = build(cfg)
-    dataset.check()  # data, weights and packages are checked before any work or output
-    method.check()
     log.info("run %s: method %s, dataset %s (%s protocol) -> %s", run_id, cfg["method"]["label"],
              cfg["dataset"]["label"], protocol.name, output)
     log.info("stage 1/3: matching and solving")
-    df = execute(cfg, output, use_cache=bool(cfg["run"]["cache"]), progress=not args.no_progress)
+    df = execute(cfg, output, use_cache=bool(cfg["run"]["cache"]), progress=not args.no_progress, prepared=prepared)
     log.info("stage 2/3: scoring %d samples", len(df))
-    prov = provenance.collect(cfg, method, dataset)
+    prov = provenance.collect(cfg, prepared)
     summary = report.summarize_run(df, protocol, cfg, run_id, prov)
     log.info("stage 3/3: writing tables, plots, report and submission files")
     report.write_results(output, df, summary, cfg, protocol, bool(cfg["run"]["plots"]))
-    for path in protocol.write_submission(df, dataset, output):
+    for path in protocol.write_submission(df, prepared.dataset, output):
         log.info("submission file: %s", path)
     try:
-        worst = write_worst(output, df, cfg, dataset, method, protocol, viz_worst)
+        worst = write_worst(output, df, cfg, prepared.dataset, prepared.method, protocol, viz_worst)
     except Exception as exc:  # the results are written: a picture that cannot be drawn must not lose them
         log.warning("the worst samples could not be drawn (%s: %s); report.html is written without them",
                     type(exc).__name__, exc)
@@ -251,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[ENV_ALLOW_DOWNLOAD] = "1"
     try:
         if args.verb == "run":
-            cmd_run(args)
+            summary = cmd_run(args)
+            if summary["num_samples"] and not summary["status_counts"].get("ok"):
+                top = (summary.get("failure_reasons") or [{"status": "?", "reason": "?"}])[0]
+                print(f"error: every one of the {summary['num_samples']} samples failed (most often "
+                      f"{top['status']}: {top['reason']}); the results above are written, but no pose was "
+                      f"estimated.", file=sys.stderr)
+                return 1
             return 0
         if args.verb == "datasets":
             return cmd_datasets_check(args)

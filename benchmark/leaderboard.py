@@ -1,11 +1,16 @@
-"""One table comparing runs, grouped by dataset, with each benchmark's headline columns.
+"""Tables comparing runs: only runs over the same evaluation set share a table.
 
-Published reference rows live as data in ``configs/published/*.yaml`` and are marked
-``[published]`` wherever they appear. Runs scored under different protocol versions
-are refused in one group unless ``--mix-protocols`` is given.
+A table holds the runs of one protocol (and protocol version) over one evaluation set: the dataset
+and its config (split, scenes, frames, pair list, ...; not its folder), ``run.max_samples`` and the
+content of the data (``provenance.json``'s ``data_hash``). Its heading says what defines it. A row is
+labelled by its method plus the config keys (method, solver, seed) that differ from the method's
+preset; rows whose weights are not a known released file are marked; failed samples are counted.
+Published reference rows (``configs/published/*.yaml``) are marked ``[published]`` and join only the
+tables of a full evaluation set of their dataset.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -17,6 +22,9 @@ from .report import format_value, markdown_table, read_summary
 
 log = logging.getLogger("locbench.leaderboard")
 PUBLISHED_TAG = "[published]"
+WEIGHT_MARKS = {"unverified": "?", "modified": "†", "unknown": "†", "missing": "†"}
+WEIGHT_KEY = ("weights: ? = a released file name whose checksum is not known here (unverified); "
+              "† = not a known released file (random, fine-tuned or modified weights)")
 
 
 def load_runs(paths: list[Path]) -> list[dict]:
@@ -28,6 +36,8 @@ def load_runs(paths: list[Path]) -> list[dict]:
             continue
         s = read_summary(f)
         s["_path"] = str(p)
+        config = f.parent / "config.yaml"
+        s["_config"] = load_yaml(config) if config.is_file() else {}
         runs.append(s)
     if not runs:
         raise UserError(f"None of {', '.join(map(str, paths))} holds a summary.json; pass run folders such as results/*.")
@@ -45,41 +55,121 @@ def load_published() -> list[dict]:
     return rows
 
 
+def _flatten(conf, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (conf or {}).items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def evaluation_set(run: dict, mix_protocols: bool) -> tuple[str, str]:
+    """(key, heading) of the table a run belongs to."""
+    prov = run.get("provenance", {})
+    ev = prov.get("evaluation_set")
+    version = "" if mix_protocols else f" v{run['protocol_version']}"
+    if ev is None:  # a run folder written before evaluation sets were recorded
+        heading = f"{run['dataset']} ({run['protocol']}{version}): evaluation set not recorded (an older run)"
+        return json.dumps(["?", run["_path"]]), heading
+    conf = {k: v for k, v in _flatten(ev.get("conf")).items() if v is not None}
+    described = ", ".join(f"{k}={v}" for k, v in sorted(conf.items())) or "defaults"
+    limit = f", first {ev['max_samples']} samples" if ev.get("max_samples") is not None else ""
+    data = prov.get("data_hash", "")
+    heading = (f"{run['dataset']} ({run['protocol']}{version}): {ev['dataset']} {described}{limit}; "
+               f"{ev.get('num_samples', '?')} samples, data {data[:8]}")
+    key = json.dumps([run["protocol"], version, ev["dataset"], conf, ev.get("max_samples"), data], sort_keys=True,
+                     default=str)
+    return key, heading
+
+
+def _preset(run: dict) -> dict | None:
+    from .config import resolve
+
+    try:
+        return resolve(run["method"], run["dataset"], None, [])
+    except Exception:  # the preset is not known here (a plugin, a renamed file): no diff to show
+        return None
+
+
+def row_label(run: dict) -> str:
+    """The method plus the method/solver/seed keys that differ from its preset."""
+    cfg, preset = run.get("_config") or {}, _preset(run)
+    if not cfg or preset is None:
+        return run["method"]
+    mine = {**_flatten(cfg.get("method"), "method."), **_flatten(cfg.get("solver"), "solver."),
+            "run.seed": cfg.get("run", {}).get("seed")}
+    base = {**_flatten(preset.get("method"), "method."), **_flatten(preset.get("solver"), "solver."),
+            "run.seed": preset["run"].get("seed")}
+    diff = [f"{k.split('.', 1)[1] if k.startswith('method.') else k}={v}" for k, v in sorted(mine.items())
+            if k not in ("method.name", "method.label") and base.get(k, object()) != v]
+    return f"{run['method']} ({', '.join(diff)})" if diff else run["method"]
+
+
+def weights_mark(run: dict) -> tuple[str, str]:
+    """(mark, column text) for the run's weight files."""
+    files = run.get("provenance", {}).get("weight_files")
+    if files is None:
+        return "?", "not recorded"
+    if not files:
+        return "", "-"
+    worst = next((s for s in ("missing", "unknown", "modified", "unverified") if any(f["status"] == s for f in files)),
+                 "released")
+    text = "released" if worst == "released" else f"{worst}: {', '.join(f['file'] for f in files if f['status'] != 'released')}"
+    return WEIGHT_MARKS.get(worst, ""), text
+
+
+def _protocol_text(run: dict) -> str:
+    text = f"{run['protocol']} v{run['protocol_version']}"
+    cfg = run.get("_config") or {}
+    if any("opencv" in str(v) for v in (cfg.get("solver") or {}).values()):
+        cv = run.get("provenance", {}).get("packages", {}).get("opencv-python-headless", "?")
+        text += f", OpenCV {cv}"
+    return text
+
+
+def _run_row(run: dict, cols: list[str]) -> dict:
+    prov = run.get("provenance", {})
+    mark, weights = weights_mark(run)
+    ok = run["status_counts"].get("ok", 0)
+    return {"method": row_label(run) + (f" {mark}" if mark else ""), **{c: run["overall"].get(c) for c in cols},
+            "samples": run["num_samples"], "failed": run["num_samples"] - ok, "weights": weights,
+            "protocol": _protocol_text(run), "commit": str(prov.get("git", {}).get("commit", ""))[:8],
+            "run": run["run_id"]}
+
+
+def _full_set(run: dict) -> bool:
+    ev = run.get("provenance", {}).get("evaluation_set") or {}
+    conf = ev.get("conf") or {}
+    return ev.get("max_samples") is None and not any(conf.get(k) for k in ("scenes", "sequences", "queries"))
+
+
 def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = False) -> dict[str, pd.DataFrame]:
-    """{dataset label: table}; rows sorted by the first headline column as the protocol orders it."""
+    """{table heading: table}; rows sorted by the protocol's ranking column."""
     from .protocols import get_protocol
 
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, tuple[str, list]] = {}
     for run in load_runs(paths):
-        groups.setdefault(run["dataset"], []).append(run)
+        key, heading = evaluation_set(run, mix)
+        groups.setdefault(key, (heading, []))[1].append(run)
     extra = load_published() if published else []
     tables = {}
-    for dataset, runs in groups.items():
-        versions = {str(r["protocol_version"]) for r in runs}
-        if len(versions) > 1 and not mix:
-            detail = "; ".join(f"{r['_path']}: v{r['protocol_version']}" for r in runs)
-            raise UserError(f"Runs on {dataset} use different protocol versions ({detail}); re-run them with one "
-                            f"version or pass --mix-protocols to put them in one table anyway.")
+    for heading, runs in groups.values():
         protocol = get_protocol(runs[0]["protocol"])
         cols = protocol.headline
-        rows = []
-        for r in runs:
-            prov = r.get("provenance", {})
-            rows.append({"method": r["method"], **{c: r["overall"].get(c) for c in cols},
-                         "samples": r["num_samples"], "failed": r["num_samples"] - r["status_counts"].get("ok", 0),
-                         "source": "measured", "protocol": f"{r['protocol']} v{r['protocol_version']}",
-                         "config": prov.get("config_hash", ""), "commit": str(prov.get("git", {}).get("commit", ""))[:8],
-                         "run": r["run_id"]})
-        for p in extra:
-            if p["protocol"] == protocol.name and (not p["datasets"] or dataset in p["datasets"]):
-                rows.append({"method": f"{p['method']} {PUBLISHED_TAG}", **{c: p["overall"].get(c) for c in cols},
-                             "samples": None, "failed": None, "source": f"{p['source']} ({p['split']})",
-                             "protocol": f"{p['protocol']} (published)", "config": "", "commit": "", "run": ""})
+        rows = [_run_row(r, cols) for r in runs]
+        if _full_set(runs[0]):
+            for p in extra:
+                if p["protocol"] == protocol.name and (not p["datasets"] or runs[0]["dataset"] in p["datasets"]):
+                    rows.append({"method": f"{p['method']} {PUBLISHED_TAG}", **{c: p["overall"].get(c) for c in cols},
+                                 "samples": None, "failed": None, "weights": "", "protocol": f"{p['protocol']} (published)",
+                                 "commit": "", "run": f"{p['source']} ({p['split']})"})
         df = pd.DataFrame(rows)
         key, ascending = protocol.rank_by
         if key in df:
             df = df.sort_values(key, ascending=ascending, na_position="last", kind="stable")
-        tables[dataset] = df.reset_index(drop=True)
+        tables[heading] = df.reset_index(drop=True)
     return tables
 
 
@@ -89,13 +179,14 @@ def _fmt(df: pd.DataFrame) -> pd.DataFrame:
 
 def render(tables: dict[str, pd.DataFrame], fmt: str) -> str:
     parts = []
-    for dataset, df in tables.items():
+    for heading, df in tables.items():
         if fmt == "csv":
-            parts.append(df.assign(dataset=dataset).to_csv(index=False))
+            parts.append(df.assign(table=heading).to_csv(index=False))
         elif fmt == "tex":
-            body = _fmt(df.drop(columns=["config", "commit", "run"]))
-            latex = body.to_latex(index=False, escape=True, caption=f"Results on {dataset}", label=f"tab:{dataset}")
-            parts.append(latex)
+            body = _fmt(df.drop(columns=["commit", "run"]))
+            parts.append(body.to_latex(index=False, escape=True, caption=heading, label=f"tab:{len(parts)}"))
         else:
-            parts.append(f"### {dataset}\n\n" + markdown_table(df))
+            parts.append(f"### {heading}\n\n" + markdown_table(df))
+    if fmt != "csv" and any(df["method"].str.contains("[?†]", regex=True).any() for df in tables.values()):
+        parts.append(WEIGHT_KEY + "\n")
     return "\n".join(parts)

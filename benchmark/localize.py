@@ -36,11 +36,6 @@ LIFT_MODES = ("auto", "nearest", "pointmap")
 # Used when the run config predates these keys; configs/default.yaml declares the same values under solver:.
 
 
-def localization_key(sample: QuerySample, reference: Reference) -> str:
-    """Cache key of one (reference, query) pair."""
-    return f"loc|{sample.id}|{reference.name}|{reference.image}|{sample.image}"
-
-
 def nearest_observation(reference: Reference, points2d: np.ndarray, radius: float) -> np.ndarray:
     """Index into the reference's observations of the one nearest to each point, -1 beyond ``radius`` px."""
     if reference.points2d is None or len(reference.points2d) == 0 or len(points2d) == 0:
@@ -83,13 +78,14 @@ def _concat(parts: list[Matches]) -> Matches:
                    np.concatenate([m.scores for m in parts]))
 
 
-def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: int):
+def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: int, keys=None):
     """Match the query to each reference, lift, pool, PnP.
 
     Returns (Estimate, all matches pooled over references or None, matching seconds, every pair from the cache).
     """
-    from .pipeline import match_pair
+    from .pipeline import MatchKeys, match_pair
 
+    keys = keys or MatchKeys(method.cache_key())
     name = solver_conf["absolute"]
     if name != "pnp":
         raise SampleError(f"solver.absolute must be pnp, not '{name}'", status=ERROR)
@@ -105,7 +101,7 @@ def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: 
         if ref.points2d is None or len(ref.points2d) == 0:
             continue  # nothing of this image is in the map: matching it cannot help
         start = time.perf_counter()
-        matches, cached = match_pair(method, cache, localization_key(sample, ref),
+        matches, cached = match_pair(method, cache, keys.localization(ref, sample),
                                      lambda r=ref: (read_image(r.image), load_query()))
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached

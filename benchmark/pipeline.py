@@ -12,13 +12,13 @@ import zlib
 
 import numpy as np
 
-from . import solvers
-from .cache import ShardCache
-from .errors import SampleError
+from . import identity, solvers
+from .cache import MatchCache
+from .errors import SampleError, UserError
 from .geometry import rotmat_to_quat
 from .io import read_depth, read_image
 from .types import (ERROR, OK, TASK_METRIC_RELATIVE, TASK_RELATIVE, Estimate, InvalidSample, Matches,
-                    PairSample, QuerySample, ResultRow)
+                    PairSample, QuerySample, Reference, ResultRow)
 
 log = logging.getLogger("locbench.pipeline")
 
@@ -28,14 +28,33 @@ def sample_seed(run_seed: int, sample_id: str) -> int:
     return (int(run_seed) * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
 
 
-def pair_key(sample: PairSample) -> str:
-    return f"{sample.id}|{sample.image0}|{sample.image1}|{sample.resize0}|{sample.resize1}"
+class MatchKeys:
+    """Match-cache keys of a shard's pairs (``benchmark.identity.match_key``) from the file digests the
+    driver computed while planning; a file it did not see is hashed here."""
+
+    def __init__(self, method_key: str, digests: dict | None = None):
+        self.method_key = method_key
+        self.digests = dict(digests or {})
+        self._ids = identity.FileIdentities()
+
+    def digest(self, path) -> str:
+        found = self.digests.get(str(path))
+        return found if found is not None else self._ids.digest(path)
+
+    def pair(self, sample: PairSample) -> str:
+        read0, read1 = identity.pair_read_params(sample)
+        return identity.match_key(self.method_key, self.digest(sample.image0), self.digest(sample.image1), read0, read1)
+
+    def localization(self, reference: Reference, query: QuerySample) -> str:
+        """The reference is image 0, the query image 1, both read as they are on disk."""
+        return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image))
 
 
-def match_pair(method, cache: ShardCache | None, key: str, load_pair,
+def match_pair(method, cache: MatchCache | None, key: str, load_pair,
                prefetched: dict | None = None) -> tuple[Matches, bool]:
     """Matches for one image pair, from the cache when present, else from ``prefetched`` (computed in a
-    batch by :func:`prefetch_pairs`), else computed now. ``load_pair()`` reads the two images lazily."""
+    batch by :func:`prefetch_pairs`), else computed now and cached at once (a run killed later keeps
+    them). ``load_pair()`` reads the two images lazily."""
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
@@ -53,17 +72,19 @@ def _pair_images(sample: PairSample):
             read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
 
 
-def prefetch_pairs(samples: list, method, cache: ShardCache | None) -> dict:
+def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchKeys) -> dict:
     """Matches of the samples' uncached image pairs from one ``method.match_batch`` call (key -> Matches).
 
     Anything that goes wrong here (an unreadable image, a crash) leaves the batch to
     :func:`process_sample`, which matches those pairs one by one and records each failure."""
-    todo = [(pair_key(s), s) for s in samples if isinstance(s, PairSample)]
-    todo = [(k, s) for k, s in todo if cache is None or cache.get(k) is None]
+    todo = [(keys.pair(s), s) for s in samples if isinstance(s, PairSample)]
+    todo = [(k, s) for k, s in todo if cache is None or not cache.path(k).is_file()]
     if len(todo) < 2:
         return {}
     try:
         found = method.match_batch([_pair_images(s) for _, s in todo])
+    except UserError:
+        raise
     except Exception:
         log.debug("batch of %d pairs failed, matching them one by one:\n%s", len(todo), traceback.format_exc())
         return {}
@@ -105,7 +126,7 @@ def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed
     return solvers.essential_scaled(matches, depth0, sample.camera0, sample.camera1, conf, seed)
 
 
-def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protocol,
+def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf, run_seed, protocol,
                    prefetched: dict | None = None) -> ResultRow:
     """Run one sample end to end; never raises for a bad sample (the row records why)."""
     if isinstance(sample, InvalidSample):
@@ -117,10 +138,10 @@ def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protoc
         if isinstance(sample, QuerySample):
             from .localize import localize_query
 
-            estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed)
+            estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed, keys)
         else:
             start = time.perf_counter()
-            matches, cached = match_pair(method, cache, pair_key(sample), lambda: _pair_images(sample), prefetched)
+            matches, cached = match_pair(method, cache, keys.pair(sample), lambda: _pair_images(sample), prefetched)
             t_match = matches.timings.get("match", time.perf_counter() - start)
             row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
             start = time.perf_counter()
@@ -130,6 +151,8 @@ def process_sample(sample, *, method, cache, task, solver_conf, run_seed, protoc
         row.num_matches = len(matches) if matches is not None else 0
     except SampleError as exc:
         estimate = Estimate.failure(exc.status, str(exc))
+    except UserError:  # a broken weight file or missing package stops the run with its own sentence
+        raise
     except Exception as exc:  # a bug or a crash in a matcher must cost one sample, not the run
         log.debug("sample %s failed:\n%s", sample.id, traceback.format_exc())
         estimate = Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")

@@ -1,17 +1,15 @@
 """What produced a result: code version, packages, config hashes, weights, data, seed."""
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 
 from . import PROTOCOL_VERSION, __version__
-from .config import PROJECT_ROOT, config_hash, section_hash
+from .config import PROJECT_ROOT, section_hash
 
-PACKAGES = ("torch", "numpy", "scipy", "pandas", "pycolmap", "poselib", "opencv-python-headless", "h5py",
+PACKAGES = ("torch", "numpy", "scipy", "pandas", "pycolmap", "poselib", "opencv-python-headless",
             "kornia", "ray", "pillow", "safetensors")
 
 
@@ -38,11 +36,11 @@ def package_versions() -> dict:
     return out
 
 
-def manifest_hash(manifest: dict) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def collect(cfg: dict, prepared) -> dict:
+    """``prepared``: the run as :func:`benchmark.runner.prepare` built it (its plan identifies the data)."""
+    from .identity import results_identity
 
-
-def collect(cfg: dict, method, dataset) -> dict:
+    method, dataset, plan = prepared.method, prepared.dataset, prepared.plan
     return {
         "locbench_version": __version__,
         "protocol": dataset.protocol,
@@ -52,10 +50,25 @@ def collect(cfg: dict, method, dataset) -> dict:
         "platform": platform.platform(),
         "packages": package_versions(),
         "seed": cfg["run"]["seed"],
-        "config_hash": config_hash({k: cfg[k] for k in ("method", "dataset", "solver")}),
+        # the run id's hash: everything that can change a per-sample row (benchmark.identity)
+        "results_hash": plan.results_hash,
+        "results_config_hash": plan.config_part,
+        "data_hash": plan.data_digest,
+        "evaluation_set": evaluation_set(cfg, sum(len(s) for s in plan.shards)),
+        "results_identity": results_identity(cfg, method.weights_fingerprint()),
         "method_config_hash": section_hash(cfg, "method"),
         "method_cache_key": method.cache_key(),
         "weights": method.weights_fingerprint(),
-        "dataset_manifest_hash": manifest_hash(dataset.manifest()),
+        "weight_files": method.weights_report(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def evaluation_set(cfg: dict, num_samples: int) -> dict:
+    """What the run evaluated on: the dataset and every dataset key that is not its folder, plus
+    ``run.max_samples``; runs with different evaluation sets are never ranked side by side."""
+    from .identity import DATASET_KEYS_NOT_IN_RESULTS
+
+    conf = {k: v for k, v in cfg["dataset"].items() if k not in DATASET_KEYS_NOT_IN_RESULTS}
+    return {"dataset": cfg["dataset"]["name"], "conf": conf, "max_samples": cfg["run"]["max_samples"],
+            "num_samples": int(num_samples)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,19 @@ def bootstrap(df: pd.DataFrame, summarize, n: int, seed: int, level: float = 0.9
     return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in draws.items() if len(v) >= n // 2}
 
 
+def failure_reasons(df: pd.DataFrame, top: int | None = None) -> list[dict]:
+    """Failed samples grouped by status and reason (numbers in reasons folded, so 'only 3 matches' and
+    'only 4 matches' count together), most frequent first; each with its count and a first example."""
+    failed = df[df["status"] != "ok"]
+    groups: dict[tuple, dict] = {}
+    for status, reason in zip(failed["status"], failed["reason"].fillna("")):
+        key = (status, re.sub(r"\d+(\.\d+)?", "N", str(reason)))
+        entry = groups.setdefault(key, {"status": status, "reason": str(reason), "count": 0})
+        entry["count"] += 1
+    ranked = sorted(groups.values(), key=lambda e: -e["count"])
+    return ranked[:top] if top else ranked
+
+
 def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in STATUSES}
     per_scene = {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
@@ -78,6 +92,7 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
         "headline": protocol.headline,
         "num_samples": int(len(df)),
         "status_counts": counts,
+        "failure_reasons": failure_reasons(df, 20),
         "overall": protocol.summarize(df),
         "per_scene": per_scene,
         "ci95": bootstrap(df, protocol.summarize, int(cfg["run"]["bootstrap"]), int(cfg["run"]["seed"])),
@@ -140,6 +155,13 @@ def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) ->
     out = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
     counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
     out.append(f"{summary['num_samples']} samples: {counts}")
+    reasons = summary.get("failure_reasons") or []
+    if reasons:
+        out.append("failures (most frequent first):")
+        out += [f"  {r['count']:>5} x {r['status']}: {r['reason']}" for r in reasons[:5]]
+        if len(reasons) > 5:
+            out.append(f"  ... {sum(r['count'] for r in reasons[5:])} more in {len(reasons) - 5} other groups "
+                       f"(samples.csv has every reason)")
     return "\n".join(out)
 
 

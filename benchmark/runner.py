@@ -1,11 +1,15 @@
 """A run: plan shards, process them (locally or on Ray), merge, summarize, write results.
 
 A shard is a block of consecutive samples of one scene (``run.shard_size``). Each finished shard
-is published atomically as ``<output>/shards/<name>.parquet`` (rows, with page checksums) beside
-its match cache file, so a killed run restarts with the same command and recomputes only the
-shards that had not finished. A shard file that is unreadable, fails its checksums or does not
-hold the rows the plan expects is reported, moved aside and recomputed; ``fingerprint.json``
-ties the shard files to the config, seed and dataset manifest that produced them.
+is published atomically as ``<output>/shards/<name>.parquet`` (rows, with page checksums); every
+matched pair is cached as soon as it is matched (``benchmark.cache``), so a killed run restarts with
+the same command, keeps the finished shards and rematches nothing it had matched. A shard file
+that is unreadable, fails its checksums or does not hold the rows the plan expects is reported,
+moved aside and recomputed. Identities (``benchmark.identity``): ``fingerprint.json`` holds the
+hash of the config part of the results identity (another config in the same folder is refused),
+and each shard file carries the fingerprint of its samples' data (files by content, cameras,
+ground truth), so a shard whose inputs changed is recomputed, matching again only the pairs
+whose images changed.
 """
 from __future__ import annotations
 
@@ -20,14 +24,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cache import ShardCache
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import identity
+from .cache import MatchCache, method_cache_dir, note_old_format
 from .config import config_hash
 from .errors import SampleError, UserError
 from .io import atomic_path, write_text_atomic
 from .types import INVALID_INPUT, TASK_METRIC_RELATIVE, InvalidSample
 
 log = logging.getLogger("locbench.run")
-SHARD_FORMAT = 2  # 2: parquet page checksums, dataset manifest in the fingerprint
+SHARD_FORMAT = 3  # 3: per-shard data fingerprints, per-pair match cache; 2: one dataset manifest hash
+FINGERPRINT_KEY = b"locbench_fingerprint"
 
 
 @dataclass(frozen=True)
@@ -85,123 +94,152 @@ def check_solver(solver_conf: dict, dataset, method) -> None:
                         f"use a method that predicts 3D points with solver.metric_relative=pnp_pts3d.")
 
 
-def count_samples(dataset, scene: str) -> int:
-    """Samples of a scene (samples are light: paths and numbers). A scene that breaks while being
-    read counts one more sample: the row that records why."""
-    n = 0
+def scene_samples(dataset, scene: str):
+    """The scene's samples in order; where the scene breaks while being read, one InvalidSample that
+    says why takes the next index (the scene stays in every denominator)."""
+    i = 0
     try:
-        for _ in dataset.samples(scene):
-            n += 1
-    except SampleError:
-        n += 1
-    return n
+        for sample in dataset.samples(scene):
+            yield sample
+            i += 1
+    except SampleError as exc:
+        yield InvalidSample(f"{scene}/*", scene, str(exc), INVALID_INPUT)
 
 
-def plan_shards(dataset, block_size: int, max_samples: int | None = None) -> list[Shard]:
-    """Cut every scene into blocks of ``block_size`` samples (the unit of resume and of Ray tasks)."""
+@dataclass
+class Plan:
+    """The shards of a run and what identifies their results (see ``benchmark.identity``)."""
+
+    shards: list
+    fingerprints: dict  # shard name -> fingerprint of its samples' data and the config
+    digests: dict  # shard name -> {file path: content digest}, for the workers' match keys
+    config_part: str  # hash of the results identity without the data
+    data_digest: str  # the data of every sample of the run
+
+    @property
+    def results_hash(self) -> str:
+        return config_hash({"config": self.config_part, "data": self.data_digest})
+
+
+def plan_run(cfg: dict, dataset, method, ids: identity.FileIdentities) -> Plan:
+    """Cut every scene into blocks of ``run.shard_size`` samples (the unit of resume and of Ray tasks)
+    and fingerprint each block by the identity of its samples."""
+    block_size, max_samples = int(cfg["run"]["shard_size"]), cfg["run"]["max_samples"]
     if block_size < 1:
         raise UserError(f"run.shard_size must be a positive number of samples, not {block_size}.")
-    shards, total = [], 0
+    config_part = config_hash(identity.results_identity(cfg, method.weights_fingerprint()))
+    shards, fingerprints, digests, every_sample, total = [], {}, {}, [], 0
     for scene in dataset.scenes():
-        n = count_samples(dataset, scene)
-        if max_samples is not None:
-            n = min(n, max_samples - total)
-            if n <= 0:
+        if max_samples is not None and total >= max_samples:
+            break
+        items = []
+        for sample in scene_samples(dataset, scene):
+            if max_samples is not None and total + len(items) >= max_samples:
                 break
-        total += n
-        shards.extend(Shard(scene, b, min(b + block_size, n)) for b in range(0, n, block_size))
-    return shards
+            files: dict = {}
+            items.append((identity.sample_digest(sample, ids, files), files))
+        total += len(items)
+        every_sample += [d for d, _ in items]
+        for start in range(0, len(items), block_size):
+            shard = Shard(scene, start, min(start + block_size, len(items)))
+            block = items[shard.start:shard.stop]
+            shards.append(shard)
+            fingerprints[shard.name] = identity.combine([config_part, shard.name, *(d for d, _ in block)])
+            digests[shard.name] = {p: d for _, files in block for p, d in files.items()}
+    # the run's data in sample order, whatever the shard size
+    return Plan(shards, fingerprints, digests, config_part, identity.combine(every_sample))
 
 
 def shard_samples(dataset, shard: Shard):
-    """The shard's samples; where the scene breaks, one InvalidSample saying why (at the index
-    ``count_samples`` gave it)."""
-    i = 0
-    try:
-        for sample in dataset.samples(shard.scene):
-            if i >= shard.stop:
-                return
-            if i >= shard.start:
-                yield sample
-            i += 1
-    except SampleError as exc:
-        if shard.start <= i < shard.stop:
-            yield InvalidSample(f"{shard.scene}/*", shard.scene, str(exc), INVALID_INPUT)
+    """The shard's samples (indices ``start <= i < stop`` of :func:`scene_samples`)."""
+    return itertools.islice(scene_samples(dataset, shard.scene), shard.start, shard.stop)
 
 
 # Per worker process: one dataset object and one loaded model, reused across shards.
 _METHOD_MEMO: dict[str, object] = {}
-_DATASET_MEMO: dict[tuple, tuple] = {}
+_DATASET_MEMO: dict[str, tuple] = {}
 
 
-def cached_method(method):
-    """One loaded model per worker process, reused across shards."""
-    key = method.cache_key()
-    if key not in _METHOD_MEMO:
-        _METHOD_MEMO.clear()
-        _METHOD_MEMO[key] = method
-    return _METHOD_MEMO[key]
+def _memo_keys(cfg: dict) -> tuple[str, str]:
+    return config_hash(cfg["dataset"]), config_hash(cfg["method"])
+
+
+def _remember(cfg: dict, prepared) -> None:
+    """The driver's dataset and method serve the local executor's shards too (built and checked once)."""
+    dataset_key, method_key = _memo_keys(cfg)
+    _DATASET_MEMO.clear()
+    _DATASET_MEMO[dataset_key] = (prepared.dataset, prepared.protocol)
+    _METHOD_MEMO.clear()
+    _METHOD_MEMO[method_key] = prepared.method
 
 
 def _worker_parts(cfg: dict, classes: tuple | None):
-    dataset, method, protocol = build(cfg, classes)
-    key = (type(dataset), config_hash(cfg["dataset"]))
-    if key not in _DATASET_MEMO:  # loaders may keep parsed lists/maps: build them once per process
-        _DATASET_MEMO.clear()
-        _DATASET_MEMO[key] = (dataset, protocol)
-    dataset, protocol = _DATASET_MEMO[key]
-    return dataset, cached_method(method), protocol
+    """This process's dataset, (loaded) method and protocol for ``cfg``: built once per process (Ray
+    workers keep them across shards; loaders may hold parsed lists and maps)."""
+    dataset_key, method_key = _memo_keys(cfg)
+    if dataset_key not in _DATASET_MEMO or method_key not in _METHOD_MEMO:
+        dataset, method, protocol = build(cfg, classes)
+        if dataset_key not in _DATASET_MEMO:
+            _DATASET_MEMO.clear()
+            _DATASET_MEMO[dataset_key] = (dataset, protocol)
+        if method_key not in _METHOD_MEMO:
+            _METHOD_MEMO.clear()
+            _METHOD_MEMO[method_key] = method
+    dataset, protocol = _DATASET_MEMO[dataset_key]
+    return dataset, _METHOD_MEMO[method_key], protocol
 
 
-def run_shard(cfg: dict, shard: Shard, shard_path: str, cache_path: str | None, classes: tuple | None = None) -> dict:
+def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digests: dict, cache_root: str | None,
+              classes: tuple | None = None) -> dict:
     """Process one shard and publish its rows; returns counts. Runs in any worker process."""
-    from .pipeline import prefetch_pairs, process_sample
+    from .pipeline import MatchKeys, prefetch_pairs, process_sample
 
     dataset, method, protocol = _worker_parts(cfg, classes)
-    cache = ShardCache(Path(cache_path)) if cache_path else None
-    if cache is None or len(cache) < len(shard):
-        # load before the first sample: a broken weight file stops the run with its own sentence
-        # instead of becoming an 'error' row for every sample
-        method.load()
+    cache = MatchCache(Path(cache_root)) if cache_root else None
+    keys = MatchKeys(method.cache_key(), digests)
     rows = []
     samples = shard_samples(dataset, shard)
     per_batch = method.pairs_per_batch()
     while chunk := list(itertools.islice(samples, per_batch)):  # a few samples in memory at a time
-        prefetched = prefetch_pairs(chunk, method, cache) if per_batch > 1 else None
+        prefetched = prefetch_pairs(chunk, method, cache, keys) if per_batch > 1 else None
         for sample in chunk:
-            row = process_sample(sample, method=method, cache=cache, task=dataset.task, solver_conf=cfg["solver"],
-                                 run_seed=cfg["run"]["seed"], protocol=protocol, prefetched=prefetched)
+            row = process_sample(sample, method=method, cache=cache, keys=keys, task=dataset.task,
+                                 solver_conf=cfg["solver"], run_seed=cfg["run"]["seed"], protocol=protocol,
+                                 prefetched=prefetched)
             rows.append(row.to_dict())
     if len(rows) != len(shard):
         raise UserError(f"Scene {shard.scene} yielded {len(rows)} samples for shard {shard.name} instead of "
                         f"{len(shard)}: the dataset changed during the run; run the same command again.")
-    if cache is not None:
-        cache.publish()  # before the rows: a published shard file implies its matches are cached
     df = pd.DataFrame(rows)
     df["shard"] = shard.name
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
     with atomic_path(Path(shard_path)) as tmp:
-        df.to_parquet(tmp, index=False, write_page_checksum=True)
+        pq.write_table(table, tmp, write_page_checksum=True)
     hits = int(df["cached"].sum()) if "cached" in df else 0
-    return {"shard": shard.name, "rows": len(df), "cache_hits": hits, "cache_problem": cache.problem if cache else ""}
+    return {"shard": shard.name, "rows": len(df), "cache_hits": hits, "cache_problems": cache.problems if cache else []}
 
 
-def read_shard(path: Path, shard: Shard | None = None) -> pd.DataFrame | None:
-    """A published shard file, or None when it is unreadable, fails its checksums or does not hold
-    ``shard``'s rows; such a file is reported and moved aside (``.corrupt``) to be recomputed."""
+def read_shard(path: Path, shard: Shard, fingerprint: str) -> pd.DataFrame | None:
+    """A published shard file, or None when it must be computed again: unreadable, failing its
+    checksums or not holding ``shard``'s rows (reported and moved aside as ``.corrupt``), or computed
+    from other data (its fingerprint differs: the inputs of its samples changed)."""
     path = Path(path)
     try:
-        df = pd.read_parquet(path, page_checksum_verification=True)
-        if shard is not None:
-            names = set(df["shard"]) if "shard" in df else set()
-            if len(df) != len(shard) or names != {shard.name}:
-                raise ValueError(f"it holds {len(df)} rows of {sorted(names)}, expected {len(shard)} rows of "
-                                 f"{shard.name}")
+        table = pq.read_table(path, page_checksum_verification=True)
+        df = table.to_pandas()
+        names = set(df["shard"]) if "shard" in df else set()
+        if len(df) != len(shard) or names != {shard.name}:
+            raise ValueError(f"it holds {len(df)} rows of {sorted(names)}, expected {len(shard)} rows of "
+                             f"{shard.name}")
     except Exception as exc:  # truncated, corrupt, or written for another plan
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.warning("shard file %s is unreadable or stale (%s); it was moved aside and will be recomputed", path, first)
         if path.exists():
             os.replace(path, path.with_suffix(".corrupt"))
         return None
+    if (table.schema.metadata or {}).get(FINGERPRINT_KEY, b"").decode() != fingerprint:
+        return None  # its samples' images, depth or ground truth changed since: recomputed
     return df
 
 
@@ -227,65 +265,93 @@ def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> None:
             raise UserError(f"{output} holds shard files of another locbench version (shard format "
                             f"{old.get('format')}, this one writes {fingerprint['format']}); delete {shard_dir} "
                             f"or choose another --output.")
-        if {k: v for k, v in old.items() if k != "dataset"} == {k: v for k, v in fingerprint.items() if k != "dataset"}:
-            raise UserError(f"{output} holds results computed from other dataset files (the dataset manifest "
-                            f"changed); delete that folder or choose another --output.")
         raise UserError(f"{output} holds results of a different config; choose another --output or delete that folder.")
     if old is None:
         write_text_atomic(stamp, json.dumps(fingerprint, sort_keys=True))
 
 
-def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True) -> pd.DataFrame:
-    """Run every pending shard and return all per-sample rows in dataset order."""
-    from .executors import make_executor
-    from .provenance import manifest_hash
+@dataclass
+class Prepared:
+    """A run built and checked once: dataset, method, protocol and the plan of its shards."""
 
-    # the executor first: a missing optional package must fail before the output folder is touched
-    executor = executor or make_executor(cfg["executor"], int(cfg["run"]["torch_threads"]))
+    cfg: dict
+    dataset: object
+    method: object
+    protocol: object
+    plan: Plan
+
+    @property
+    def run_id(self) -> str:
+        labels = f"{self.cfg['method']['label']}_{self.cfg['dataset']['label']}"
+        return f"{labels}_{self.plan.results_hash[:8]}"
+
+
+def prepare(cfg: dict) -> Prepared:
+    """Build the dataset, method and protocol, check them (before any work or output), plan the shards."""
     dataset, method, protocol = build(cfg)
     dataset.check()  # fail before any work: missing root, weights, packages
     method.check()
     check_solver(cfg["solver"], dataset, method)
-    run_conf = cfg["run"]
-    shards = plan_shards(dataset, int(run_conf["shard_size"]), run_conf["max_samples"])
-    if not shards:
+    ids = identity.FileIdentities(Path(cfg["run"]["cache_dir"]) / "file-identities.sqlite")
+    try:
+        plan = plan_run(cfg, dataset, method, ids)
+    finally:
+        ids.close()
+    if not plan.shards:
         raise UserError(f"The {dataset.name} dataset yielded no samples; check dataset.root and dataset.scenes.")
+    return Prepared(cfg, dataset, method, protocol, plan)
+
+
+def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True,
+            prepared: Prepared | None = None) -> pd.DataFrame:
+    """Run every pending shard and return all per-sample rows in dataset order."""
+    from .executors import make_executor
+
+    # the executor first: a missing optional package must fail before the output folder is touched
+    executor = executor or make_executor(cfg["executor"], int(cfg["run"]["torch_threads"]))
+    prepared = prepared or prepare(cfg)
+    dataset, method, plan = prepared.dataset, prepared.method, prepared.plan
+    _remember(cfg, prepared)
     output = Path(output).absolute()  # workers may run elsewhere (Ray): absolute paths only
     shard_dir = output / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     for tmp in shard_dir.glob(".*.tmp*"):  # half-written files of a killed run (never published)
         tmp.unlink(missing_ok=True)
-    fingerprint = {"format": SHARD_FORMAT, "config": config_hash({k: cfg[k] for k in ("method", "dataset", "solver")}),
-                   "seed": run_conf["seed"], "dataset": manifest_hash(dataset.manifest())}
-    check_fingerprint(shard_dir, fingerprint, output)
+    check_fingerprint(shard_dir, {"format": SHARD_FORMAT, "results": plan.config_part}, output)
 
-    cache_root = Path(run_conf["cache_dir"]).absolute() / f"{method.name}-{method.cache_key()}" / dataset.name
-    pending, done = [], {}
-    for shard in shards:
+    cache_root = method_cache_dir(cfg["run"]["cache_dir"], method) if use_cache else None
+    if use_cache:
+        note_old_format(cfg["run"]["cache_dir"])
+    pending, done, changed = [], {}, 0
+    for shard in plan.shards:
         path = shard_dir / f"{shard.name}.parquet"
-        if path.exists() and (df := read_shard(path, shard)) is not None:
+        if path.exists() and (df := read_shard(path, shard, plan.fingerprints[shard.name])) is not None:
             done[shard.name] = df
         else:
+            changed += path.exists()
             pending.append(shard)
     if done:
-        log.info("resuming: %d of %d shards already finished in %s", len(done), len(shards), shard_dir)
+        log.info("resuming: %d of %d shards already finished in %s", len(done), len(plan.shards), shard_dir)
+    if changed:
+        log.info("%d finished shards are computed again: the images, depth or ground truth of their samples "
+                 "changed (only pairs whose images changed are matched again)", changed)
     job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)))
-    jobs = [(s, str(shard_dir / f"{s.name}.parquet"), str(cache_root / f"{s.name}.h5") if use_cache else None)
-            for s in pending]
+    jobs = [(s, str(shard_dir / f"{s.name}.parquet"), plan.fingerprints[s.name], plan.digests[s.name],
+             str(cache_root) if cache_root else None) for s in pending]
     start = time.perf_counter()
     stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
     hits = sum(s["cache_hits"] for s in stats)
     for s in stats:
-        if s["cache_problem"]:
-            log.warning(s["cache_problem"])
+        for problem in s["cache_problems"]:
+            log.warning(problem)
     if hits:
         log.info("reused %d cached match sets from %s (pass --no-cache to recompute)", hits, cache_root)
     log.info("processed %d shards in %.1f s", len(pending), time.perf_counter() - start)
     frames = []
-    for shard in shards:
+    for shard in plan.shards:
         df = done.pop(shard.name, None)
         if df is None:
-            df = read_shard(shard_dir / f"{shard.name}.parquet", shard)
+            df = read_shard(shard_dir / f"{shard.name}.parquet", shard, plan.fingerprints[shard.name])
         if df is None:
             raise UserError(f"Shard {shard.name} produced no readable result file in {shard_dir}; run the same command again.")
         frames.append(df)

@@ -78,15 +78,23 @@ def headline_error(row: dict, protocol) -> float:
 
 
 class MatchSource:
-    """The run's matches of a pair: from its match cache, else recomputed with the run's method."""
+    """The run's matches of a pair: from the match cache, looked up by the pair's key (method, image
+    contents, how they are read), else recomputed with the run's method (and counted). Nothing is
+    written: drawing never changes a cache."""
 
-    def __init__(self, method):
+    def __init__(self, method, cache_dir):
+        from .cache import MatchCache, method_cache_dir
+        from .pipeline import MatchKeys
+
         self.method = method
+        self.cache = MatchCache(method_cache_dir(cache_dir, method))
+        self.keys = MatchKeys(method.cache_key())
         self.recomputed = 0
 
     def get(self, key: str, load_pair) -> Matches:
-        # the pair-keyed cache of issue 12 is looked up here once it exists; until then every pair
-        # is matched again (the path --no-cache runs always need)
+        found = self.cache.get(key)
+        if found is not None:
+            return found
         self.recomputed += 1
         return self.method.match(*load_pair())
 
@@ -131,11 +139,11 @@ def find_sample(dataset, scene: str, sample_id: str):
 
 
 def _pair_view(sample, ctx: "ShowContext", seed: int) -> View:
-    from .pipeline import _pair_images, pair_key, solve_pair
+    from .pipeline import _pair_images, solve_pair
     from .solvers import sample_depth
 
     image0, image1 = _pair_images(sample)
-    matches = ctx.source.get(pair_key(sample), lambda: (image0, image1))
+    matches = ctx.source.get(ctx.source.keys.pair(sample), lambda: (image0, image1))
     view = View(image0, image1, matches, sample.T_0to1, sample.camera0, sample.camera1)
     if sample.T_0to1 is not None and sample.depth0 is not None and ctx.dataset.has_ground_truth_depth():
         depth_map = read_depth(sample.depth0, sample.depth_scale)
@@ -149,7 +157,7 @@ def _pair_view(sample, ctx: "ShowContext", seed: int) -> View:
 
 
 def _query_view(sample: QuerySample, ctx: "ShowContext", seed: int) -> View:
-    from .localize import localization_key, localize_query
+    from .localize import localize_query
 
     query = []
 
@@ -161,16 +169,18 @@ def _query_view(sample: QuerySample, ctx: "ShowContext", seed: int) -> View:
     refs = [r for r in sample.references if r.points2d is not None and len(r.points2d)]  # as localize_query
     if not refs:
         raise SampleError("no retrieved reference image observes any map point: there is no pair to draw")
-    found = {localization_key(sample, r): ctx.source.get(localization_key(sample, r),
-                                                         lambda r=r: (read_image(r.image), load_query()))
-             for r in refs}
-    estimate, _, _, _ = localize_query(sample, ctx.method, _Found(found), ctx.cfg["solver"], seed)
-    counts = [len(found[localization_key(sample, r)]) for r in refs]
+    keys = [ctx.source.keys.localization(r, sample) for r in refs]
+    found = {}
+    for r, key in zip(refs, keys):
+        if key not in found:  # two references may be one image
+            found[key] = ctx.source.get(key, lambda r=r: (read_image(r.image), load_query()))
+    estimate, _, _, _ = localize_query(sample, ctx.method, _Found(found), ctx.cfg["solver"], seed, ctx.source.keys)
+    counts = [len(found[key]) for key in keys]
     bounds = np.cumsum([0] + counts)
     per_ref = [estimate.inliers[a:b] if estimate.inliers is not None else None for a, b in zip(bounds, bounds[1:])]
     score = [(int(m.sum()) if m is not None else -1, n) for m, n in zip(per_ref, counts)]
     best = max(range(len(refs)), key=lambda i: score[i])  # ties: the better-ranked reference
-    ref, matches = refs[best], found[localization_key(sample, refs[best])]
+    ref, matches = refs[best], found[keys[best]]
     T = sample.T_w2c @ invert_pose(ref.T_w2c) if sample.T_w2c is not None else None
     rank = next(i for i, r in enumerate(sample.references) if r is ref) + 1
     inl = "" if per_ref[best] is None else f", {int(per_ref[best].sum())} inliers in the pooled PnP"
@@ -181,25 +191,11 @@ def _query_view(sample: QuerySample, ctx: "ShowContext", seed: int) -> View:
     return view
 
 
-PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
-
-
-def pinhole_pixels(camera: Camera, kpts: np.ndarray) -> np.ndarray:
-    """Keypoints of a camera with lens distortion moved to where an ideal pinhole camera with the same K
-    sees them (errors against the GT geometry are then exact); pinhole cameras' pixels unchanged."""
-    if camera.model in PINHOLE_MODELS or not len(kpts):
-        return kpts
-    from .solvers import to_pycolmap_camera
-
-    xy = to_pycolmap_camera(camera).cam_from_img(np.ascontiguousarray(kpts + 0.5, dtype=np.float64))  # COLMAP px
-    return np.c_[xy, np.ones(len(xy))] @ camera.K[:2].T
-
-
 def colour(view: View, max_error: float) -> tuple[np.ndarray, np.ndarray, viz.Legend]:
     """(colours, drawing order, legend): by GT reprojection or epipolar error, else solver inliers."""
     m = view.matches
     if view.T_0to1 is not None:
-        k0, k1 = pinhole_pixels(view.camera0, m.kpts0), pinhole_pixels(view.camera1, m.kpts1)
+        k0, k1 = viz.pinhole_pixels(view.camera0, m.kpts0), viz.pinhole_pixels(view.camera1, m.kpts1)
         K0, K1 = view.camera0.K, view.camera1.K
         if view.depth0 is not None:
             errors = viz.reprojection_error_px(k0, k1, view.depth0, view.T_0to1, K0, K1)
@@ -230,13 +226,13 @@ class ShowContext:
 
 def context(cfg: dict, dataset=None, method=None) -> ShowContext:
     from .protocols import get_protocol
-    from .runner import build, cached_method
+    from .runner import build
 
-    if dataset is None or method is None:
+    if dataset is None or method is None:  # given by a run that just finished: its model is loaded already
         dataset, method, _ = build(cfg)
     dataset.check()
-    method = cached_method(method)  # the run's loaded model, when this process has one
-    return ShowContext(cfg, dataset, method, get_protocol(dataset.protocol), MatchSource(method))
+    source = MatchSource(method, cfg["run"]["cache_dir"])
+    return ShowContext(cfg, dataset, method, get_protocol(dataset.protocol), source)
 
 
 def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, max_lines: int = MAX_LINES,

@@ -59,6 +59,20 @@ def epipolar_distance_px(kpts0, kpts1, T_0to1, K0, K1) -> np.ndarray:
     return out
 
 
+PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
+
+
+def pinhole_pixels(camera, kpts: np.ndarray) -> np.ndarray:
+    """Keypoints of a camera with lens distortion moved to where an ideal pinhole camera with the same K
+    sees them (errors against the GT geometry are then exact); pinhole cameras' pixels unchanged."""
+    if camera.model in PINHOLE_MODELS or not len(kpts):
+        return kpts
+    from .solvers import to_pycolmap_camera
+
+    xy = to_pycolmap_camera(camera).cam_from_img(np.ascontiguousarray(kpts + 0.5, dtype=np.float64))  # COLMAP px
+    return np.c_[xy, np.ones(len(xy))] @ camera.K[:2].T
+
+
 def reprojection_error_px(kpts0, kpts1, depth0, T_0to1, K0, K1) -> np.ndarray:
     """Distance between each keypoint of image 1 and its partner lifted with ``depth0`` (metres, per
     match) and projected with the GT pose; NaN without depth or behind camera 1."""

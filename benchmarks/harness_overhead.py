@@ -11,7 +11,7 @@ wall time spent inside the functions that do it, measured by wrapping them for t
 * image/depth reading: ``benchmark.io.read_image`` / ``read_depth``;
 * solving: the pose solvers (``benchmark.pipeline.solve_pair``);
 * scoring: per-sample errors (``Protocol.sample_errors``) and the run summary (``report.summarize_run``);
-* caching: HDF5 reads, writes and publishing (``ShardCache``);
+* caching: per-pair cache reads and writes (``MatchCache``);
 * writing results: tables, plots, submission files;
 * other: everything else (config, planning shards, bookkeeping, logging).
 
@@ -68,15 +68,15 @@ class StageClock:
 
 
 def targets():
-    from benchmark import cache, io, pipeline, protocols, report
+    from benchmark import cache, io, pipeline, protocols, report, runner
     from methods.base import Matcher
 
     out = [(Matcher, "match", "matcher"), (pipeline, "read_image", "image/depth reading"),
            (pipeline, "read_depth", "image/depth reading"), (io, "read_image", "image/depth reading"),
            (pipeline, "solve_pair", "solving"), (report, "summarize_run", "summary + bootstrap"),
            (report, "write_results", "writing results"),
-           (cache.ShardCache, "get", "caching"), (cache.ShardCache, "put", "caching"),
-           (cache.ShardCache, "publish", "caching"), (cache.ShardCache, "__init__", "caching")]
+           (cache.MatchCache, "get", "caching"), (cache.MatchCache, "put", "caching"),
+           (runner, "prepare", "run set-up (build, check, identify inputs)")]
     for cls in {type(p) for p in protocols.PROTOCOLS.values()}:
         out += [(cls, "sample_errors", "scoring"), (cls, "write_submission", "writing results")]
     return out

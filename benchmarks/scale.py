@@ -3,7 +3,7 @@
     python benchmarks/scale.py                       # 1,000 and 5,000 pairs, local and Ray (2 CPUs)
     python benchmarks/scale.py --pairs 500 2000 --cpus 4 --shard-size 100
 
-The pairs are synthetic and cheap, so the harness itself is measured (planning, shards, HDF5 cache,
+The pairs are synthetic and cheap, so the harness itself is measured (planning, shards, match cache,
 parquet, RANSAC, scoring, merging), not a model: each pair is a 4x4 PNG whose pixels carry a seed,
 the matcher returns noisy correspondences of random 3-D points under the pose that seed gives,
 and the relative pose is solved by the usual essential-matrix RANSAC. Both are registered here,

@@ -89,7 +89,3 @@ class Dataset:
         """True when the pair samples' ``depth0`` is ground truth (not a network's estimate): match
         pictures then colour matches by their reprojection error through it."""
         return False
-
-    def manifest(self) -> dict:
-        """What identifies this data for provenance (file names and sizes, not contents)."""
-        return {"name": self.name, "conf": self.conf}

@@ -5,9 +5,11 @@ seq1/frame_NNNNN.jpg, seqN/frame_NNNNN.<depth>.png}``. ``poses.txt`` is world-to
 reference camera as the world, so each query's pose is also the reference->query relative pose
 (our ``T_0to1``) and no conversion is needed.
 
-By default only the frames the official scorer evaluates are run (every 5th line of ``poses.txt``
-after merging repeated frame numbers, PROTOCOLS 1.2, read with the scorer's own rules from
-``benchmark.metrics.submission``); ``frames: all`` runs every query frame.
+By default only the frames the official scorer evaluates are run: every 5th entry of ``poses.txt``
+after merging repeated frame numbers and skipping broken lines, read with the scorer's own rules
+(``datasets.mapfree_io.parse_pose_lines``, which the scorer uses too; PROTOCOLS 1.2); ``frames: all``
+runs every query frame. A broken ``intrinsics.txt`` line makes its own frame an ``invalid_input`` row
+(file and line in the reason) and leaves every other frame alone.
 """
 from __future__ import annotations
 
@@ -15,17 +17,19 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from benchmark.errors import SampleError, UserError
-from benchmark.metrics.submission import evaluated_frames
 from benchmark.geometry import pose_matrix, quat_to_rotmat
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_METRIC_RELATIVE, Camera, InvalidSample, PairSample
 
 from .base import Dataset, select_scenes
-from .mapfree_io import read_intrinsics, read_poses
+from .mapfree_io import evaluated_entries, intrinsics_by_line, parse_pose_lines, read_text_lines
 
 REFERENCE = "seq0/frame_00000.jpg"
 SCENE_PATTERN = re.compile(r"^s\d{5}$")
+STRIDE = 5  # the scorer evaluates every 5th ground-truth entry
 
 
 @DATASETS.register("mapfree")
@@ -69,39 +73,54 @@ class MapFree(Dataset):
             return None
         return scene_dir / image_name.replace(".jpg", f".{self.conf['depth']}.png")
 
-    def query_names(self, scene_dir: Path, poses: dict, intrinsics: dict) -> list[str]:
+    def ground_truth(self, scene_dir: Path) -> dict:
+        """``{frame number: PoseLine}`` of poses.txt read with the official scorer's rules (a broken line
+        is skipped; withheld all-zero test poses kept, so the evaluated frames are found)."""
+        path = scene_dir / "poses.txt"
+        if not path.is_file():
+            raise SampleError(f"{path} is missing; every Map-free scene folder needs it")
+        lines = read_text_lines(path.read_bytes(), str(path))
+        gt, problems = parse_pose_lines(lines, str(path), with_confidence=False,
+                                        keep_zero_quaternion=self.conf["split"] == "test")
+        if not gt:  # no frame can be told apart: the scene becomes one row that says why
+            raise SampleError(f"{path} holds no readable pose line ({problems[0] if problems else 'empty'})")
+        return gt
+
+    def query_entries(self, gt: dict, intrinsics: dict) -> list:
+        """(name, PoseLine or None) of the frames to run: the scorer's every-5th rule, or every frame."""
         if self.conf["frames"] == "evaluated":
-            # the scorer's own reading rules; withheld (all-zero) test poses still mark the evaluated frames
-            keep_zero = self.conf["split"] == "test"
-            names = [name for name, _ in evaluated_frames(scene_dir / "poses.txt", keep_zero_poses=keep_zero)]
+            entries = [(gt[n].name, gt[n]) for n in evaluated_entries(gt, STRIDE)]
+        elif len(gt) > 1:
+            entries = [(e.name, e) for e in gt.values()]
         else:
-            names = list(poses) if len(poses) > 1 else list(intrinsics)
-        return [n for n in names if n != REFERENCE]
+            entries = [(name, None) for name in intrinsics]
+        return [(name, entry) for name, entry in entries if name != REFERENCE]
 
     def samples(self, scene: str) -> Iterator[PairSample | InvalidSample]:
         scene_dir = self.split_dir / scene
         try:
-            intrinsics = read_intrinsics(scene_dir / "intrinsics.txt")
-            poses = read_poses(scene_dir / "poses.txt")
+            gt = self.ground_truth(scene_dir)
+            intrinsics, broken = intrinsics_by_line(scene_dir / "intrinsics.txt")
         except UserError as exc:
             raise SampleError(str(exc)) from None
-        if REFERENCE not in intrinsics:
-            raise SampleError(f"{scene_dir / 'intrinsics.txt'} has no line for the reference {REFERENCE}")
-        k0 = intrinsics[REFERENCE]
-        cam0 = Camera.from_K(k0.K, k0.width, k0.height)
+        # a broken line costs its own frame only; without the reference's calibration no frame can run
+        ref_problem = broken.get(REFERENCE) or (None if REFERENCE in intrinsics else
+                                                f"{scene_dir / 'intrinsics.txt'} has no line for the reference {REFERENCE}")
         depth0 = self.depth_path(scene_dir, REFERENCE)
-        for name in self.query_names(scene_dir, poses, intrinsics):
+        for name, entry in self.query_entries(gt, intrinsics):
             sample_id = f"{scene}/{name}"
-            if name not in intrinsics:
-                yield InvalidSample(sample_id, scene, f"{scene_dir / 'intrinsics.txt'} has no line for {name}")
+            problem = ref_problem or broken.get(name) or (
+                None if name in intrinsics else f"{scene_dir / 'intrinsics.txt'} has no line for {name}")
+            if problem:
+                yield InvalidSample(sample_id, scene, problem)
                 continue
-            k1 = intrinsics[name]
+            k0, k1 = intrinsics[REFERENCE], intrinsics[name]
             T = None
-            if name in poses:
-                q, t = poses[name]
-                T = pose_matrix(quat_to_rotmat(q), t)
+            if entry is not None and np.linalg.norm(entry.q) > 1e-8:
+                T = pose_matrix(quat_to_rotmat(entry.q / np.linalg.norm(entry.q)), entry.t)
             yield PairSample(id=sample_id, scene=scene, image0=scene_dir / REFERENCE, image1=scene_dir / name,
-                             camera0=cam0, camera1=Camera.from_K(k1.K, k1.width, k1.height), T_0to1=T,
+                             camera0=Camera.from_K(k0.K, k0.width, k0.height),
+                             camera1=Camera.from_K(k1.K, k1.width, k1.height), T_0to1=T,
                              depth0=depth0, depth_scale=float(self.conf["depth_scale"]),
                              extra={"frame_name": name})
 
@@ -113,6 +132,14 @@ class MapFree(Dataset):
         out = []
         for scene in self.scenes():
             scene_dir = self.split_dir / scene
+            poses_path = scene_dir / "poses.txt"
+            if poses_path.is_file():  # lines the scorer skips: their frames drop out of the evaluated set
+                try:
+                    lines = read_text_lines(poses_path.read_bytes(), str(poses_path))
+                    out += [p for p in parse_pose_lines(lines, str(poses_path), False,
+                                                        self.conf["split"] == "test")[1] if "ignored" in p]
+                except UserError as exc:
+                    out.append(str(exc))
             try:
                 for item in self.samples(scene):
                     if isinstance(item, InvalidSample):

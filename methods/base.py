@@ -57,6 +57,21 @@ class Matcher:
         """Identifies the weights in cache keys and provenance (a sha256 when known)."""
         return ""
 
+    def weight_files(self) -> list:
+        """The weight files this configuration uses (resolved, not loaded); none by default."""
+        return []
+
+    def weights_report(self) -> list[dict]:
+        """Per weight file: its sha256 and whether it is a known released file (for provenance and the
+        leaderboard, which marks rows whose weights are not)."""
+        from .weights import verify
+
+        try:
+            files = self.weight_files()
+        except UserError:
+            return [{"file": "", "sha256": "", "status": "missing", "release": ""}]
+        return [verify(p) for p in files]
+
     # -- what the harness calls ------------------------------------------------
     def load(self) -> "Matcher":
         if not self._loaded:

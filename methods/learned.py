@@ -21,7 +21,7 @@ from benchmark.errors import UserError
 from benchmark.types import Matches
 
 from .base import Matcher
-from .weights import sha256_file
+from .weights import sha256_cached
 
 TORCH_CONF = {
     "device": "auto",  # auto (CUDA when available) | cpu | cuda | cuda:N
@@ -61,18 +61,11 @@ def to_original(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     return (kpts + 0.5) * np.asarray(scale, dtype=np.float64) - 0.5
 
 
-_HASHES: dict[tuple, str] = {}
-
-
 def files_fingerprint(paths: list[Path]) -> str:
     """sha256 over the weight files' sha256 (each hashed once per process, keyed by size and mtime)."""
     h = hashlib.sha256()
     for p in paths:
-        st = Path(p).stat()
-        key = (str(Path(p).resolve()), st.st_size, st.st_mtime_ns)
-        if key not in _HASHES:
-            _HASHES[key] = sha256_file(Path(p))
-        h.update(_HASHES[key].encode())
+        h.update(sha256_cached(Path(p)).encode())
     return h.hexdigest()
 
 

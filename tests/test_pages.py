@@ -31,8 +31,10 @@ class OrbTest(Matcher):
     """ORB + mutual nearest neighbours (tests only: a real matcher that costs milliseconds)."""
 
     default_conf = {"max_features": 1000}
+    calls = 0
 
     def _match(self, image0, image1):
+        type(self).calls += 1
         orb = cv2.ORB_create(int(self.conf["max_features"]))
         k0, d0 = orb.detectAndCompute(cv2.cvtColor(image0, cv2.COLOR_RGB2GRAY), None)
         k1, d1 = orb.detectAndCompute(cv2.cvtColor(image1, cv2.COLOR_RGB2GRAY), None)
@@ -145,9 +147,11 @@ def test_leaderboard_term_fits_100_columns_and_html_renders(runs, tmp_path, caps
     assert seen["rows"]["table-1"] == 2
 
 
-def test_show_draws_the_worst_samples(runs, tmp_path, capsys):
+def test_show_draws_the_worst_samples_from_the_match_cache(runs, tmp_path, capsys):
+    calls = OrbTest.calls
     assert main(["show", str(runs["a"]), "--worst", "2", "--output", str(tmp_path / "w")]) == 0
     assert len(list((tmp_path / "w").glob("*.png"))) == 2
+    assert OrbTest.calls == calls and "matched again" not in capsys.readouterr().out  # looked up by pair key
     scene = pd.read_parquet(runs["a"] / "samples.parquet")["scene"].iloc[0]
     assert main(["show", str(runs["a"]), "--scene", scene, "--worst", "1", "--output", str(tmp_path / "one.png")]) == 0
     assert (tmp_path / "one.png").stat().st_size > 0

@@ -10,7 +10,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import h5py
 import pandas as pd
 import pytest
 
@@ -80,7 +79,10 @@ def test_interrupted_anywhere_resumes_recomputing_only_unfinished_shards(synthet
     assert done_rows == max(n for n in FINISHED_AFTER if n <= crash_at - 1)
     calls.reset()
     resumed = execute(synthetic(), tmp_path / "out", progress=False)
-    assert int(calls) == TOTAL - done_rows  # the interrupted shard's matches were never published
+    # every pair matched before the kill was cached at once (the failing pair sc1/004, sample 11, never is):
+    # the resumed run matches only the unfinished shards' other pairs
+    cached_before = set(range(crash_at - 1)) - {11}
+    assert int(calls) == len(set(range(done_rows, TOTAL)) - cached_before)
     assert {n: v for n, v in snapshot(tmp_path / "out/shards").items() if n in finished} == finished
     same_rows(reference, resumed)
 
@@ -146,34 +148,39 @@ def test_sigkill_then_the_same_command_finishes_with_the_same_results(request, t
     same_rows(uninterrupted, resumed)
 
 
-def _corrupt_h5(path: Path, how: str) -> None:
-    if how == "truncated":
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    elif how == "garbage":
-        path.write_bytes(b"\x89HDF\r\n" + os.urandom(512))
-    else:  # one byte inside an array: HDF5 reads it without complaint, the checksum does not
-        with h5py.File(path, "r") as f:
-            offset = f[next(iter(f))]["kpts1"].id.get_offset()
-        data = bytearray(path.read_bytes())
-        data[offset + 5] ^= 0x40
-        path.write_bytes(bytes(data))
+def _entry(cfg, sample_id: str) -> Path:
+    """The match-cache file of one synthetic pair."""
+    from benchmark.cache import MatchCache, method_cache_dir
+    from benchmark.pipeline import MatchKeys
+
+    dataset, method, _ = runner.build(cfg)
+    sample = next(s for s in dataset.samples(sample_id.split("/")[0]) if s.id == sample_id)
+    return MatchCache(method_cache_dir(cfg["run"]["cache_dir"], method)).path(MatchKeys(method.cache_key()).pair(sample))
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage", "flipped byte"])
 def test_corrupt_match_cache_is_reported_and_recomputed(synthetic, calls, tmp_path, caplog, how):
     first = execute(synthetic(), tmp_path / "a", progress=False)
-    cache_file = next((tmp_path / "cache").rglob("sc1-000003.h5"))
-    _corrupt_h5(cache_file, how)
+    entry = _entry(synthetic(), "sc1/003")
+    data = bytearray(entry.read_bytes())
+    if how == "truncated":
+        entry.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "garbage":
+        entry.write_bytes(os.urandom(len(data)))
+    else:  # one byte inside an array: the ZIP's CRC-32 notices
+        data[bytes(data).index(b"kpts1.npy") + 200] ^= 0x40
+        entry.write_bytes(bytes(data))
     calls.reset()
     with caplog.at_level(logging.WARNING, logger="locbench"):
         second = execute(synthetic(), tmp_path / "b", progress=False)
-    assert f"match cache {cache_file} is unreadable" in caplog.text
-    assert int(calls) == 3 and second["cached"].sum() == TOTAL - 3  # only that shard's pairs were matched again
-    assert cache_file.with_suffix(".corrupt").exists()
+    assert f"match cache entry {entry} is unreadable" in caplog.text
+    # that pair is matched again, and the failing pair, which is never cached
+    assert int(calls) == 2 and second["cached"].sum() == TOTAL - 2
+    assert entry.with_suffix(".corrupt").exists()
     same_rows(first, second)
     calls.reset()
     execute(synthetic(), tmp_path / "c", progress=False)
-    assert int(calls) == 1  # the rewritten cache file is whole again (only the failing pair is never cached)
+    assert int(calls) == 1  # the rewritten entry is whole again (only the failing pair is never cached)
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage", "stale plan"])
@@ -200,9 +207,11 @@ def test_corrupt_or_stale_shard_file_is_reported_and_recomputed(synthetic, calls
 
 def test_changed_shard_size_reuses_nothing_stale(synthetic, calls, tmp_path, caplog):
     first = execute(synthetic(), tmp_path / "out", progress=False)
+    calls.reset()
     with caplog.at_level(logging.WARNING, logger="locbench"):
         bigger = execute(synthetic("cache", "run.shard_size=7"), tmp_path / "out", progress=False)
     assert caplog.text.count("is unreadable or stale") == 3  # sc*-000000 held 3 rows, 7 are expected now
+    assert int(calls) == 1  # the match cache is keyed by pair, not by shard: only the failing pair again
     same_rows(first, bigger)
 
 

@@ -14,7 +14,7 @@ from benchmark.io import read_depth, read_image
 from benchmark.protocols import get_protocol
 from benchmark.registry import DATASETS, METHODS
 from benchmark.runner import build
-from benchmark.show import draw_sample, open_run, pinhole_pixels, show, worst_order
+from benchmark.show import draw_sample, open_run, show, worst_order
 from benchmark.solvers import sample_depth
 from benchmark.types import TASK_ABSOLUTE, Camera, Matches, QuerySample, Reference
 from datasets.demo.loader import Demo
@@ -59,7 +59,8 @@ def exact_matches(sample, offsets):
 
 def write_run(folder, method: str, dataset: str, rows: list[dict], overrides=()):
     folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(resolve(method, dataset, None, list(overrides))))
+    overrides = [f"run.cache_dir={folder / 'cache'}", *overrides]  # an empty cache: every pair is recomputed
+    (folder / "config.yaml").write_text(yaml.safe_dump(resolve(method, dataset, None, overrides)))
     pd.DataFrame(rows).to_parquet(folder / "samples.parquet")
     return folder
 
@@ -197,11 +198,11 @@ def test_an_aachen_style_query_is_drawn_against_its_best_reference(tmp_path, mon
 def test_distorted_keypoints_are_moved_to_the_pinhole_image():
     cam = Camera("SIMPLE_RADIAL", 320, 240, (300.0, 160.0, 120.0, 0.1))
     k = np.array([[10.0, 20.0], [160.0, 120.0]])
-    out = pinhole_pixels(cam, k)
+    out = viz.pinhole_pixels(cam, k)
     np.testing.assert_allclose(out[1], k[1], atol=1e-9)  # the principal point does not move
     assert np.linalg.norm(out[0] - k[0]) > 1  # a corner does (barrel distortion pulled it inward)
     undistorted = Camera("SIMPLE_RADIAL", 320, 240, (300.0, 160.0, 120.0, 0.0))
-    np.testing.assert_allclose(pinhole_pixels(undistorted, k), k, atol=1e-9)
+    np.testing.assert_allclose(viz.pinhole_pixels(undistorted, k), k, atol=1e-9)
 
 
 def test_worst_order_puts_failures_first_then_the_largest_error():

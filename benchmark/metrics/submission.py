@@ -21,18 +21,9 @@ import numpy as np
 from benchmark.errors import UserError
 from benchmark.geometry import rotmat_to_quat
 from benchmark.io import atomic_path
-from datasets.mapfree_io import frame_number
+from datasets.mapfree_io import PoseLine, evaluated_entries, frame_number, parse_pose_lines, read_text_lines
 
 from .mapfree import CORRECTED, ROTATION_COS, ROTATION_SIN, ROT, SUBSAMPLE, TRANS, VCRE, aggregate, frame_errors_w2c
-
-
-class PoseLine(NamedTuple):
-    """One kept line of a pose file: world-to-camera pose as written (quaternion not normalised)."""
-
-    name: str
-    q: np.ndarray  # (w, x, y, z)
-    t: np.ndarray
-    confidence: float | None  # None in ground-truth files
 
 
 class SceneScore(NamedTuple):
@@ -42,62 +33,12 @@ class SceneScore(NamedTuple):
     failures: int
 
 
-def _read_lines(data: bytes, source: str) -> list[str]:
-    try:  # universal newlines, as the scorer's text wrappers read
-        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").readlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{source} is not UTF-8 text; write it as UTF-8.") from None
-
-
-def parse_pose_lines(lines: Iterable[str], source: str, with_confidence: bool,
-                     keep_zero_quaternion: bool = False) -> tuple[dict, list[str]]:
-    """``{frame number: PoseLine}`` in first-appearance order with the last line winning, and
-    one sentence per skipped or overridden line. ``keep_zero_quaternion`` keeps the all-zero
-    poses by which the test split withholds its ground truth (the scorer drops them)."""
-    fields_expected = 9 if with_confidence else 8
-    poses: dict[int, PoseLine] = {}
-    problems = []
-    for lineno, line in enumerate(lines, start=1):
-        parts = line.strip().split(" ")
-        where = f"{source} line {lineno}"
-        if len(parts) != fields_expected:
-            if parts != [""]:  # blank lines are skipped silently enough
-                problems.append(f"{where}: {len(parts)} space-separated fields instead of {fields_expected} "
-                                f"(single spaces only); the line is ignored.")
-            continue
-        name = parts[0]
-        if "#" in name:
-            continue
-        try:
-            number = frame_number(name)
-        except ValueError:
-            problems.append(f"{where}: '{name}' has no frame number at characters [-9:-4] "
-                            f"(expected seqN/frame_NNNNN.jpg); the line is ignored.")
-            continue
-        try:
-            values = [float(v) for v in parts[1:]]
-        except ValueError:
-            problems.append(f"{where}: a pose value is not a number; the line is ignored.")
-            continue
-        if not all(math.isfinite(v) for v in values):
-            problems.append(f"{where}: NaN or inf in the pose; the line is ignored.")
-            continue
-        q, t = np.array(values[:4]), np.array(values[4:7])
-        if np.isclose(np.linalg.norm(q), 0) and not keep_zero_quaternion:
-            problems.append(f"{where}: zero quaternion; the line is ignored.")
-            continue
-        if number in poses:
-            problems.append(f"{where}: frame {number} appeared before (as {poses[number].name}); this later line wins.")
-        poses[number] = PoseLine(name, q, t, values[7] if with_confidence else None)
-    return poses, problems
-
-
 def read_ground_truth(scene_dir: Path) -> dict[int, PoseLine]:
     """A scene's ``poses.txt`` as the scorer reads it (zero-quaternion lines dropped)."""
     path = Path(scene_dir) / "poses.txt"
     if not path.is_file():
         raise UserError(f"{path} is missing; the Map-free scorer needs every scene's poses.txt.")
-    return parse_pose_lines(_read_lines(path.read_bytes(), str(path)), str(path), with_confidence=False)[0]
+    return parse_pose_lines(read_text_lines(path.read_bytes(), str(path)), str(path), with_confidence=False)[0]
 
 
 def read_intrinsics_official(scene_dir: Path) -> tuple[dict[int, np.ndarray], float, float]:
@@ -106,7 +47,7 @@ def read_intrinsics_official(scene_dir: Path) -> tuple[dict[int, np.ndarray], fl
     if not path.is_file():
         raise UserError(f"{path} is missing; the Map-free scorer needs every scene's intrinsics.txt.")
     Ks, size = {}, None
-    for lineno, line in enumerate(_read_lines(path.read_bytes(), str(path)), start=1):
+    for lineno, line in enumerate(read_text_lines(path.read_bytes(), str(path)), start=1):
         if "#" in line or not line.strip():
             continue
         parts = line.strip().split(" ")
@@ -124,19 +65,17 @@ def read_intrinsics_official(scene_dir: Path) -> tuple[dict[int, np.ndarray], fl
 
 
 def _subsample(gt: Mapping[int, PoseLine]) -> list[int]:
-    return list(gt)[::SUBSAMPLE]
+    return evaluated_entries(gt, SUBSAMPLE)
 
 
 def evaluated_frames(poses_txt_path: Path, keep_zero_poses: bool = False) -> list[tuple[str, int]]:
-    """``(name, frame number)`` of the frames the scorer evaluates: every 5th entry of poses.txt in
-    file order after merging repeated frame numbers (quirks 2, 3). The test split withholds its
-    ground truth as zero poses, which the scorer would drop; ``keep_zero_poses=True`` counts those
-    lines so that the frames the server evaluates are found."""
+    """``(name, frame number)`` of the frames the scorer evaluates (quirks 2, 3); the loader uses
+    the same rule (``datasets.mapfree_io.read_ground_truth_lines``)."""
     path = Path(poses_txt_path)
     if not path.is_file():
         raise UserError(f"{path} is missing; every Map-free scene folder needs it.")
-    lines = _read_lines(path.read_bytes(), str(path))
-    gt = parse_pose_lines(lines, str(path), with_confidence=False, keep_zero_quaternion=keep_zero_poses)[0]
+    gt = parse_pose_lines(read_text_lines(path.read_bytes(), str(path)), str(path), with_confidence=False,
+                          keep_zero_quaternion=keep_zero_poses)[0]
     return [(gt[n].name, n) for n in _subsample(gt)]
 
 
@@ -160,7 +99,7 @@ def _read_scene(archive: zipfile.ZipFile, zip_path, scene: str) -> tuple[dict, l
     if name not in archive.namelist():
         return None
     source = f"{zip_path}:{name}"
-    return parse_pose_lines(_read_lines(archive.read(name), source), source, with_confidence=True)
+    return parse_pose_lines(read_text_lines(archive.read(name), source), source, with_confidence=True)
 
 
 def read_submission(zip_path: Path, check_confidence: bool = True) -> dict[str, dict[int, PoseLine]]:

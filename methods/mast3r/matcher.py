@@ -67,6 +67,9 @@ class _Dust3rFamily(Matcher):
     def weights_path(self) -> Path:
         return resolve_weights(self.conf["weights"] or self.default_weights)
 
+    def weight_files(self) -> list[Path]:
+        return [self.weights_path()]
+
     def weights_fingerprint(self) -> str:
         try:
             return files_fingerprint([self.weights_path()])
