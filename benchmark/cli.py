@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="compare.bootstrap (1000), compare.seed (0), compare.max_listed (50)")
 
-    sub.add_parser("list", help="registered methods and datasets")
+    sub.add_parser("list", help="registered methods, datasets (with their solver key), solvers and protocols")
 
     p = sub.add_parser("datasets", help="dataset utilities")
     dsub = p.add_subparsers(dest="dverb", required=True)
@@ -101,14 +101,18 @@ def _set_threads(cfg: dict) -> None:
 def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, quiet: bool = False) -> dict:
     from . import provenance, report
     from .config import resolve
+    from .registry import DATASETS
     from .run_report import write_report
     from .runner import execute, prepare
     from .show import write_worst
+    from .solvers import run_solver_conf
 
     overrides = list(args.overrides) + list(sweep_overrides)
     if getattr(args, "executor", None):
         overrides.append(f"executor.name={args.executor}")
     cfg = resolve(args.method, args.dataset, args.experiment, overrides)
+    # the run uses (and records) only the solver key of its dataset's task
+    cfg["solver"] = run_solver_conf(cfg["solver"], DATASETS.get(cfg["dataset"]["name"]).task)
     if args.no_cache:
         cfg["run"]["cache"] = False
     viz_worst = cfg["run"]["viz_worst"]
@@ -210,17 +214,29 @@ def cmd_compare(args) -> int:
 def cmd_list(args) -> int:
     from .config import CONFIG_DIR
     from .datasets_guard import ensure_our_datasets
+    from .protocols import protocols
     from .registry import DATASETS, METHODS
+    from .solvers import NEEDS_TEXT, SOLVERS
 
     ensure_our_datasets()
     for title, reg, kind in (("methods", METHODS, "method"), ("datasets", DATASETS, "dataset")):
         print(f"{title}:")
         for name in reg.names():
-            doc = (reg.get(name).__doc__ or "").strip().splitlines()
-            print(f"  {name:<18} {doc[0] if doc else ''}  [{reg.origin(name)}]")
+            cls = reg.get(name)
+            doc = (cls.__doc__ or "").strip().splitlines()
+            task = f" (solver key: solver.{cls.task})" if kind == "dataset" else ""
+            print(f"  {name:<18} {doc[0] if doc else ''}{task}  [{reg.origin(name)}]")
         presets = sorted(p.stem for p in (CONFIG_DIR / f"{kind}s").glob("*.yaml") if p.stem not in reg.names())
         if presets:
             print(f"  presets: {', '.join(presets)}")
+    print("solvers (the key is the dataset's task):")
+    for solver, origin in SOLVERS.all():
+        setting = f"solver.{solver.task}={solver.name}"
+        print(f"  {setting:<40} needs {NEEDS_TEXT[solver.needs]:<26} {solver.summary}  [{origin}]")
+    print("protocols:")
+    for name, (protocol, origin) in protocols().items():
+        doc = (type(protocol).__doc__ or "").strip().splitlines()
+        print(f"  {name:<18} {doc[0] if doc else ''}  [{origin}]")
     return 0
 
 

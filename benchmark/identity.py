@@ -109,6 +109,11 @@ def match_key(method_key: str, image_a: str, image_b: str, read_a: tuple = (), r
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
+def array_digest(values) -> str:
+    data = np.ascontiguousarray(values)
+    return hashlib.sha256(f"{data.dtype.str}{data.shape}".encode() + data.tobytes()).hexdigest()[:32]
+
+
 def results_identity(cfg: dict, weights: str) -> dict:
     """Everything but the data files that can change a per-sample row (see the module docstring)."""
     dataset = {k: v for k, v in cfg["dataset"].items() if k not in DATASET_KEYS_NOT_IN_RESULTS}
@@ -134,8 +139,7 @@ def _canonical(value, ids: FileIdentities, files: dict):
         files[str(value)] = digest = ids.digest(value)
         return ["file", digest]
     if isinstance(value, np.ndarray):
-        data = np.ascontiguousarray(value)
-        return ["array", data.dtype.str, list(data.shape), hashlib.sha256(data.tobytes()).hexdigest()]
+        return ["array", array_digest(value)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return [type(value).__name__, {f.name: _canonical(getattr(value, f.name), ids, files)
                                        for f in dataclasses.fields(value)}]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import htmlpage as H
-from .leaderboard import PUBLISHED_TAG, load_runs
+from .leaderboard import PUBLISHED_TAG, WEIGHT_KEY, WEIGHT_MARKS, load_runs
 from .protocols import PROTOCOLS
 
 WIDTH = 100
@@ -91,6 +91,8 @@ def term_table(title: str, df: pd.DataFrame, width: int = WIDTH) -> str:
     lines = [_cut(head, width), line([c[0] for c in shown], "method"), line(["-" * c[2] for c in shown], "-" * method_w)]
     lines += [line([c[1][i] for c in shown], m) for i, m in enumerate(methods)]
     key = [f"{col[0]} = {name}" for name, col in metrics if col[0] != name]
+    if any(mark in m for m in methods for mark in set(WEIGHT_MARKS.values())):
+        key.append(WEIGHT_KEY)
     if any(PUBLISHED_SHORT in m for m in methods):
         key.append(f"{PUBLISHED_SHORT} = a published result, not measured here")
     if any(c[0] == "failed" for c in tail):
@@ -114,11 +116,12 @@ def curves_png(title: str, df: pd.DataFrame, folders: dict[str, Path], log_x="au
     from .plots import curve_panels
 
     protocol = _protocol_of(df)
-    runs = []
+    runs, drawn = [], set()
     for rank, r in enumerate(df.to_dict("records"), 1):  # numbered as in the table
         folder = folders.get(str(r.get("run", "")))
-        if protocol is None or folder is None or not (folder / "samples.parquet").is_file():
-            continue
+        if protocol is None or folder is None or folder in drawn or not (folder / "samples.parquet").is_file():
+            continue  # a threshold sweep's rows share one run: its curves (first threshold) are drawn once
+        drawn.add(folder)
         runs.append((f"{rank}. {r['method']}", pd.read_parquet(folder / "samples.parquet")))
     if not runs:
         return None

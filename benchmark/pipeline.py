@@ -1,7 +1,8 @@
 """One sample through the flow: images -> Matches (cached) -> Estimate -> ResultRow.
 
 Nothing here knows which benchmark runs: the dataset says which task the solver must
-do, the protocol (benchmark.protocols) turns an Estimate into error columns.
+do, the solver's declaration (benchmark.solvers) what it is fed, the protocol (benchmark.protocols)
+turns an Estimate into error columns.
 """
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from . import identity, solvers
 from .cache import MatchCache
 from .errors import SampleError, UserError
 from .geometry import rotmat_to_quat
-from .io import read_depth, read_image
-from .types import (ERROR, OK, TASK_METRIC_RELATIVE, TASK_RELATIVE, Estimate, InvalidSample, Matches,
-                    PairSample, QuerySample, Reference, ResultRow)
+from .io import read_image
+from .types import ERROR, OK, Estimate, InvalidSample, Matches, PairSample, QuerySample, Reference, ResultRow
 
 log = logging.getLogger("locbench.pipeline")
 
@@ -45,9 +45,11 @@ class MatchKeys:
         read0, read1 = identity.pair_read_params(sample)
         return identity.match_key(self.method_key, self.digest(sample.image0), self.digest(sample.image1), read0, read1)
 
-    def localization(self, reference: Reference, query: QuerySample) -> str:
-        """The reference is image 0, the query image 1, both read as they are on disk."""
-        return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image))
+    def localization(self, reference: Reference, query: QuerySample, seeds=None) -> str:
+        """The reference is image 0, the query image 1, both read as they are on disk; ``seeds``: the map
+        observations a matcher bound to the map starts from (they change its matches)."""
+        seeded = () if seeds is None else ("seeds", identity.array_digest(seeds))
+        return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image), seeded)
 
 
 def match_pair(method, cache: MatchCache | None, key: str, load_pair,
@@ -91,80 +93,87 @@ def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchK
     return {k: m for (k, _), m in zip(todo, found)}
 
 
-def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed: int) -> Estimate:
-    if task == TASK_RELATIVE:
-        name = conf[TASK_RELATIVE]
-        if name not in solvers.RELATIVE:
-            raise SampleError(f"solver.relative must be one of {', '.join(solvers.RELATIVE)}, not '{name}'",
-                              status=ERROR)
-        return solvers.RELATIVE[name](matches, sample.camera0, sample.camera1, conf, seed)
-    if task != TASK_METRIC_RELATIVE:
-        raise SampleError(f"task {task} is not a pair task", status=ERROR)
-    name = conf[TASK_METRIC_RELATIVE]
-    if name.endswith("_pts3d"):
-        if matches.pts3d0 is None:
-            raise SampleError(f"solver.metric_relative={name} needs a method that predicts 3D points "
-                              f"(mast3r, dust3r); use pnp_depth or essential_depth", status=ERROR)
-        depth0 = matches.pts3d0[:, 2].copy()
-        points_ok = np.isfinite(matches.pts3d0).all(1)
-        depth0[~points_ok] = np.nan
-    elif name.endswith("_depth"):
-        if sample.depth0 is None:
-            raise SampleError("this dataset config gives no reference depth (set dataset.depth) for "
-                              f"solver.metric_relative={name}", status=ERROR)
-        depth_map = read_depth(sample.depth0, sample.depth_scale)
-        depth0 = solvers.sample_depth(depth_map, matches.kpts0, sample.camera0.width, sample.camera0.height)
-    else:
-        raise SampleError(f"solver.metric_relative must be one of {', '.join(solvers.METRIC_RELATIVE)}, "
-                          f"not '{name}'", status=ERROR)
-    if name.startswith("pnp"):
-        if name == "pnp_pts3d":
-            # MASt3R's own 3D points (camera-0 frame) rather than depth-lifted rays
-            return solvers.pnp(matches.kpts1[points_ok], matches.pts3d0[points_ok], sample.camera1, conf, seed,
-                               matches.subset(points_ok))
-        return solvers.pnp_lifted(matches, depth0, sample.camera0, sample.camera1, conf, seed)
-    return solvers.essential_scaled(matches, depth0, sample.camera0, sample.camera1, conf, seed)
+def solve_thresholds(solver, problem, confs: list[dict], seed: int) -> tuple[list[Estimate], float]:
+    """The estimate at each threshold of a sweep (the one threshold without a sweep), and the seconds the
+    first one took (what a run without a sweep measures)."""
+    estimates, first_seconds = [], float("nan")
+    for conf in confs:
+        start = time.perf_counter()
+        estimates.append(solver.estimate(problem, conf, seed))
+        if len(estimates) == 1:
+            first_seconds = time.perf_counter() - start
+    return estimates, first_seconds
+
+
+def in_camera_pixels(sample: PairSample, matches: Matches) -> Matches:
+    """Matches in the pixels the sample's cameras describe: a protocol that matches resized images but
+    solves in the original ones (LoFTR's MegaDepth) gives ``extra['keypoint_scale']`` = ((sx0, sy0), (sx1, sy1))."""
+    scale = sample.extra.get("keypoint_scale")
+    if scale is None:
+        return matches
+    (s0, s1) = (np.asarray(f, np.float64) for f in scale)
+    return Matches(matches.kpts0 * s0, matches.kpts1 * s1, matches.scores, matches.pts3d0, matches.pts3d1,
+                   matches.num_keypoints0, matches.num_keypoints1, dict(matches.timings))
+
+
+def outcome(sample, estimate: Estimate, matches: Matches | None, protocol) -> dict:
+    """What one estimate puts in the per-sample table: status, reason, inliers, confidence, pose, errors."""
+    out = {"status": estimate.status, "reason": estimate.reason, "num_inliers": estimate.num_inliers,
+           "confidence": float("nan"), "qvec": (float("nan"),) * 4, "tvec": (float("nan"),) * 3, "errors": {}}
+    if estimate.ok:
+        out["confidence"] = estimate.confidence
+        out["qvec"] = tuple(rotmat_to_quat(estimate.R))
+        out["tvec"] = tuple(np.asarray(estimate.t, dtype=np.float64).reshape(3))
+    try:
+        out["errors"] = protocol.sample_errors(sample, estimate, matches)
+    except Exception as exc:
+        log.debug("scoring %s failed:\n%s", sample.id, traceback.format_exc())
+        out["status"], out["reason"] = ERROR, f"scoring failed: {type(exc).__name__}: {exc}"
+    return out
 
 
 def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf, run_seed, protocol,
                    prefetched: dict | None = None) -> ResultRow:
-    """Run one sample end to end; never raises for a bad sample (the row records why)."""
+    """Run one sample end to end; never raises for a bad sample (the row records why).
+
+    With a threshold sweep the sample is matched once and solved at every threshold; the row's main
+    columns hold the first threshold's answer, ``thr=<px>/<column>`` columns each threshold's."""
     if isinstance(sample, InvalidSample):
         return ResultRow(sample.id, sample.scene, sample.status, sample.reason)
     row = ResultRow(sample.id, sample.scene, OK)
     matches = None
+    confs = solvers.threshold_confs(solver_conf)
     try:
         seed = sample_seed(run_seed, sample.id)
+        solver = solvers.SOLVERS.get(task, solver_conf[task])
         if isinstance(sample, QuerySample):
-            from .localize import localize_query
+            from .localize import query_problem
 
-            estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed, keys)
+            problem, matches, t_match, cached = query_problem(sample, method, cache, solver_conf, keys)
         else:
             start = time.perf_counter()
             matches, cached = match_pair(method, cache, keys.pair(sample), lambda: _pair_images(sample), prefetched)
+            matches = in_camera_pixels(sample, matches)
             t_match = matches.timings.get("match", time.perf_counter() - start)
             row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
-            start = time.perf_counter()
-            estimate = solve_pair(task, sample, matches, solver_conf, seed)
-            row.time_solve = time.perf_counter() - start
+            problem = solvers.pair_problem(solver, sample, matches)
         row.cached, row.time_match = cached, t_match
-        row.num_matches = len(matches) if matches is not None else 0
+        row.num_matches = len(matches)
+        estimates, row.time_solve = solve_thresholds(solver, problem, confs, seed)
     except SampleError as exc:
-        estimate = Estimate.failure(exc.status, str(exc))
+        estimates = [Estimate.failure(exc.status, str(exc))] * len(confs)
     except UserError:  # a broken weight file or missing package stops the run with its own sentence
         raise
     except Exception as exc:  # a bug or a crash in a matcher must cost one sample, not the run
         log.debug("sample %s failed:\n%s", sample.id, traceback.format_exc())
-        estimate = Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")
-    row.status, row.reason = estimate.status, estimate.reason
-    row.num_inliers = estimate.num_inliers
-    if estimate.ok:
-        row.confidence = estimate.confidence
-        row.qvec = tuple(rotmat_to_quat(estimate.R))
-        row.tvec = tuple(np.asarray(estimate.t, dtype=np.float64).reshape(3))
-    try:
-        row.errors = protocol.sample_errors(sample, estimate, matches)
-    except Exception as exc:
-        log.debug("scoring %s failed:\n%s", sample.id, traceback.format_exc())
-        row.status, row.reason = ERROR, f"scoring failed: {type(exc).__name__}: {exc}"
+        estimates = [Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")] * len(confs)
+    first = outcome(sample, estimates[0], matches, protocol)
+    row.status, row.reason, row.num_inliers = first["status"], first["reason"], first["num_inliers"]
+    row.confidence, row.qvec, row.tvec, row.errors = first["confidence"], first["qvec"], first["tvec"], first["errors"]
+    if len(confs) > 1:
+        for conf, estimate in zip(confs, estimates):
+            result = first if estimate is estimates[0] else outcome(sample, estimate, matches, protocol)
+            prefix = solvers.sweep_prefix(conf["ransac"]["max_error"])
+            row.sweep.update({prefix + k: result[k] for k in ("status", "num_inliers", "confidence")})
+            row.sweep.update({prefix + k: v for k, v in result["errors"].items()})
     return row

@@ -1,6 +1,8 @@
 """Each benchmark's protocol: per-sample error columns, the summary, headline columns, plots and
 submission files. The metric functions themselves live in ``benchmark.metrics``; a protocol only
-connects them to samples, estimates and the per-sample table.
+connects them to samples, estimates and the per-sample table. A package adds a protocol (a new
+benchmark) through the entry-point group ``locbench.protocols``: name = the protocol name its datasets
+give, value = a ``Protocol`` subclass or instance.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from .metrics import mapfree as M
 from .metrics import relpose as P
 from .metrics import rra as RR
 from .metrics import submission as S
+from .registry import load_plugin, plugin_entry_points
 from .types import OK, Estimate, Matches
 
 
@@ -26,6 +29,7 @@ class Protocol:
     name = ""
     headline: list[str] = []
     rank_by: tuple[str, bool] = ("", False)  # (column, ascending)
+    lower_is_better: tuple[str, ...] = ()  # headline columns where smaller is better (medians of errors)
     curves: list[tuple] = []  # (column, label, unit, threshold) for the cumulative error plot
     short: dict[str, str] = {}  # compact column titles for printed tables
     worst_by: tuple[str, ...] = ()  # per-sample error columns whose maximum ranks the worst samples
@@ -54,6 +58,7 @@ class MapFreeProtocol(Protocol):
     headline = [M.KEY_PREC_VCRE, M.KEY_AUC_VCRE, M.KEY_REPROJ, M.KEY_PREC_POSE, M.KEY_AUC_POSE, M.KEY_TRANS,
                 M.KEY_ROT, M.KEY_ESTIMATES]
     rank_by = (M.KEY_AUC_VCRE, False)
+    lower_is_better = (M.KEY_REPROJ, M.KEY_TRANS, M.KEY_ROT)
     short = {M.KEY_PREC_VCRE: "VCRE<90px prec", M.KEY_AUC_VCRE: "VCRE AUC", M.KEY_REPROJ: "med VCRE px",
              M.KEY_PREC_POSE: "pose<25cm,5deg prec", M.KEY_AUC_POSE: "pose AUC", M.KEY_TRANS: "med trans m",
              M.KEY_ROT: "med rot deg", M.KEY_ESTIMATES: "estimated"}
@@ -105,8 +110,9 @@ class RelativePoseProtocol(Protocol):
             out[P.POSE_ERR] = P.FAILURE
         if matches is not None and len(matches):
             errs = P.epipolar_errors(matches.kpts0, matches.kpts1, sample.T_0to1, sample.camera0.K, sample.camera1.K)
-            out[P.PRECISION] = P.epipolar_precision(errs)
-            out[P.MSCORE] = P.matching_score(errs, matches.num_keypoints0 or len(errs))
+            threshold = sample.extra.get("epipolar_threshold", P.EPIPOLAR_THRESHOLD)  # MegaDepth: 1e-4
+            out[P.PRECISION] = P.epipolar_precision(errs, threshold)
+            out[P.MSCORE] = P.matching_score(errs, matches.num_keypoints0 or len(errs), threshold)
         else:
             out[P.PRECISION] = out[P.MSCORE] = 0.0  # a pair without matches counts as precision 0 (quirk 15)
         return out
@@ -171,9 +177,35 @@ class AachenProtocol(Protocol):
 
 
 PROTOCOLS = {p.name: p for p in (MapFreeProtocol(), RelativePoseProtocol(), MultiViewProtocol(), AachenProtocol())}
+GROUP = "locbench.protocols"
+
+
+def _plugin(name: str, ep) -> Protocol:
+    """A protocol from a package's ``locbench.protocols`` entry point (a Protocol subclass or instance)."""
+    obj = load_plugin("protocol", GROUP, ep)
+    protocol = obj() if isinstance(obj, type) and issubclass(obj, Protocol) else obj
+    if not isinstance(protocol, Protocol):
+        raise UserError(f"The protocol plugin '{name}' ({ep.value}) must name a benchmark.protocols.Protocol "
+                        f"subclass or instance, not a {type(obj).__name__}.")
+    protocol.name = name
+    return protocol
+
+
+def protocols() -> dict[str, tuple[Protocol, str]]:
+    """Every protocol, built-in and plugin, with its origin."""
+    out = {name: (p, "built-in") for name, p in PROTOCOLS.items()}
+    for name, ep in plugin_entry_points(GROUP).items():
+        if name not in out:
+            out[name] = (_plugin(name, ep), f"plugin ({ep.value})")
+    return out
 
 
 def get_protocol(name: str) -> Protocol:
-    if name not in PROTOCOLS:
-        raise UserError(f"Unknown protocol '{name}'; known: {', '.join(PROTOCOLS)}.")
-    return PROTOCOLS[name]
+    """A built-in protocol, else one a package adds through the ``locbench.protocols`` entry points
+    (the dataset names it in its ``protocol`` attribute)."""
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    ep = plugin_entry_points(GROUP).get(name)
+    if ep is None:
+        raise UserError(f"Unknown protocol '{name}'; known: {', '.join(protocols())}.")
+    return _plugin(name, ep)

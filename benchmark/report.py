@@ -1,7 +1,8 @@
 """Results of a run on disk, and the summary table printed at the end.
 
 ``<output>/``: ``samples.parquet`` + ``samples.csv`` (one row per sample), ``summary.json``
-(overall, per scene, status counts, bootstrap intervals), ``summary.csv``, ``plots/*.png``,
+(overall, per scene, status counts, bootstrap intervals; a ``threshold_sweep`` block when
+``solver.ransac.max_error`` lists several thresholds), ``summary.csv``, ``plots/*.png``,
 ``config.yaml`` (the resolved config), ``provenance.json`` and the benchmark's submission file
 when it has one.
 """
@@ -17,6 +18,7 @@ import pandas as pd
 import yaml
 
 from .io import atomic_path, write_text_atomic
+from .solvers import SWEEP_KEY, sweep_prefix, sweep_thresholds
 from .types import STATUSES
 
 
@@ -80,9 +82,40 @@ def failure_reasons(df: pd.DataFrame, top: int | None = None) -> list[dict]:
     return ranked[:top] if top else ranked
 
 
+def threshold_view(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The per-sample table as a run at one threshold of a sweep would have written it."""
+    prefix = sweep_prefix(threshold)
+    return df.assign(**{c[len(prefix):]: df[c] for c in df.columns if c.startswith(prefix)})
+
+
+def threshold_sweep(df: pd.DataFrame, protocol, thresholds: list[float]) -> dict:
+    """Each threshold's overall metrics, and per headline metric the threshold that scored best.
+
+    Picking the best threshold on the evaluation data itself is an oracle choice: such a number is not
+    comparable to a run with one fixed threshold (the leaderboard keeps it apart)."""
+    per = []
+    for t in thresholds:
+        view = threshold_view(df, t)
+        per.append({"threshold": t, "overall": protocol.summarize(view),
+                    "status_counts": {s: int((view["status"] == s).sum()) for s in STATUSES}})
+    best = {}
+    for key in protocol.headline:
+        scored = [(p["overall"][key], p["threshold"]) for p in per
+                  if isinstance(p["overall"].get(key), (int, float)) and np.isfinite(p["overall"][key])]
+        if scored:  # ties go to the threshold listed first
+            pick = (min if key in protocol.lower_is_better else max)(scored, key=lambda vt: vt[0])
+            best[key] = {"threshold": pick[1], "value": float(pick[0])}
+    return {"key": SWEEP_KEY, "unit": "px", "thresholds": thresholds, "submission_threshold": thresholds[0],
+            "per_threshold": per, "oracle_best": best,
+            "note": "oracle_best picks each metric's best threshold on these samples (an oracle choice); "
+                    "'overall' and the submission file use the first threshold"}
+
+
 def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in STATUSES}
     per_scene = {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
+    thresholds = sweep_thresholds(cfg["solver"])
+    sweep = {"threshold_sweep": threshold_sweep(df, protocol, thresholds)} if thresholds else {}
     return {
         "run_id": run_id,
         "method": cfg["method"]["label"],
@@ -101,6 +134,7 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
         "mean_stage_time_s": {c[len("time_"):-len("_s")]: float(np.nanmean(df[c])) for c in df.columns
                               if c.startswith("time_") and c not in ("time_match_s", "time_solve_s")
                               and df[c].notna().any()},
+        **sweep,
         "provenance": provenance,
     }
 
@@ -143,16 +177,20 @@ def format_value(v) -> str:
     return str(v)
 
 
+def text_table(header: list[str], lines: list[list[str]]) -> list[str]:
+    """Aligned plain-text lines: first column left, the others right."""
+    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
+    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+    return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+
+
 def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) -> str:
-    """Plain-text table: headline metrics overall and per scene, then status counts."""
+    """Plain-text table: headline metrics overall and per scene, then status counts (and a threshold sweep)."""
     cols = summary["headline"]
-    header = ["scene", *map(label, cols)]
     lines = [["ALL", *[format_value(summary["overall"].get(c)) for c in cols]]]
     for scene, m in list(summary["per_scene"].items())[:max_scenes]:
         lines.append([scene, *[format_value(m.get(c)) for c in cols]])
-    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
-    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
-    out = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+    out = text_table(["scene", *map(label, cols)], lines)
     counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
     out.append(f"{summary['num_samples']} samples: {counts}")
     reasons = summary.get("failure_reasons") or []
@@ -162,7 +200,20 @@ def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) ->
         if len(reasons) > 5:
             out.append(f"  ... {sum(r['count'] for r in reasons[5:])} more in {len(reasons) - 5} other groups "
                        f"(samples.csv has every reason)")
+    if "threshold_sweep" in summary:
+        out += ["", sweep_table(summary["threshold_sweep"], cols, label)]
     return "\n".join(out)
+
+
+def sweep_table(sweep: dict, cols: list[str], label=lambda key: key) -> str:
+    """Plain-text table of a threshold sweep: one line per threshold, then the oracle's best of each column."""
+    lines = [[format_value(p["threshold"]) + (" (run)" if i == 0 else ""),
+              *[format_value(p["overall"].get(c)) for c in cols]] for i, p in enumerate(sweep["per_threshold"])]
+    best = sweep["oracle_best"]
+    lines.append(["best [oracle]", *[f"{format_value(best[c]['value'])} @{format_value(best[c]['threshold'])}"
+                                     if c in best else "" for c in cols]])
+    note = "best [oracle]: each column's best threshold chosen on these samples, not comparable to a fixed threshold"
+    return "\n".join([*text_table([f"{sweep['key']} ({sweep['unit']})", *map(label, cols)], lines), note])
 
 
 def markdown_table(df: pd.DataFrame) -> str:

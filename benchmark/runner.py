@@ -32,7 +32,7 @@ from .cache import MatchCache, method_cache_dir, note_old_format
 from .config import config_hash
 from .errors import SampleError, UserError
 from .io import atomic_path, write_text_atomic
-from .types import INVALID_INPUT, TASK_METRIC_RELATIVE, InvalidSample
+from .types import INVALID_INPUT, InvalidSample
 
 log = logging.getLogger("locbench.run")
 SHARD_FORMAT = 3  # 3: per-shard data fingerprints, per-pair match cache; 2: one dataset manifest hash
@@ -75,33 +75,11 @@ def build(cfg: dict, classes: tuple | None = None):
     return dataset, method, get_protocol(dataset.protocol)
 
 
-def check_solver(solver_conf: dict, dataset, method) -> None:
-    """The solver can work with what the dataset and the method give (else every sample would fail)."""
-    from . import solvers
-
-    if dataset.task != TASK_METRIC_RELATIVE:
-        return
-    name = solver_conf[TASK_METRIC_RELATIVE]
-    if name not in solvers.METRIC_RELATIVE:
-        raise UserError(f"solver.metric_relative must be one of {', '.join(solvers.METRIC_RELATIVE)}, not '{name}'.")
-    if name.endswith("_pts3d") and not method.predicts_geometry:
-        raise UserError(f"solver.metric_relative={name} needs a method that predicts 3D points (mast3r, dust3r), "
-                        f"which {method.name} does not; use --set solver.metric_relative=pnp_depth with a depth map "
-                        f"(dataset.depth).")
-    if name.endswith("_depth") and "depth" in dataset.conf and not dataset.conf["depth"]:
-        raise UserError(f"solver.metric_relative={name} needs the reference depth, but dataset.depth is not set; "
-                        f"name the depth maps to use (e.g. --set dataset.depth=dptnyu for Map-free's DPT depth) or "
-                        f"use a method that predicts 3D points with solver.metric_relative=pnp_pts3d.")
-
-
 def scene_samples(dataset, scene: str):
     """The scene's samples in order; where the scene breaks while being read, one InvalidSample that
     says why takes the next index (the scene stays in every denominator)."""
-    i = 0
     try:
-        for sample in dataset.samples(scene):
-            yield sample
-            i += 1
+        yield from dataset.samples(scene)
     except SampleError as exc:
         yield InvalidSample(f"{scene}/*", scene, str(exc), INVALID_INPUT)
 
@@ -288,10 +266,12 @@ class Prepared:
 
 def prepare(cfg: dict) -> Prepared:
     """Build the dataset, method and protocol, check them (before any work or output), plan the shards."""
+    from .solvers import check_solver
+
     dataset, method, protocol = build(cfg)
     dataset.check()  # fail before any work: missing root, weights, packages
     method.check()
-    check_solver(cfg["solver"], dataset, method)
+    check_solver(cfg["solver"], dataset, method)  # the solver's declared needs, before any work
     ids = identity.FileIdentities(Path(cfg["run"]["cache_dir"]) / "file-identities.sqlite")
     try:
         plan = plan_run(cfg, dataset, method, ids)

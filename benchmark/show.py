@@ -78,53 +78,57 @@ def headline_error(row: dict, protocol) -> float:
 
 
 class MatchSource:
-    """The run's matches of a pair: from the match cache, looked up by the pair's key (method, image
-    contents, how they are read), else recomputed with the run's method (and counted). Nothing is
-    written: drawing never changes a cache."""
+    """The run's match cache, read-only, as ``benchmark.pipeline.match_pair`` uses a cache: a pair is
+    looked up by its key (method, image contents, how they are read); a pair that is not there is
+    matched again by ``match_pair``, counted, and kept in memory only (drawing never writes a cache).
+    ``fetched`` lists the matches handed out, in order (one per reference of a query)."""
 
     def __init__(self, method, cache_dir):
         from .cache import MatchCache, method_cache_dir
         from .pipeline import MatchKeys
 
-        self.method = method
         self.cache = MatchCache(method_cache_dir(cache_dir, method))
         self.keys = MatchKeys(method.cache_key())
         self.recomputed = 0
+        self.fetched: list[Matches] = []
+        self._new: dict[str, Matches] = {}
 
-    def get(self, key: str, load_pair) -> Matches:
-        found = self.cache.get(key)
+    def get(self, key: str) -> Matches | None:
+        found = self._new.get(key)
+        found = found if found is not None else self.cache.get(key)
         if found is not None:
-            return found
+            self.fetched.append(found)
+        return found
+
+    def put(self, key: str, matches: Matches) -> None:
         self.recomputed += 1
-        return self.method.match(*load_pair())
-
-
-class _Found:
-    """A read-only cache over matches already fetched (hands them to ``localize_query``)."""
-
-    def __init__(self, found: dict):
-        self.found = found
-
-    def get(self, key):
-        return self.found.get(key)
-
-    def put(self, key, matches):
-        pass
+        self._new[key] = matches
+        self.fetched.append(matches)
 
 
 @dataclass
 class View:
-    """What one picture shows: the two images, the matches, the geometry that scores them."""
+    """What one picture shows: the two images and the matches in their pixels, and the geometry that
+    scores them (``scored``: the matches in the pixels the cameras describe)."""
 
     image0: np.ndarray
     image1: np.ndarray
     matches: Matches
+    scored: Matches
     T_0to1: np.ndarray | None
     camera0: Camera
     camera1: Camera
     depth0: np.ndarray | None = None  # GT depth (metres) at each match's reference keypoint
     inliers: np.ndarray | None = None  # the solver's, when there is no ground truth to colour by
     notes: list = field(default_factory=list)
+
+
+def _first_estimate(ctx: "ShowContext", problem, seed: int):
+    """The run's estimate (its first threshold), solved again with the run's seed."""
+    from .solvers import SOLVERS, threshold_confs
+
+    solver = SOLVERS.get(ctx.dataset.task, ctx.cfg["solver"][ctx.dataset.task])
+    return solver.estimate(problem, threshold_confs(ctx.cfg["solver"])[0], seed)
 
 
 def find_sample(dataset, scene: str, sample_id: str):
@@ -139,52 +143,48 @@ def find_sample(dataset, scene: str, sample_id: str):
 
 
 def _pair_view(sample, ctx: "ShowContext", seed: int) -> View:
-    from .pipeline import _pair_images, solve_pair
-    from .solvers import sample_depth
+    from .estimators import sample_depth
+    from .pipeline import _pair_images, in_camera_pixels, match_pair
+    from .solvers import SOLVERS, pair_problem
 
     image0, image1 = _pair_images(sample)
-    matches = ctx.source.get(ctx.source.keys.pair(sample), lambda: (image0, image1))
-    view = View(image0, image1, matches, sample.T_0to1, sample.camera0, sample.camera1)
+    matches, _ = match_pair(ctx.method, ctx.source, ctx.source.keys.pair(sample), lambda: (image0, image1))
+    scored = in_camera_pixels(sample, matches)
+    view = View(image0, image1, matches, scored, sample.T_0to1, sample.camera0, sample.camera1)
     if sample.T_0to1 is not None and sample.depth0 is not None and ctx.dataset.has_ground_truth_depth():
         depth_map = read_depth(sample.depth0, sample.depth_scale)
-        view.depth0 = sample_depth(depth_map, matches.kpts0, sample.camera0.width, sample.camera0.height)
+        view.depth0 = sample_depth(depth_map, scored.kpts0, sample.camera0.width, sample.camera0.height)
     elif sample.T_0to1 is None:
         try:
-            view.inliers = solve_pair(ctx.dataset.task, sample, matches, ctx.cfg["solver"], seed).inliers
+            solver = SOLVERS.get(ctx.dataset.task, ctx.cfg["solver"][ctx.dataset.task])
+            view.inliers = _first_estimate(ctx, pair_problem(solver, sample, scored), seed).inliers
         except SampleError:
             view.inliers = None
     return view
 
 
 def _query_view(sample: QuerySample, ctx: "ShowContext", seed: int) -> View:
-    from .localize import localize_query
+    """The query against the reference with the most inliers in the pooled PnP (most matches when the
+    solver fails), its matches fetched exactly as the run fetched them."""
+    from .localize import query_problem
 
-    query = []
-
-    def load_query():
-        if not query:
-            query.append(read_image(sample.image))
-        return query[0]
-
-    refs = [r for r in sample.references if r.points2d is not None and len(r.points2d)]  # as localize_query
-    if not refs:
-        raise SampleError("no retrieved reference image observes any map point: there is no pair to draw")
-    keys = [ctx.source.keys.localization(r, sample) for r in refs]
-    found = {}
-    for r, key in zip(refs, keys):
-        if key not in found:  # two references may be one image
-            found[key] = ctx.source.get(key, lambda r=r: (read_image(r.image), load_query()))
-    estimate, _, _, _ = localize_query(sample, ctx.method, _Found(found), ctx.cfg["solver"], seed, ctx.source.keys)
-    counts = [len(found[key]) for key in keys]
-    bounds = np.cumsum([0] + counts)
-    per_ref = [estimate.inliers[a:b] if estimate.inliers is not None else None for a, b in zip(bounds, bounds[1:])]
-    score = [(int(m.sum()) if m is not None else -1, n) for m, n in zip(per_ref, counts)]
+    ctx.source.fetched = []
+    problem, _, _, _ = query_problem(sample, ctx.method, ctx.source, ctx.cfg["solver"], ctx.source.keys)
+    parts = list(ctx.source.fetched)  # one per reference that observes map points, in retrieval order
+    refs = [r for r in sample.references if r.points2d is not None and len(r.points2d)]
+    try:
+        inliers = _first_estimate(ctx, problem, seed).inliers
+    except SampleError:
+        inliers = None
+    bounds = np.cumsum([0] + [len(m) for m in parts])
+    per_ref = [inliers[a:b] if inliers is not None else None for a, b in zip(bounds, bounds[1:])]
+    score = [(int(m.sum()) if m is not None else -1, len(p)) for m, p in zip(per_ref, parts)]
     best = max(range(len(refs)), key=lambda i: score[i])  # ties: the better-ranked reference
-    ref, matches = refs[best], found[keys[best]]
+    ref, matches = refs[best], parts[best]
     T = sample.T_w2c @ invert_pose(ref.T_w2c) if sample.T_w2c is not None else None
     rank = next(i for i, r in enumerate(sample.references) if r is ref) + 1
     inl = "" if per_ref[best] is None else f", {int(per_ref[best].sum())} inliers in the pooled PnP"
-    view = View(read_image(ref.image), load_query(), matches, T, ref.camera, sample.camera,
+    view = View(read_image(ref.image), read_image(sample.image), matches, matches, T, ref.camera, sample.camera,
                 inliers=per_ref[best] if T is None else None)
     view.notes.append(f"left: reference {ref.name} (retrieval rank {rank} of {len(sample.references)}; "
                       f"{len(matches)} matches{inl}); right: the query")
@@ -195,7 +195,8 @@ def colour(view: View, max_error: float) -> tuple[np.ndarray, np.ndarray, viz.Le
     """(colours, drawing order, legend): by GT reprojection or epipolar error, else solver inliers."""
     m = view.matches
     if view.T_0to1 is not None:
-        k0, k1 = viz.pinhole_pixels(view.camera0, m.kpts0), viz.pinhole_pixels(view.camera1, m.kpts1)
+        k0, k1 = (viz.pinhole_pixels(c, k) for c, k in ((view.camera0, view.scored.kpts0),
+                                                          (view.camera1, view.scored.kpts1)))
         K0, K1 = view.camera0.K, view.camera1.K
         if view.depth0 is not None:
             errors = viz.reprojection_error_px(k0, k1, view.depth0, view.T_0to1, K0, K1)

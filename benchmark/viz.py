@@ -67,7 +67,7 @@ def pinhole_pixels(camera, kpts: np.ndarray) -> np.ndarray:
     sees them (errors against the GT geometry are then exact); pinhole cameras' pixels unchanged."""
     if camera.model in PINHOLE_MODELS or not len(kpts):
         return kpts
-    from .solvers import to_pycolmap_camera
+    from .estimators import to_pycolmap_camera
 
     xy = to_pycolmap_camera(camera).cam_from_img(np.ascontiguousarray(kpts + 0.5, dtype=np.float64))  # COLMAP px
     return np.c_[xy, np.ones(len(xy))] @ camera.K[:2].T

@@ -9,7 +9,7 @@ wall time spent inside the functions that do it, measured by wrapping them for t
 
 * matcher: ``Matcher.match`` (the method itself, weights loading excluded);
 * image/depth reading: ``benchmark.io.read_image`` / ``read_depth``;
-* solving: the pose solvers (``benchmark.pipeline.solve_pair``);
+* solving: the pose solvers (``benchmark.pipeline.solve_thresholds``);
 * scoring: per-sample errors (``Protocol.sample_errors``) and the run summary (``report.summarize_run``);
 * caching: per-pair cache reads and writes (``MatchCache``);
 * writing results: tables, plots, submission files;
@@ -72,8 +72,8 @@ def targets():
     from methods.base import Matcher
 
     out = [(Matcher, "match", "matcher"), (pipeline, "read_image", "image/depth reading"),
-           (pipeline, "read_depth", "image/depth reading"), (io, "read_image", "image/depth reading"),
-           (pipeline, "solve_pair", "solving"), (report, "summarize_run", "summary + bootstrap"),
+           (io, "read_depth", "image/depth reading"), (io, "read_image", "image/depth reading"),
+           (pipeline, "solve_thresholds", "solving"), (report, "summarize_run", "summary + bootstrap"),
            (report, "write_results", "writing results"),
            (cache.MatchCache, "get", "caching"), (cache.MatchCache, "put", "caching"),
            (runner, "prepare", "run set-up (build, check, identify inputs)")]

@@ -7,6 +7,7 @@ Layout (as distributed for visuallocalization.net; every path is a config key, r
     <root>/queries/{day,night}_time_queries_with_intrinsics.txt    name MODEL W H params... (COLMAP pixels)
     <root>/3D-models/aachen_v_1_1/                                 COLMAP model of the database images
     <root>/pairs-query-netvlad50.txt                               retrieval pairs 'query db', best first
+                                                                   (or kapture's 'query, db, score' files)
 
 Each query becomes a ``QuerySample`` whose references are its top ``dataset.num_retrieved`` database
 images with camera, pose and the 2D observations (OpenCV pixels = COLMAP - 0.5) of 3D map points.
@@ -89,20 +90,38 @@ def read_query_list(path: Path) -> list[QueryEntry]:
 
 
 def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, str]]:
-    """query -> [(database name, line), ...] in file order (best first) without repeats, and
-    query -> the first malformed line naming it."""
+    """query -> [(database name, line), ...] best first without repeats, and query -> the first malformed
+    line naming it.
+
+    Two formats: hloc's ``query db`` lines (file order is the rank) and kapture's pairs files
+    ``query, db, score`` (kapture_localization's reader: per query, highest score first; what MASt3R's
+    visloc.py reads, e.g. FIRe's fire_top50.txt). A file whose first pair line has commas is kapture's."""
     pairs: dict[str, list[tuple[str, int]]] = {}
+    scores: dict[str, list[float]] = {}
     bad: dict[str, str] = {}
+    kapture = None
     for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        if len(fields) != 2:
-            bad.setdefault(fields[0], f"{path} line {lineno}: expected 'query_name db_name', got {len(fields)} fields")
+        kapture = ("," in line) if kapture is None else kapture
+        fields = [f.strip() for f in line.split(",")] if kapture else line.split()
+        if len(fields) != (3 if kapture else 2):
+            expected = "'query_name, db_name, score' (kapture)" if kapture else "'query_name db_name'"
+            query = line.replace(",", " ").split()[0]  # the query the broken line is about
+            bad.setdefault(query, f"{path} line {lineno}: expected {expected}, got {len(fields)} fields")
+            continue
+        try:
+            score = float(fields[2]) if kapture else -lineno
+        except ValueError:
+            bad.setdefault(fields[0], f"{path} line {lineno}: the score {fields[2]!r} is not a number")
             continue
         refs = pairs.setdefault(fields[0], [])
         if all(db != fields[1] for db, _ in refs):
             refs.append((fields[1], lineno))
+            scores.setdefault(fields[0], []).append(score)
+    for query, refs in pairs.items():  # stable: equal scores keep the file order
+        order = sorted(range(len(refs)), key=lambda i: -scores[query][i])
+        pairs[query] = [refs[i] for i in order]
     return pairs, bad
 
 
@@ -219,7 +238,7 @@ class Aachen(Dataset):
         "image_dir": "images_upright",  # query and database image names are relative to this folder
         "queries": ["queries/day_time_queries_with_intrinsics.txt", "queries/night_time_queries_with_intrinsics.txt"],
         "model": "3D-models/aachen_v_1_1",  # COLMAP model of the database images
-        "pairs": "pairs-query-netvlad50.txt",  # retrieval pairs 'query db' per line, best first (hloc format)
+        "pairs": "pairs-query-netvlad50.txt",  # retrieval pairs: hloc's 'query db' (best first) or kapture's
         "num_retrieved": 20,  # database images matched per query (MASt3R's top 20; hloc uses all 50)
         "ground_truth": None,  # optional query poses: 'name qw qx qy qz tx ty tz' file or a COLMAP model
         "conditions": None,  # e.g. [day]; null = all

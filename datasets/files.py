@@ -1,8 +1,12 @@
-"""Small file helpers shared by the ScanNet, Aachen and CO3D loaders."""
+"""Small file helpers shared by the ScanNet, MegaDepth, Aachen and CO3D loaders."""
 from __future__ import annotations
 
+import importlib
+import pickle
+import zipfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 EXIF_ORIENTATION = 0x0112
@@ -67,4 +71,39 @@ def missing_files(paths, what: str = "image") -> list[str]:
         else:
             folders[folder] = folders.get(folder, 0) + 1
     out += [f"the folder {f} does not exist ({n} {what}s of the list are in it)" for f, n in folders.items()]
+    return out
+
+
+# What a pickled numpy object array may name: the array reconstructors and numpy scalars, nothing else.
+_NUMPY_PICKLE_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                         for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _NUMPY_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a numpy array file never needs")
+        return getattr(importlib.import_module(module), name)
+
+
+def read_object_npz(path: Path) -> dict:
+    """Arrays of a ``.npz`` file, object arrays included (LoFTR's scene-info files hold tuples and
+    per-image arrays), without ``allow_pickle``: a pickled member may only rebuild numpy arrays and
+    scalars, so a tampered file cannot run code. Raises ValueError for anything else."""
+    out = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            if not member.endswith(".npy"):
+                continue
+            with archive.open(member) as fp:
+                version = np.lib.format.read_magic(fp)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(fp)
+                if dtype.hasobject:
+                    array = _NumpyOnlyUnpickler(fp).load()
+                else:
+                    data = np.frombuffer(fp.read(), dtype=dtype, count=int(np.prod(shape)))
+                    array = data.reshape(shape, order="F" if fortran else "C")
+            out[member[:-4]] = array
     return out

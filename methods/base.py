@@ -83,14 +83,15 @@ class Matcher:
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         return self.match_batch([(image0, image1)])[0]
 
-    def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
-        """Several pairs at once (methods that batch on the device write ``_match_pairs``)."""
+    def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], run=None) -> list[Matches]:
+        """Several pairs at once (methods that batch on the device write ``_match_pairs``; ``run`` replaces
+        it for one call, e.g. to match from map observations)."""
         for a, b in pairs:
             check_image(a, 0)
             check_image(b, 1)
         self.load()
         start = time.perf_counter()
-        out = self._match_pairs(pairs)
+        out = (run or self._match_pairs)(pairs)
         for m in out:  # a batch shares its time unless the method timed each pair
             m.timings.setdefault("match", (time.perf_counter() - start) / max(len(pairs), 1))
         return out
@@ -102,6 +103,11 @@ class Matcher:
             out.append(self._match(a, b))
             out[-1].timings.setdefault("match", time.perf_counter() - start)
         return out
+
+    def bound_to_map(self, points2d0) -> "Matcher":
+        """The matcher for one mapped reference image (image 0) whose map observations are ``points2d0``
+        (OpenCV pixels). Most methods ignore them; MASt3R's visloc mode (``pixel_tol`` > 0) starts from them."""
+        return self
 
     def pairs_per_batch(self) -> int:
         """Pairs the runner hands to ``match_batch`` at once (1: the method gains nothing from batches)."""

@@ -128,7 +128,29 @@ CASES = {
     "3D-point solver, sparse method": lambda tmp, prev, args, root: (
         ["run", *args, "--set", "solver.metric_relative=essential_pts3d", "--output", str(prev)],
         "error: solver.metric_relative=essential_pts3d needs a method that predicts 3D points (mast3r, dust3r), "
-        "which sift does not; use --set solver.metric_relative=pnp_depth with a depth map (dataset.depth)."),
+        "which sift does not; choose another solver.metric_relative (pnp_depth, essential_depth, pnp_depth_poselib)."),
+    "unknown metric-relative solver": lambda tmp, prev, args, root: (
+        ["run", *args, "--set", "solver.metric_relative=pnp_dept", "--output", str(prev)],
+        "error: Unknown solver.metric_relative 'pnp_dept'; known solvers for metric relative pose: pnp_depth, pnp_pts3d, "
+        "essential_depth, essential_pts3d, pnp_depth_poselib, pnp_pts3d_poselib (`python -m benchmark list` shows "
+        "what each needs)."),
+    "unknown relative solver": lambda tmp, prev, args, root: (
+        ["run", *args, "--set", "solver.relative=essentiall", "--output", str(prev)],
+        "error: Unknown solver.relative 'essentiall'; known solvers for relative pose up to scale: essential, "
+        "essential_opencv, poselib (`python -m benchmark list` shows what each needs)."),
+    "unknown absolute solver": lambda tmp, prev, args, root: (
+        ["run", *args, "--set", "solver.absolute=pnpp", "--output", str(prev)],
+        "error: Unknown solver.absolute 'pnpp'; known solvers for absolute pose against a map: pnp, poselib "
+        "(`python -m benchmark list` shows what each needs)."),
+    "bad RANSAC threshold": lambda tmp, prev, args, root: (
+        ["run", *args, "--set", "solver.ransac.max_error=[1, -2]", "--output", str(prev)],
+        "error: solver.ransac.max_error must be a positive number of pixels or a list of them (a threshold sweep), "
+        "not [1, -2]."),
+    "diagonal ratio with a sweep": lambda tmp, prev, args, root: (
+        ["run", *args, "--set", "solver.ransac.max_error=[1, 2]", "--set", "solver.ransac.max_error_diag_ratio=0.008",
+         "--output", str(prev)],
+        "error: solver.ransac.max_error_diag_ratio replaces solver.ransac.max_error, which lists a threshold sweep; "
+        "set only one of the two."),
     "MASt3R weights of the wrong family": lambda tmp, prev, args, root: (
         ["run", *args, "--method", "mast3r", "--set",
          f"method.weights={root.parents[1] / 'mast3r/tiny_dust3r/checkpoint.pth'}", "--output", str(tmp / "new")],

@@ -34,7 +34,7 @@ def test_run_writes_every_artifact_and_resumes(tiny, tmp_path):
     assert "VCRE<90px prec" in r.stdout and "too_few_matches 4" in r.stdout
     # every sample failed: the results are written, the exit code and one sentence say so
     assert r.returncode == 1 and "every one of the 4 samples failed (most often too_few_matches" in r.stderr
-    assert "4 x too_few_matches: 0 matches with valid depth" in r.stdout  # the reasons, counted
+    assert "4 x too_few_matches: 0 of 0 matches with a 3D point, need 5" in r.stdout  # the reasons, counted
     for name in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
                  "provenance.json", "submission.zip", "plots/error_curves.png", "plots/per_scene.png"):
         assert (out / name).is_file(), name

@@ -90,10 +90,11 @@ def test_bad_settings_raise_one_sentence(apple, tmp_path):
 def test_sift_relative_poses_agree_with_the_converted_cameras(apple):
     """Real images: an essential matrix from SIFT matches recovers the converted GT pose of close frames,
     which checks the axis flip and the NDC focal length together."""
-    from benchmark import solvers
+    from benchmark import estimators
     from benchmark.config import load_yaml
     from benchmark.geometry import rotation_angle_deg
     from benchmark.io import read_image
+    from benchmark.types import PoseProblem
     from methods.sift import SiftMatcher
 
     conf = load_yaml(Path(__file__).resolve().parents[1] / "configs/default.yaml")["solver"]
@@ -104,7 +105,8 @@ def test_sift_relative_poses_agree_with_the_converted_cameras(apple):
         if (s.image0.stem, s.image1.stem) not in wanted:
             continue
         m = matcher.match(read_image(s.image0, s.resize0), read_image(s.image1, s.resize1))
-        est = solvers.essential(m, s.camera0, s.camera1, conf, 0)
-        R, t = s.T_0to1[:3, :3], s.T_0to1[:3, 3]
-        assert rotation_angle_deg(est.R.T @ R) < 3.0
-        assert np.degrees(np.arccos(abs(est.t @ t) / np.linalg.norm(t))) < 5.0
+        for solve in (estimators.essential, estimators.poselib_relative):
+            est = solve(PoseProblem(m, s.camera1, s.camera0), conf, 0)
+            R, t = s.T_0to1[:3, :3], s.T_0to1[:3, 3]
+            assert rotation_angle_deg(est.R.T @ R) < 3.0, solve
+            assert np.degrees(np.arccos(abs(est.t @ t) / np.linalg.norm(t))) < 5.0, solve

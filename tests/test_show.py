@@ -15,7 +15,7 @@ from benchmark.protocols import get_protocol
 from benchmark.registry import DATASETS, METHODS
 from benchmark.runner import build
 from benchmark.show import draw_sample, open_run, show, worst_order
-from benchmark.solvers import sample_depth
+from benchmark.estimators import sample_depth
 from benchmark.types import TASK_ABSOLUTE, Camera, Matches, QuerySample, Reference
 from datasets.demo.loader import Demo
 from methods.base import Matcher

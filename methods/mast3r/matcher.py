@@ -1,15 +1,24 @@
 """The ``mast3r`` and ``dust3r`` methods: our networks (``methods.mast3r``) behind the matcher interface.
 
-Image 0 is the network's view 1 (the reference, whose camera frame the 3D points are given in), image 1
-its view 2. Both are pre-processed exactly as the official ``load_images`` (long side ``size``, crop to
-multiples of 16); keypoints come back in the original images' pixels (OpenCV convention).
+Image 0 is the reference (map) image, image 1 the query. By default image 0 is the network's view 1 (the
+frame the 3D points are given in) and both images are pre-processed exactly as the official ``load_images``
+(long side ``size``, crop to multiples of 16); keypoints come back in the original images' pixels (OpenCV
+convention).
 
 * ``mast3r``: reciprocal matches of the local descriptors by Fast Reciprocal Matching (``frm.*``;
-  ``frm.brute_force=true`` runs the all-pixels baseline instead), scores = the smaller descriptor
-  confidence of the two ends; each match also carries MASt3R's 3D point of both ends (view-1 frame,
-  metric for the metric checkpoint), used by the ``*_pts3d`` solvers and the ``pointmap`` lifting.
-  ``coarse_to_fine.enabled`` turns on windowed full-resolution matching for images larger than the
-  network size (``methods.mast3r.coarse_to_fine``).
+  ``frm.brute_force=true`` runs the all-pixels baseline instead), started from a grid on image 0; scores =
+  the smaller descriptor confidence of the two ends; each match also carries MASt3R's 3D point of both ends
+  (view-1 frame, metric for the metric checkpoint), used by the ``*_pts3d`` solvers and the ``pointmap``
+  lifting. ``coarse_to_fine.enabled`` turns on windowed full-resolution matching for images larger than
+  the network size (``methods.mast3r.coarse_to_fine``).
+  MASt3R's own localization recipe (``visloc.py``; the ``mast3r_visloc`` preset) differs in three ways,
+  each a key: ``preprocess: visloc`` (centre crop to the nearest training aspect ratio + antialiased
+  resize, ``methods.mast3r.visloc``), ``query_first: true`` (the query is the network's view 1; FRM still
+  starts from the grid on the map image; the 3D points, then in the query's frame, are not returned) and
+  ``pixel_tol`` > 0 (absolute localization: FRM starts from the map observations of image 0 instead of the
+  grid, one round, kept when the round trip ends within ``pixel_tol`` pixels; such a match's ``kpts0`` is
+  the map observation it started from, whose 3D point visloc.py uses; ``seeded_conf_threshold`` is its
+  ``--confidence_threshold``).
 * ``dust3r``: reciprocal nearest neighbours in 3D between the two point maps (pixels with ``conf`` of
   at least ``conf_threshold``), scores = the smaller confidence.
 
@@ -32,11 +41,13 @@ from ..base import Matcher
 from ..learned import check_device, files_fingerprint, torch_device
 from . import coarse_to_fine as c2f
 from .checkpoint import DUST3R_DEFAULT, MAST3R_DEFAULT, load_model, resolve_weights
-from .dense import descriptor_matches, pointmap_matches
+from .dense import descriptor_matches, pointmap_matches, seeded_descriptor_matches
 from .images import preprocess_image
 from .inference import infer_pairs
+from .visloc import TRAINING_RESOLUTIONS, observation_starts, prepare_visloc_image
 
 AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
+PREPROCESS = {"load_images": preprocess_image, "visloc": prepare_visloc_image}
 
 
 class _Dust3rFamily(Matcher):
@@ -52,10 +63,17 @@ class _Dust3rFamily(Matcher):
         "autocast": None,  # CUDA only: bfloat16 | float16; null runs float32
         "batch_size": 1,  # pairs per forward pass (consecutive pairs of equal image sizes)
         "max_matches": None,  # keep this many best-scoring matches; null keeps all
+        "preprocess": "load_images",  # load_images (dust3r's loader) | visloc (MASt3R's visloc.py datasets)
     }
 
     def check(self) -> None:
         check_device(self.conf["device"])
+        if self.conf["preprocess"] not in PREPROCESS:
+            raise UserError(f"method.preprocess must be one of {', '.join(PREPROCESS)}, not "
+                            f"{self.conf['preprocess']!r}.")
+        if self.conf["preprocess"] == "visloc" and self.conf["size"] not in TRAINING_RESOLUTIONS:
+            raise UserError(f"method.preprocess=visloc needs method.size 224 or 512 (the training resolutions), "
+                            f"not {self.conf['size']!r}.")
         if self.conf["autocast"] not in AUTOCAST:
             raise UserError(f"method.autocast must be null, bfloat16 or float16, not {self.conf['autocast']!r}.")
         for key, least in (("size", 16), ("batch_size", 1)):
@@ -89,12 +107,17 @@ class _Dust3rFamily(Matcher):
 
     # -- one pair -----------------------------------------------------------------------------
     def _views(self, image0: np.ndarray, image1: np.ndarray):
-        """Both images as the official loader prepares them: (view dict, ImageTransform) each."""
+        """Both images as ``method.preprocess`` prepares them: (view dict, transform to the original) each."""
         out = []
         for image in (image0, image1):
-            img, true_shape, transform = preprocess_image(image, int(self.conf["size"]))
+            img, true_shape, transform = PREPROCESS[self.conf["preprocess"]](image, int(self.conf["size"]))
             out.append(({"img": img, "true_shape": true_shape}, transform))
         return out
+
+    @property
+    def query_first(self) -> bool:
+        """True when image 1 (the query) is the network's view 1."""
+        return False
 
     def pairs_per_batch(self) -> int:
         return int(self.conf["batch_size"])
@@ -102,7 +125,9 @@ class _Dust3rFamily(Matcher):
     def _forward(self, pairs_of_views: list) -> list:
         return infer_pairs(self.model, pairs_of_views, int(self.conf["batch_size"]), self.device, self._autocast)
 
-    def _dense(self, res1: dict, res2: dict):
+    def _dense(self, out0: dict, out1: dict, transform0, seeds):
+        """Network-pixel matches from the outputs for image 0 and image 1 (``seeds``: map observations of
+        image 0 to start from, or None)."""
         raise NotImplementedError
 
     def _best(self, matches: Matches) -> Matches:
@@ -111,27 +136,38 @@ class _Dust3rFamily(Matcher):
             return matches
         return matches.subset(np.sort(np.argsort(-matches.scores, kind="stable")[:int(k)]))
 
-    def _to_matches(self, dense, t0, t1, timings: dict) -> Matches:
-        return self._best(Matches(t0.to_original(dense.xy1), t1.to_original(dense.xy2), dense.scores, dense.pts3d1,
-                                  dense.pts3d2, timings=timings))
+    def _to_matches(self, dense, t0, t1, timings: dict, seeds=None) -> Matches:
+        if seeds is None:
+            kpts0 = t0.to_original(dense.xy1)
+        else:  # a seeded match starts at a map observation: report that observation
+            starts, owners = observation_starts(t0, seeds)
+            w = t0.network_size[0]
+            kpts0 = np.asarray(seeds, np.float64).reshape(-1, 2)[
+                owners[np.searchsorted(starts[:, 1] * w + starts[:, 0], dense.xy1[:, 1] * w + dense.xy1[:, 0])]]
+        return self._best(Matches(kpts0, t1.to_original(dense.xy2), dense.scores, dense.pts3d1, dense.pts3d2,
+                                  timings=timings))
 
     def _match_pairs(self, pairs: list) -> list[Matches]:
         return [m for m, _ in self._match_pairs_with_outputs(pairs)]
 
-    def _match_pairs_with_outputs(self, pairs: list) -> list[tuple[Matches, tuple]]:
-        """Matches of each pair, with what the network predicted: (res1, res2, transform0, transform1)."""
+    def _match_pairs_with_outputs(self, pairs: list, seeds: list | None = None) -> list[tuple[Matches, tuple]]:
+        """Matches of each pair, with what the network predicted for each image: (out0, out1, transform0,
+        transform1). ``seeds``: per pair, map observations of image 0 to start from (or None)."""
         if not pairs:
             return []
+        seeds = seeds or [None] * len(pairs)
         tic = time.perf_counter()
         views = [self._views(a, b) for a, b in pairs]
-        outputs = self._forward([(v0, v1) for (v0, _), (v1, _) in views])
+        flip = self.query_first
+        outputs = self._forward([(v1, v0) if flip else (v0, v1) for (v0, _), (v1, _) in views])
         t_forward = (time.perf_counter() - tic) / len(pairs)
         out = []
-        for ((_, t0), (_, t1)), (res1, res2) in zip(views, outputs):
+        for ((_, t0), (_, t1)), (res1, res2), seed in zip(views, outputs, seeds):
+            out0, out1 = (res2, res1) if flip else (res1, res2)
             tic = time.perf_counter()
-            dense = self._dense(res1, res2)
+            dense = self._dense(out0, out1, t0, seed)
             timings = {"forward": t_forward, "reciprocal": time.perf_counter() - tic}
-            out.append((self._to_matches(dense, t0, t1, timings), (res1, res2, t0, t1)))
+            out.append((self._to_matches(dense, t0, t1, timings, seed), (out0, out1, t0, t1)))
         return out
 
 
@@ -151,6 +187,9 @@ class Mast3rMatcher(_Dust3rFamily):
         },
         "border": 3,  # drop matches this close to the network image's edge (official visloc: 3)
         "desc_conf_threshold": 0.0,  # minimum descriptor confidence at both ends
+        "query_first": False,  # true: the query (image 1) is the network's view 1 (visloc.py); no 3D points then
+        "pixel_tol": 0,  # > 0: start FRM from the map observations of image 0 where there are any (visloc.py)
+        "seeded_conf_threshold": 1.001,  # minimum descriptor confidence of those matches (visloc.py's default)
         "coarse_to_fine": {
             "enabled": False,  # true: windowed full-resolution matching when an image exceeds the network size
             "window": 512,  # long side of the windows, pixels of the full image
@@ -168,6 +207,9 @@ class Mast3rMatcher(_Dust3rFamily):
         for key in ("subsample", "max_iter"):
             if isinstance(frm[key], bool) or not isinstance(frm[key], int) or frm[key] < 1:
                 raise UserError(f"method.frm.{key} must be a positive integer, not {frm[key]!r}.")
+        tol = self.conf["pixel_tol"]
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
+            raise UserError(f"method.pixel_tol must be a number >= 0 (pixels; 0 = grid start points), not {tol!r}.")
         ctf = self.conf["coarse_to_fine"]
         if not (isinstance(ctf["overlap"], (int, float)) and 0 <= ctf["overlap"] < 1):
             raise UserError(f"method.coarse_to_fine.overlap must be in [0, 1), not {ctf['overlap']!r}.")
@@ -175,12 +217,43 @@ class Mast3rMatcher(_Dust3rFamily):
             raise UserError(f"method.coarse_to_fine.window must be an integer of at least 16 px, not "
                             f"{ctf['window']!r}.")
 
-    def _dense(self, res1, res2):
+    @property
+    def query_first(self) -> bool:
+        return bool(self.conf["query_first"])
+
+    @property
+    def predicts_geometry(self) -> bool:
+        """The 3D points are returned only when image 0 is view 1 (they are in view 1's frame)."""
+        return not self.query_first
+
+    def _dense(self, out0, out1, transform0, seeds):
+        points = not self.query_first
+        if seeds is not None:
+            starts, _ = observation_starts(transform0, seeds)
+            return seeded_descriptor_matches(out0, out1, starts, pixel_tol=float(self.conf["pixel_tol"]),
+                                             conf_threshold=float(self.conf["seeded_conf_threshold"]),
+                                             points=points)
         frm = self.conf["frm"]
-        return descriptor_matches(res1, res2, subsample=int(frm["subsample"]), max_iter=int(frm["max_iter"]),
+        return descriptor_matches(out0, out1, subsample=int(frm["subsample"]), max_iter=int(frm["max_iter"]),
                                   early_stop=bool(frm["early_stop"]), brute_force=bool(frm["brute_force"]),
                                   border=int(self.conf["border"]),
-                                  conf_threshold=float(self.conf["desc_conf_threshold"]))
+                                  conf_threshold=float(self.conf["desc_conf_threshold"]), points=points)
+
+    # -- starting from the map (absolute localization) ----------------------------------------
+    def bound_to_map(self, points2d0) -> Matcher:
+        if self.conf["pixel_tol"] <= 0 or points2d0 is None or len(points2d0) == 0:
+            return self
+        return MapSeeded(self, np.asarray(points2d0, np.float64).reshape(-1, 2))
+
+    def match_from_map(self, image0: np.ndarray, image1: np.ndarray, points2d0: np.ndarray) -> Matches:
+        """One pair, FRM started from the map observations ``points2d0`` (OpenCV pixels of image 0)."""
+        return self.match_batch([(image0, image1)], lambda pairs: [self._one(*pairs[0], points2d0)])[0]
+
+    def _one(self, image0, image1, seeds=None) -> Matches:
+        ctf = self.conf["coarse_to_fine"]
+        if bool(ctf["enabled"]) and max(*image0.shape[:2], *image1.shape[:2]) > int(ctf["window"]):
+            return self._coarse_to_fine(image0, image1, seeds)
+        return self._match_pairs_with_outputs([(image0, image1)], [seeds])[0][0]
 
     def _match_pairs(self, pairs: list) -> list[Matches]:
         """Pairs larger than a window go coarse-to-fine one by one (when enabled); the others in batches."""
@@ -189,11 +262,13 @@ class Mast3rMatcher(_Dust3rFamily):
         single = iter(super()._match_pairs([p for p, big in zip(pairs, large) if not big]))
         return [self._coarse_to_fine(*p) if big else next(single) for p, big in zip(pairs, large)]
 
-    def _coarse_to_fine(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+    def _coarse_to_fine(self, image0: np.ndarray, image1: np.ndarray, seeds=None) -> Matches:
+        """Coarse grid matching (also with seeds, as visloc.py), then the window pairs at full resolution
+        (started from the seeds inside each window of image 0, when given)."""
         ctf = self.conf["coarse_to_fine"]
         tic = time.perf_counter()
-        coarse, (res1, _, t0, _) = self._match_pairs_with_outputs([(image0, image1)])[0]
-        coarse_depth = res1["pts3d"][0, ..., 2].float().cpu().numpy()
+        coarse, (out0, _, t0, _) = self._match_pairs_with_outputs([(image0, image1)])[0]
+        coarse_depth = out0["pts3d"][0, ..., 2].float().cpu().numpy() if self.predicts_geometry else None
         windows0 = c2f.window_grid(image0.shape[1], image0.shape[0], int(ctf["window"]), float(ctf["overlap"]))
         windows1 = c2f.window_grid(image1.shape[1], image1.shape[0], int(ctf["window"]), float(ctf["overlap"]))
         chosen = c2f.select_window_pairs(coarse.kpts0, coarse.kpts1, windows0, windows1, int(ctf["min_matches"]),
@@ -204,16 +279,23 @@ class Mast3rMatcher(_Dust3rFamily):
             return coarse
         tic = time.perf_counter()
         crops = [(windows0[a].crop(image0), windows1[b].crop(image1)) for a, b, _ in chosen]
+        window_seeds = None
+        if seeds is not None:  # each window of image 0 starts from the observations inside it
+            window_seeds = [seeds[windows0[a].contains(seeds)] - [windows0[a].x0, windows0[a].y0]
+                            for a, _, _ in chosen]
         parts = []  # every window has one size: the window pairs share batched forward passes
-        for (a, b, _), fine in zip(chosen, super()._match_pairs(crops)):
+        for (a, b, _), (fine, _) in zip(chosen, self._match_pairs_with_outputs(crops, window_seeds)):
             w0, w1 = windows0[a], windows1[b]
             kpts0 = fine.kpts0 + np.array([w0.x0, w0.y0], float)
             kpts1 = fine.kpts1 + np.array([w1.x0, w1.y0], float)
+            if coarse_depth is None:
+                parts.append(Matches(kpts0, kpts1, fine.scores))
+                continue
             # the window's own point map has its own scale: bring it to the coarse prediction's
             scale = c2f.rescale_to(c2f.sample_map(coarse_depth, t0.to_network(kpts0)), fine.pts3d0[:, 2])
             parts.append(Matches(kpts0, kpts1, fine.scores, fine.pts3d0 * scale, fine.pts3d1 * scale))
-        joined = {k: np.concatenate([getattr(m, k) for m in parts]) for k in ("kpts0", "kpts1", "scores", "pts3d0",
-                                                                               "pts3d1")}
+        keys = ("kpts0", "kpts1", "scores") + (("pts3d0", "pts3d1") if coarse_depth is not None else ())
+        joined = {k: np.concatenate([getattr(m, k) for m in parts]) for k in keys}
         keep = c2f.deduplicate(joined["kpts0"], joined["kpts1"], joined["scores"])
         timings["fine"] = time.perf_counter() - tic
         merged = Matches(**{k: v[keep] for k, v in joined.items()}, timings=timings)
@@ -232,6 +314,19 @@ class Dust3rMatcher(_Dust3rFamily):
         "border": 0,
     }
 
-    def _dense(self, res1, res2):
-        return pointmap_matches(res1, res2, conf_threshold=float(self.conf["conf_threshold"]),
+    def _dense(self, out0, out1, transform0, seeds):
+        return pointmap_matches(out0, out1, conf_threshold=float(self.conf["conf_threshold"]),
                                 border=int(self.conf["border"]))
+
+
+class MapSeeded:
+    """A matcher bound to the map observations of one reference image: ``match`` starts from them."""
+
+    def __init__(self, method: Mast3rMatcher, points2d0: np.ndarray):
+        self.method, self.points2d0 = method, points2d0
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        return self.method.match_from_map(image0, image1, self.points2d0)
+
+    def __getattr__(self, name):
+        return getattr(self.method, name)
