@@ -5,7 +5,6 @@ provenance."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -14,27 +13,10 @@ import yaml
 
 from . import htmlpage as H
 from .io import write_text_atomic
+from .report import failure_reasons
 from .types import OK
 
 MAX_SAMPLE_ROWS = 2000  # the per-sample table lists the worst this many (all rows are in samples.csv)
-
-
-def reason_pattern(reason: str) -> str:
-    """A failure reason with its numbers and file paths blanked, so that reasons group."""
-    reason = re.sub(r"\S*[/\\]\S*", "<file>", str(reason))
-    return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "N", reason)
-
-
-def failure_reasons(df: pd.DataFrame) -> list[list]:
-    """[status, reason pattern, count, an example sample] per kind of failure, most frequent first."""
-    failed = df[df["status"] != OK]
-    if failed.empty:
-        return []
-    groups = failed.assign(pattern=failed["reason"].fillna("").map(reason_pattern)).groupby(
-        ["status", "pattern"], sort=False)
-    rows = [[status, pattern, len(g), f"{g['sample_id'].iloc[0]}: {g['reason'].iloc[0]}"]
-            for (status, pattern), g in groups]
-    return sorted(rows, key=lambda r: -r[2])
 
 
 def _interval(summary: dict, key: str) -> str:
@@ -62,10 +44,10 @@ def status_section(df: pd.DataFrame, summary: dict) -> str:
     n = max(summary["num_samples"], 1)
     counts = [[s, c, f"{100 * c / n:.1f} %"] for s, c in summary["status_counts"].items() if c or s == OK]
     out = "<h2>Status</h2>" + H.table(["status", "samples", "share"], counts, "status", sortable=False)
-    reasons = failure_reasons(df)
+    reasons = [[r["status"], r["reason"], r["count"]] for r in failure_reasons(df)]
     if reasons:
-        out += ('<p>Failure reasons (numbers and paths blanked to group them; every failure counts in every '
-                'metric):</p>' + H.table(["status", "reason", "samples", "example"], reasons, "reasons"))
+        out += ('<p>Failure reasons (grouped with their numbers folded, one example each; every failure counts '
+                'in every metric):</p>' + H.table(["status", "reason (an example)", "samples"], reasons, "reasons"))
     return out
 
 

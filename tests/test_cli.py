@@ -113,7 +113,7 @@ def test_leaderboard_groups_runs_and_marks_published(tiny, tmp_path):
     summary = json.loads((tmp_path / "r2/summary.json").read_text())
     summary["protocol_version"] = "0"
     (tmp_path / "r2/summary.json").write_text(json.dumps(summary))
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--format", "md")
     assert r.stdout.count("### mapfree") == 2  # another protocol version: another table
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--mix-protocols")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--mix-protocols", "--format", "md")
     assert r.stdout.count("### mapfree") == 1
