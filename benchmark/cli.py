@@ -37,7 +37,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="run a sweep of one config key and tabulate accuracy and time")
     _common(p)
-    p.add_argument("--sweep", required=True, metavar="KEY=V1,V2,...", help="e.g. method.frm.max_iter=1,2,3,5,10")
+    p.add_argument("--sweep", metavar="KEY=V1,V2,...",
+                   help="e.g. method.frm.max_iter=1,2,3,5,10 (or a sweep: key in the --experiment file)")
     p.add_argument("--output", help="folder for the ablation table and plot")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--allow-download", action="store_true")
@@ -80,8 +81,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("datasets", help="dataset utilities")
     dsub = p.add_subparsers(dest="dverb", required=True)
-    c = dsub.add_parser("check", help="validate a dataset folder and list every problem")
+    c = dsub.add_parser("check", help="validate a dataset folder and list every problem (exit code 1 if any)")
     _common(c, method=False)
+    c.add_argument("--quick", action="store_true", help="check files exist without decoding every image")
     return ap
 
 
@@ -95,41 +97,41 @@ def _setup_logging(verbose: bool) -> None:
 def _set_threads(cfg: dict) -> None:
     import torch
 
-    torch.set_num_threads(max(1, int(cfg["run"]["torch_threads"])))
+    torch.set_num_threads(cfg["run"]["torch_threads"])
 
 
-def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, quiet: bool = False) -> dict:
-    from . import provenance, report
+def run_config(args, extra: list[str] = ()) -> dict:
+    """The resolved config of a run (or of one ablation value, with ``extra`` overrides)."""
     from .config import resolve
     from .registry import DATASETS
+    from .solvers import run_solver_conf
+
+    overrides = list(args.overrides) + list(extra)
+    if getattr(args, "executor", None):
+        overrides.append(f"executor.name={args.executor}")
+    cfg = resolve(args.method, args.dataset, args.experiment, overrides, allow_sweep=getattr(args, "verb", "run") == "ablate")
+    # the run uses (and records) only the solver key of its dataset's task
+    cfg["solver"] = run_solver_conf(cfg["solver"], DATASETS.get(cfg["dataset"]["name"]).task)
+    if getattr(args, "no_cache", False):
+        cfg["run"]["cache"] = False
+    return cfg
+
+
+def cmd_run(args, cfg: dict | None = None, output: Path | None = None, quiet: bool = False) -> dict:
+    from . import provenance, report
     from .run_report import write_report
     from .runner import execute, prepare
     from .show import write_worst
-    from .solvers import run_solver_conf
 
-    overrides = list(args.overrides) + list(sweep_overrides)
-    if getattr(args, "executor", None):
-        overrides.append(f"executor.name={args.executor}")
-    cfg = resolve(args.method, args.dataset, args.experiment, overrides)
-    # the run uses (and records) only the solver key of its dataset's task
-    cfg["solver"] = run_solver_conf(cfg["solver"], DATASETS.get(cfg["dataset"]["name"]).task)
-    if args.no_cache:
-        cfg["run"]["cache"] = False
-    viz_worst = cfg["run"]["viz_worst"]
-    if not isinstance(viz_worst, int) or isinstance(viz_worst, bool) or viz_worst < 0:
-        raise UserError(f"run.viz_worst must be a number of samples to draw (0 turns the pictures off), "
-                        f"not '{viz_worst}'.")
-    if cfg["run"]["plots_log_x"] not in ("auto", True, False):
-        raise UserError(f"run.plots_log_x must be auto, true or false, not '{cfg['run']['plots_log_x']}'.")
+    cfg = cfg or run_config(args)
     _set_threads(cfg)
     # data, weights and packages are checked, and every input identified, before any work or output
     prepared = prepare(cfg)
     run_id, protocol = prepared.run_id, prepared.protocol
     output = Path(output or getattr(args, "output", None) or cfg["run"]["output"] or Path("results") / run_id)
-    log.info("run %s: method %s, dataset %s (%s protocol) -> %s", run_id, cfg["method"]["label"],
-             cfg["dataset"]["label"], protocol.name, output)
-    log.info("stage 1/3: matching and solving")
-    df = execute(cfg, output, use_cache=bool(cfg["run"]["cache"]), progress=not args.no_progress, prepared=prepared)
+    # data, settings, weights, solver and the output and cache folders are checked before any work (and
+    # before anything is printed: a refused run says one sentence)
+    df = execute(cfg, output, use_cache=cfg["run"]["cache"], progress=not args.no_progress, prepared=prepared)
     log.info("stage 2/3: scoring %d samples", len(df))
     prov = provenance.collect(cfg, prepared)
     summary = report.summarize_run(df, protocol, cfg, run_id, prov)
@@ -138,7 +140,7 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
     for path in protocol.write_submission(df, prepared.dataset, output):
         log.info("submission file: %s", path)
     try:
-        worst = write_worst(output, df, cfg, prepared.dataset, prepared.method, protocol, viz_worst)
+        worst = write_worst(output, df, cfg, prepared.dataset, prepared.method, protocol, cfg["run"]["viz_worst"])
     except Exception as exc:  # the results are written: a picture that cannot be drawn must not lose them
         log.warning("the worst samples could not be drawn (%s: %s); report.html is written without them",
                     type(exc).__name__, exc)
@@ -154,7 +156,7 @@ def cmd_run(args, sweep_overrides: list[str] = (), output: Path | None = None, q
 def cmd_ablate(args) -> int:
     from .ablation import run_ablation
 
-    run_ablation(args, cmd_run)
+    run_ablation(args, cmd_run, run_config)
     return 0
 
 
@@ -168,9 +170,9 @@ def cmd_score(args) -> int:
     dataset.check()
     metrics = get_protocol(dataset.protocol).score_submission(dataset, Path(args.submission))
     if args.json:
-        from .report import _clean
+        from .report import json_safe
 
-        print(json.dumps(_clean(metrics)))
+        print(json.dumps(json_safe(metrics), allow_nan=False))
     else:
         for k, v in metrics.items():
             print(f"{k}: {v}")
@@ -246,12 +248,13 @@ def cmd_datasets_check(args) -> int:
 
     cfg = resolve("sift", args.dataset, args.experiment, args.overrides)
     dataset = DATASETS.get(cfg["dataset"]["name"])(cfg["dataset"])
-    problems = dataset.problems()
+    problems = dataset.problems(decode=not args.quick)
     if not problems:
         n = sum(1 for _ in dataset)
-        print(f"{args.dataset}: OK ({len(dataset.scenes())} scenes, {n} samples)")
+        how = "files present" if args.quick else "every image decoded"
+        print(f"{cfg['dataset']['label']}: OK ({len(dataset.scenes())} scenes, {n} samples, {how})")
         return 0
-    print(f"{args.dataset}: {len(problems)} problem(s)")
+    print(f"{cfg['dataset']['label']}: {len(problems)} problem(s)")
     for p in problems:
         print(f"  {p}")
     return 1
@@ -284,3 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished shards are kept; the same command resumes", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, the traceback with --verbose
+        if args.verbose:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: unexpected {type(exc).__name__}{': ' + first if first else ''}; this is a bug in locbench: "
+              f"run the command again with --verbose for the traceback and report it.", file=sys.stderr)
+        return 1

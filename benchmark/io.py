@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import SampleError
+from .errors import SampleError, UserError
 
 cv2.setNumThreads(1)
 
@@ -52,15 +52,52 @@ def read_depth(path: Path, scale: float) -> np.ndarray:
     return depth
 
 
+def prepare_folder(path: Path, what: str, hint: str) -> list[Path]:
+    """Create ``path`` (with its parents) and try writing a file in it. Returns the folders this call
+    created, outermost first; one sentence naming the folder (``what``) and what to do (``hint``) when
+    it is a file or cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"The {what} {path} is a file, not a folder; {hint}.")
+    created = [p for p in reversed((path, *path.parents)) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".locbench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        verb = "written" if path.is_dir() else "created"
+        remove_empty(created)
+        raise UserError(f"The {what} {path} cannot be {verb} ({exc.strerror or exc}); {hint}.") from None
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (innermost first) that are empty: what a refused run created."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 @contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    The temporary file is created with the process umask (as any other tool's files), not the 0600 of
+    ``tempfile``: results live on filesystems that teammates and Ray workers share."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -31,19 +31,26 @@ WEIGHT_KEY = ("weights: ? = a released file name whose checksum is not known her
 
 
 def load_runs(paths: list[Path]) -> list[dict]:
-    runs = []
+    runs, skipped = [], []
     for p in paths:
         f = p / "summary.json" if p.is_dir() else p
         if not f.is_file():
-            log.warning("skipping %s: no summary.json (not a finished run folder)", p)
+            skipped.append(f"skipping {p}: no summary.json (not a finished run folder)")
             continue
-        s = read_summary(f)
+        try:
+            s = read_summary(f)
+        except (ValueError, OSError) as exc:
+            skipped.append(f"skipping {p}: its summary.json is unreadable ({exc})")
+            continue
         s["_path"] = str(p)
         config = f.parent / "config.yaml"
         s["_config"] = load_yaml(config) if config.is_file() else {}
         runs.append(s)
     if not runs:
-        raise UserError(f"None of {', '.join(map(str, paths))} holds a summary.json; pass run folders such as results/*.")
+        raise UserError(f"None of {', '.join(map(str, paths))} holds a finished run (a summary.json); pass run "
+                        f"folders such as results/*.")
+    for reason in skipped:
+        log.warning(reason)
     return runs
 
 

@@ -141,28 +141,31 @@ def _non_negative(ax, values) -> None:
         ax.set_ylim(bottom=0)
 
 
-def ablation_plot(table: pd.DataFrame, key: str, time_col: str, metric_cols: list[str], path: Path,
+def ablation_plot(table: pd.DataFrame, key: str, time_col: str | None, metric_cols: list[str], path: Path,
                   baseline: dict | None = None) -> Path:
-    """Time and accuracy against the swept value (in the spirit of MASt3R's Figure 3); the legend
-    (baselines included) sits below the axes."""
+    """Time and accuracy against the swept value (in the spirit of MASt3R's Figure 3); values whose
+    samples all failed have no points; the legend (baselines included) sits below the axes."""
     fig, ax1 = plt.subplots(figsize=(6.5, 4.2))
     x = table[key].astype(str).tolist()
-    ax1.plot(x, table[time_col], "o-", color="tab:red", label=f"{time_col}")
     ax1.set_xlabel(key)
-    ax1.set_ylabel("matching time per pair (s)", color="tab:red")
     name = (baseline or {}).get("variant", "baseline")
-    if baseline and baseline.get(time_col) is not None:
-        ax1.axhline(baseline[time_col], color="tab:red", linestyle=":", label=f"{name}: {baseline[time_col]:.3g} s")
-    times = [v for v in list(table[time_col]) + [(baseline or {}).get(time_col)] if v is not None and v > 0]
-    if times and max(times) > 20 * min(times):  # e.g. FRM vs brute force: two orders of magnitude
-        ax1.set_yscale("log")
-    _non_negative(ax1, times)
+    if time_col is not None:
+        times = pd.to_numeric(table.get(time_col), errors="coerce")
+        ax1.plot(x, times, "o-", color="tab:red", label=f"{time_col}")
+        ax1.set_ylabel("matching time per pair (s)", color="tab:red")
+        if baseline and baseline.get(time_col) is not None:
+            ax1.axhline(baseline[time_col], color="tab:red", linestyle=":", label=f"{name}: {baseline[time_col]:.3g} s")
+        values = [v for v in list(times) + [(baseline or {}).get(time_col)] if v is not None and v > 0]
+        if values and max(values) > 20 * min(values):  # e.g. FRM vs brute force: two orders of magnitude
+            ax1.set_yscale("log")
+        _non_negative(ax1, values)
     ax2 = ax1.twinx()
     accuracy = []
     for i, col in enumerate(metric_cols):
         color = f"C{i}"
-        ax2.plot(x, table[col], "s--", color=color, label=col)
-        accuracy += list(table[col])
+        values = pd.to_numeric(table[col], errors="coerce")
+        ax2.plot(x, values, "s--", color=color, label=col)
+        accuracy += list(values)
         if baseline and baseline.get(col) is not None:
             ax2.axhline(baseline[col], linestyle=":", color=color, label=f"{name}: {col} {baseline[col]:.3g}")
             accuracy.append(baseline[col])

@@ -86,7 +86,7 @@ class MapFreeProtocol(Protocol):
 
     def score_submission(self, dataset, path):
         if not Path(path).is_file():
-            raise UserError(f"The submission file {path} does not exist.")
+            raise UserError(f"The submission {path} is not a file; pass the path of the submission ZIP.")
         return S.score_submission(dataset.split_dir, Path(path))
 
 

@@ -22,32 +22,38 @@ from .solvers import SWEEP_KEY, sweep_prefix, sweep_thresholds
 from .types import STATUSES
 
 
-def _clean(value):
-    """JSON-safe numbers: NaN/inf become the strings the official fixtures use."""
+def json_safe(value):
+    """Standard JSON: NaN and +-inf become null (parquet and CSV keep the values); numpy scalars plain."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (np.floating, float)):
         v = float(value)
-        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+        return v if math.isfinite(v) else None
     if isinstance(value, np.integer):
         return int(value)
     return value
 
 
-def _unclean(value):
-    if isinstance(value, dict):
-        return {k: _unclean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unclean(v) for v in value]
-    if value in ("nan", "inf", "-inf"):
-        return float(value)
-    return value
+def _metric_values(summary: dict) -> dict:
+    """A metric that was null in the file (NaN or inf when written) reads back as NaN, so tables and
+    sorting treat it as a number that is missing; older files wrote "nan" / "inf" strings."""
+    def number(v):
+        if v is None:
+            return math.nan
+        return float(v) if v in ("nan", "inf", "-inf") else v
+
+    for key in ("overall", "per_scene"):
+        part = summary.get(key)
+        if isinstance(part, dict):
+            summary[key] = {k: ({m: number(x) for m, x in v.items()} if isinstance(v, dict) else number(v))
+                            for k, v in part.items()}
+    return summary
 
 
 def read_summary(path: Path) -> dict:
-    return _unclean(json.loads(Path(path).read_text()))
+    return _metric_values(json.loads(Path(path).read_text()))
 
 
 def bootstrap(df: pd.DataFrame, summarize, n: int, seed: int, level: float = 0.95) -> dict:
@@ -128,7 +134,7 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
         "failure_reasons": failure_reasons(df, 20),
         "overall": protocol.summarize(df),
         "per_scene": per_scene,
-        "ci95": bootstrap(df, protocol.summarize, int(cfg["run"]["bootstrap"]), int(cfg["run"]["seed"])),
+        "ci95": bootstrap(df, protocol.summarize, cfg["run"]["bootstrap"], cfg["run"]["seed"]),
         "mean_time_match_s": float(np.nanmean(df["time_match_s"])) if df["time_match_s"].notna().any() else None,
         # per stage of the method (e.g. MASt3R's forward and reciprocal matching), seconds per sample
         "mean_stage_time_s": {c[len("time_"):-len("_s")]: float(np.nanmean(df[c])) for c in df.columns
@@ -147,12 +153,12 @@ def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, prot
         df.to_parquet(tmp, index=False)
     with atomic_path(output / "samples.csv") as tmp:
         df.to_csv(tmp, index=False)
-    write_text_atomic(output / "summary.json", json.dumps(_clean(summary), indent=1))
+    write_text_atomic(output / "summary.json", json.dumps(json_safe(summary), indent=1, allow_nan=False))
     rows = [{"scene": "ALL", **summary["overall"]}] + [{"scene": s, **m} for s, m in summary["per_scene"].items()]
     with atomic_path(output / "summary.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    write_text_atomic(output / "provenance.json", json.dumps(_clean(summary["provenance"]), indent=1))
+    write_text_atomic(output / "provenance.json", json.dumps(json_safe(summary["provenance"]), indent=1, allow_nan=False))
     written += [output / n for n in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
                                      "provenance.json")]
     if plots:

@@ -108,7 +108,7 @@ def samples_section(df: pd.DataFrame, protocol) -> str:
 
 
 def build_report(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, protocol, worst: list[dict]) -> str:
-    from .report import _clean
+    from .report import json_safe
 
     prov = summary.get("provenance", {})
     git = prov.get("git", {}) if isinstance(prov.get("git"), dict) else {}
@@ -123,7 +123,7 @@ def build_report(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, proto
             worst_section(output, worst, protocol, int(cfg["run"].get("viz_worst", 0) or 0)),
             samples_section(df, protocol),
             "<h2>Config</h2>" + H.pre(yaml.safe_dump(cfg, sort_keys=False)),
-            "<h2>Provenance</h2>" + H.pre(json.dumps(_clean(prov), indent=1))]
+            "<h2>Provenance</h2>" + H.pre(json.dumps(json_safe(prov), indent=1))]
     return H.page(f"{summary['method']} on {summary['dataset']}", "\n".join(body))
 
 

@@ -25,13 +25,14 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.geometry import pose_matrix, quat_to_rotmat
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_ABSOLUTE, Camera, InvalidSample, QuerySample, Reference
 
 from .base import Dataset
-from .files import data_path, missing_files
+from .files import data_path, text_lines
 
 COLMAP_TO_OPENCV = -0.5  # pixel-centre shift (PROTOCOLS 6)
 
@@ -68,7 +69,7 @@ class QueryEntry:
 def read_query_list(path: Path) -> list[QueryEntry]:
     """Queries of a ``*_queries_with_intrinsics.txt`` file; malformed lines carry their problem."""
     out = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -89,18 +90,18 @@ def read_query_list(path: Path) -> list[QueryEntry]:
     return out
 
 
-def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, str]]:
-    """query -> [(database name, line), ...] best first without repeats, and query -> the first malformed
-    line naming it.
+def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
+    """query -> [(database name, line), ...] best first without repeats, and query -> the malformed
+    lines naming it.
 
     Two formats: hloc's ``query db`` lines (file order is the rank) and kapture's pairs files
     ``query, db, score`` (kapture_localization's reader: per query, highest score first; what MASt3R's
     visloc.py reads, e.g. FIRe's fire_top50.txt). A file whose first pair line has commas is kapture's."""
     pairs: dict[str, list[tuple[str, int]]] = {}
     scores: dict[str, list[float]] = {}
-    bad: dict[str, str] = {}
+    bad: dict[str, list[str]] = {}
     kapture = None
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         kapture = ("," in line) if kapture is None else kapture
@@ -108,12 +109,12 @@ def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], 
         if len(fields) != (3 if kapture else 2):
             expected = "'query_name, db_name, score' (kapture)" if kapture else "'query_name db_name'"
             query = line.replace(",", " ").split()[0]  # the query the broken line is about
-            bad.setdefault(query, f"{path} line {lineno}: expected {expected}, got {len(fields)} fields")
+            bad.setdefault(query, []).append(f"{path} line {lineno}: expected {expected}, got {len(fields)} fields")
             continue
         try:
             score = float(fields[2]) if kapture else -lineno
         except ValueError:
-            bad.setdefault(fields[0], f"{path} line {lineno}: the score {fields[2]!r} is not a number")
+            bad.setdefault(fields[0], []).append(f"{path} line {lineno}: the score {fields[2]!r} is not a number")
             continue
         refs = pairs.setdefault(fields[0], [])
         if all(db != fields[1] for db, _ in refs):
@@ -128,7 +129,7 @@ def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], 
 def read_pose_file(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     """name -> 4x4 world-to-camera from 'name qw qx qy qz tx ty tz' lines, and the malformed lines."""
     poses, bad = {}, []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -219,6 +220,11 @@ class RetrievedReferences(Sequence):
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def images(self) -> list[Path]:
+        """The image files, without building the references."""
+        return [self.image_root / n for n in self.names]
+
 
 def scene_of(name: str) -> str:
     """``query/day/nexus4/IMG.jpg`` -> ``day/nexus4``; otherwise the name's folder (or 'all')."""
@@ -244,6 +250,8 @@ class Aachen(Dataset):
         "conditions": None,  # e.g. [day]; null = all
         "scenes": None,  # e.g. [day/nexus4]; null = all
     }
+    conf_types = {"num_retrieved": Key(int, min=1), "ground_truth": str | None, "conditions": list[str] | None,
+                  "scenes": list[str] | None}
     task = TASK_ABSOLUTE
     protocol = "aachen"
     download_hint = ("get Aachen Day-Night v1.1 from https://www.visuallocalization.net and hloc's "
@@ -261,12 +269,10 @@ class Aachen(Dataset):
 
     @property
     def image_root(self) -> Path:
-        return self.root / str(self.conf["image_dir"] or "")
+        return self.root / self.conf["image_dir"]
 
     def query_lists(self) -> list[Path]:
-        lists = self.conf["queries"]
-        lists = [lists] if isinstance(lists, str) else list(lists or [])
-        return [data_path(self.root, p) for p in lists]
+        return [data_path(self.root, p) for p in self.conf["queries"]]
 
     def check(self) -> None:
         self._check_files()
@@ -276,9 +282,6 @@ class Aachen(Dataset):
 
     def _check_files(self) -> None:
         super().check()
-        k = self.conf["num_retrieved"]
-        if not (isinstance(k, int) and k > 0):
-            raise UserError(f"dataset.num_retrieved must be a positive integer, not {k!r}.")
         if not self.query_lists():
             raise UserError("dataset.queries names no query list; give the *_queries_with_intrinsics.txt files.")
         for p in self.query_lists():
@@ -308,7 +311,7 @@ class Aachen(Dataset):
             self._queries = out
         return self._queries
 
-    def pairs(self) -> tuple[dict[str, list[tuple[str, int]]], dict[str, str]]:
+    def pairs(self) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
         if self._pairs is None:
             self._pairs = read_retrieval_pairs(self.path("pairs"))
         return self._pairs
@@ -360,7 +363,7 @@ class Aachen(Dataset):
         model = load_model(self.path("model"))
         pairs, bad_pairs = self.pairs()
         pairs_path = self.path("pairs")
-        k = int(self.conf["num_retrieved"])
+        k = self.conf["num_retrieved"]
         for q in self.queries():
             if scene_of(q.name) != scene:
                 continue
@@ -368,7 +371,7 @@ class Aachen(Dataset):
                 yield InvalidSample(q.name, scene, q.problem)
                 continue
             if q.name in bad_pairs:
-                yield InvalidSample(q.name, scene, bad_pairs[q.name])
+                yield InvalidSample(q.name, scene, bad_pairs[q.name][0])
                 continue
             retrieved = pairs.get(q.name, [])[:k]
             if not retrieved:
@@ -391,20 +394,8 @@ class Aachen(Dataset):
                 yield InvalidSample(name, scene, f"{pairs_path} line {line}: the query {name} has no line in the "
                                                  f"query lists ({lists}), so its camera is unknown")
 
-    def problems(self) -> list[str]:
-        try:
-            self._check_files()
-            scenes = self.scenes()
-            load_model(self.path("model"))
-        except UserError as exc:
-            return [str(exc)]
-        out = list(self.ground_truth()[1])
-        images = []
-        for scene in scenes:
-            for item in self.samples(scene):
-                if isinstance(item, InvalidSample):
-                    out.append(item.reason)
-                    continue
-                images.append(item.image)
-                images += [self.image_root / n for n in item.references.names]
-        return list(dict.fromkeys(out)) + missing_files(images)
+    def layout_problems(self) -> list[str]:
+        self._check_files()
+        load_model(self.path("model"))
+        _, bad_pairs = self.pairs()
+        return list(self.ground_truth()[1]) + [line for lines in bad_pairs.values() for line in lines]

@@ -28,6 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import SampleError, UserError
 from benchmark.geometry import pose_matrix, relative_pose
 from benchmark.registry import DATASETS
@@ -59,8 +60,8 @@ def sequence_pairs(num_frames: int, max_pairs: int | None, seed: int, sequence: 
     pairs = list(itertools.combinations(range(num_frames), 2))
     if max_pairs is None or max_pairs >= len(pairs):
         return pairs
-    rng = np.random.default_rng([int(seed), zlib.crc32(sequence.encode())])
-    keep = np.sort(rng.choice(len(pairs), size=int(max_pairs), replace=False))
+    rng = np.random.default_rng([seed, zlib.crc32(sequence.encode())])
+    keep = np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))
     return [pairs[k] for k in keep]
 
 
@@ -76,6 +77,8 @@ class Co3dSequences(Dataset):
         "resize_max": None,  # downscale frames whose longer side exceeds this (px); K scaled by pure factors
         "sequences": None,  # list of sequence ids to run; null = all
     }
+    conf_types = {"max_pairs": Key(int | None, min=1), "seed": Key(int, min=0), "resize_max": Key(int | None, min=1),
+                  "sequences": list[str] | None}
     task = TASK_RELATIVE
     protocol = "rra"
     download_hint = ("a folder per sequence with its frames and gt_cameras.npz (gtR, gtT, gtFL in PyTorch3D "
@@ -83,12 +86,6 @@ class Co3dSequences(Dataset):
 
     def check(self) -> None:
         super().check()
-        v = self.conf["resize_max"]
-        if v is not None and not (isinstance(v, int) and v > 0):
-            raise UserError(f"dataset.resize_max must be a positive integer (pixels) or null, not {v!r}.")
-        v = self.conf["max_pairs"]
-        if v is not None and not (isinstance(v, int) and v > 0):
-            raise UserError(f"dataset.max_pairs must be a positive integer or null, not {v!r}.")
         if not self._sequence_dirs():
             raise UserError(f"{self.root} holds no {self.conf['cameras_file']} (neither in it nor in a subfolder); "
                             f"point dataset.root to a sequence folder or a folder of sequences.")
@@ -156,19 +153,8 @@ class Co3dSequences(Dataset):
                              T_0to1=relative_pose(poses[i], poses[j]), resize0=resizes[i], resize1=resizes[j],
                              extra={"i": i, "j": j, "category": category})
 
-    def problems(self) -> list[str]:
-        try:
-            self.check()
-            scenes = self.scenes()
-        except UserError as exc:
-            return [str(exc)]
-        out = []
-        for scene in scenes:
-            try:
-                paths, *_ = self.frames(scene)
-                if len(paths) < 2:
-                    out.append(f"{self._sequence_dirs()[scene]}: a sequence needs at least 2 frames, "
-                               f"found {len(paths)}")
-            except SampleError as exc:
-                out.append(str(exc))
-        return out
+    def check_samples(self, scene: str, problems: list[str]) -> Iterator[PairSample]:
+        paths, *_ = self.frames(scene)
+        if len(paths) < 2:
+            problems.append(f"{self._sequence_dirs()[scene]}: a sequence needs at least 2 frames, found {len(paths)}")
+        return self.samples(scene)

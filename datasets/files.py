@@ -14,6 +14,18 @@ EXIF_ORIENTATION = 0x0112
 QUARTER_TURN_ORIENTATIONS = (5, 6, 7, 8)
 
 
+def text_lines(path: Path) -> list[str]:
+    """The lines of a list file; one sentence when it cannot be read or is not UTF-8 text."""
+    from benchmark.errors import UserError
+
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; restore the file from the dataset.") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror or exc}); check the file.") from None
+
+
 def image_size(path: Path) -> tuple[int, int] | None:
     """(W, H) of an image as OpenCV decodes it (EXIF orientation applied), read from the header only.
 
@@ -106,4 +118,43 @@ def read_object_npz(path: Path) -> dict:
                     data = np.frombuffer(fp.read(), dtype=dtype, count=int(np.prod(shape)))
                     array = data.reshape(shape, order="F" if fortran else "C")
             out[member[:-4]] = array
+    return out
+
+
+def sample_files(sample) -> list[tuple[Path, str]]:
+    """(path, kind) of every file a sample reads: images and the reference depth map."""
+    if hasattr(sample, "image0"):
+        files = [(sample.image0, "image"), (sample.image1, "image")]
+        return files + ([(sample.depth0, "depth map")] if sample.depth0 is not None else [])
+    refs = sample.references
+    images = refs.images if hasattr(refs, "images") else [r.image for r in refs]
+    return [(sample.image, "image")] + [(p, "image") for p in images]
+
+
+def decode_problem(path: Path, kind: str) -> str:
+    """Why the run could not use the file (read as the run reads it, then fully decoded, which also
+    finds a truncated file that a lenient decoder would half-read); empty when it is fine."""
+    from benchmark.errors import SampleError
+    from benchmark.io import read_depth, read_image
+
+    try:
+        read_depth(path, 1.0) if kind == "depth map" else read_image(path)
+        if Path(path).suffix != ".npy":
+            with Image.open(path) as im:
+                im.load()
+    except SampleError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError... for damaged files
+        return f"{kind} {path} is truncated or damaged ({str(exc).strip() or type(exc).__name__})"
+    return ""
+
+
+def file_problems(files: list[tuple[Path, str]], decode: bool) -> list[str]:
+    """Missing files (one sentence per absent folder), then, with ``decode``, those that do not decode."""
+    files = list(dict.fromkeys((Path(p), kind) for p, kind in files))
+    out = []
+    for kind in dict.fromkeys(k for _, k in files):
+        out += missing_files([p for p, k in files if k == kind], kind)
+    if decode:
+        out += [r for r in (decode_problem(p, k) for p, k in files if p.is_file()) if r]
     return out

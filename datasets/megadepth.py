@@ -40,13 +40,14 @@ from typing import Iterator
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.metrics.relpose import EPIPOLAR_THRESHOLD_MEGADEPTH
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_RELATIVE, Camera, InvalidSample, PairSample
 
 from .base import Dataset, select_scenes
-from .files import data_path, image_size, missing_file_reason, missing_files, read_object_npz
+from .files import data_path, image_size, missing_file_reason, read_object_npz
 from .scannet import scale_intrinsics
 
 FORMATS = ("loftr", "gluefactory", "gluefactory_views")
@@ -279,6 +280,11 @@ class MegaDepth1500(Dataset):
         "keypoints_in": "original",  # pixels the pose is solved in: original (LoFTR) | resized (glue-factory)
         "scenes": None,  # e.g. ['0015']; null: all
     }
+    conf_types = {"list_format": Key(str, choices=FORMATS), "pairs": str | None, "views": str | None,
+                  "image_dir": str | None, "resize_rule": Key(str | None, choices=RESIZE_RULES),
+                  "resize": Key(int | None, min=1), "divisible_by": Key(int | None, min=1),
+                  "intrinsics_convention": Key(str, choices=CONVENTIONS),
+                  "keypoints_in": Key(str, choices=KEYPOINT_FRAMES), "scenes": list[str] | None}
     task = TASK_RELATIVE
     protocol = "relpose"
     download_hint = ("MegaDepth-1500 test images: LoFTR's megadepth_test_1500 download with "
@@ -302,16 +308,7 @@ class MegaDepth1500(Dataset):
 
     def check(self) -> None:
         super().check()
-        conf = self.conf
-        for key, allowed in (("list_format", FORMATS), ("resize_rule", RESIZE_RULES),
-                             ("intrinsics_convention", CONVENTIONS), ("keypoints_in", KEYPOINT_FRAMES)):
-            if conf[key] not in allowed:
-                raise UserError(f"dataset.{key} must be one of {', '.join(str(a) for a in allowed)}, "
-                                f"not {conf[key]!r}.")
-        for key in ("resize", "divisible_by"):
-            v = conf[key]
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise UserError(f"dataset.{key} must be a positive integer or null, not {v!r}.")
+        conf = self.conf  # types, ranges and choices were checked when the config was merged
         if not self.pairs_path.is_file():
             fmt = conf["list_format"]
             raise UserError(f"The pair list {self.pairs_path} is missing; pass --set dataset.pairs=PATH (the "
@@ -382,15 +379,3 @@ class MegaDepth1500(Dataset):
             extra["keypoint_scale"] = (f0, f1)
         return PairSample(id=sample_id, scene=e.scene, image0=paths[0], image1=paths[1], camera0=cam0,
                           camera1=cam1, T_0to1=e.T_0to1, resize0=resize0, resize1=resize1, extra=extra)
-
-    def problems(self) -> list[str]:
-        try:
-            self.check()
-            scenes = self.scenes()
-        except UserError as exc:
-            return [str(exc)]
-        good, bad = self.entries()
-        out = [reason for _, scene, reason in bad if scene in scenes]
-        images = list(dict.fromkeys(self.image_root / n for e in good if e.scene in scenes for n in (e.name0, e.name1)))
-        out += [f"{p} cannot be read as an image" for p in images if p.is_file() and image_size(p) is None]
-        return out + missing_files(images)

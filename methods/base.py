@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from benchmark.config import config_hash, merge
+from benchmark.config_types import class_schema
 from benchmark.errors import UserError
 from benchmark.types import Matches
 
@@ -29,8 +30,8 @@ from benchmark.types import Matches
 class Matcher:
     name: ClassVar[str] = "?"
     default_conf: ClassVar[dict] = {}
-    # Free-form dict keys (dotted, relative to the method section) that accept new sub-keys.
-    open_conf_keys: ClassVar[tuple[str, ...]] = ()
+    # Types a default cannot say (null defaults, unions, ranges, choices): benchmark.config_types.
+    conf_types: ClassVar[dict] = {}
     # True for methods that also predict 3D points (MASt3R, DUSt3R): Matches.pts3d0/pts3d1 are filled.
     predicts_geometry: ClassVar[bool] = False
 
@@ -39,7 +40,7 @@ class Matcher:
         for key in ("name", "label"):
             conf.pop(key, None)
         self.conf = merge(self.default_conf, conf, f"the '{self.name}' method config", "method.",
-                          tuple(f"method.{k}" for k in self.open_conf_keys))
+                          class_schema(type(self)))
         self._loaded = False
 
     # -- what subclasses write -------------------------------------------------
@@ -58,8 +59,15 @@ class Matcher:
         return ""
 
     def weight_files(self) -> list:
-        """The weight files this configuration uses (resolved, not loaded); none by default."""
+        """The weight files this configuration uses, as ``methods.checkpoints.WeightFile`` (resolved, not
+        loaded; cheap to call). ``check_weights`` checks each before any work."""
         return []
+
+    def check_weights(self) -> None:
+        """Raise UserError when a weight file is unreadable, no checkpoint or of another architecture."""
+        from .checkpoints import check_weight_files
+
+        check_weight_files(self.weight_files())
 
     def weights_report(self) -> list[dict]:
         """Per weight file: its sha256 and whether it is a known released file (for provenance and the
@@ -70,9 +78,14 @@ class Matcher:
             files = self.weight_files()
         except UserError:
             return [{"file": "", "sha256": "", "status": "missing", "release": ""}]
-        return [verify(p) for p in files]
+        return [verify(getattr(f, "path", f)) for f in files]
 
     # -- what the harness calls ------------------------------------------------
+    def preflight(self) -> None:
+        """Everything checked before any work: settings, packages, weight files (nothing is loaded)."""
+        self.check()
+        self.check_weights()
+
     def load(self) -> "Matcher":
         if not self._loaded:
             self.check()

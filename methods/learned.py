@@ -17,6 +17,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.types import Matches
 
@@ -69,39 +70,6 @@ def files_fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint(path: Path, what: str) -> dict:
-    """A state dict from a file, refusing pickled code (only tensors and plain containers load)."""
-    import pickle
-
-    import torch
-
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"The {what} weight file {path} cannot be read as plain tensors ({first}); "
-                        f"give the released file, or re-save only its state_dict with torch.save.") from exc
-
-
-def load_strict(module, state_dict: dict, path: Path, what: str, optional: tuple[str, ...] = ()) -> None:
-    """Load, allowing only the listed derived buffers to be absent; anything else names the file."""
-    if not isinstance(state_dict, dict):
-        raise UserError(f"The {what} weight file {path} holds a {type(state_dict).__name__}, not a state dict; "
-                        f"give the released file.")
-    try:
-        result = module.load_state_dict(state_dict, strict=False)
-    except RuntimeError as exc:  # tensor shapes differ: another architecture's file
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise UserError(f"The {what} weight file {path} does not fit the network ({first}); "
-                        f"give the matching file.") from exc
-    missing = [k for k in result.missing_keys if k not in optional]
-    if missing or result.unexpected_keys:
-        detail = (f"missing {', '.join(missing[:3])}" if missing else
-                  f"unexpected {', '.join(result.unexpected_keys[:3])}")
-        raise UserError(f"The {what} weight file {path} does not fit the network ({detail}"
-                        f"{' ...' if len(missing) + len(result.unexpected_keys) > 3 else ''}); give the matching file.")
-
-
 def check_device(value) -> None:
     """One sentence when ``method.device`` names no usable device (auto, cpu, cuda, cuda:N)."""
     import torch
@@ -128,46 +96,36 @@ def torch_device(value):
     return torch.device(dev)
 
 
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1
-
-
 class TorchMatcher(Matcher):
     """A matcher running a torch network; subclasses extend ``default_conf`` from ``TORCH_CONF``."""
 
     default_conf: ClassVar[dict] = dict(TORCH_CONF)
+    conf_types: ClassVar[dict] = {"resize_max": Key(int | None, min=1), "resize_to": Key(list[int] | None, min=1),
+                                  "batch_size": Key(int, min=1)}
     size_multiple: ClassVar[int] = 1  # network input sides are rounded to a multiple of this
 
     def check(self) -> None:
         check_device(self.conf["device"])
-        rt, rm, bs = self.conf["resize_to"], self.conf["resize_max"], self.conf["batch_size"]
-        if rt is not None and not (isinstance(rt, (list, tuple)) and len(rt) == 2 and all(_positive(v) for v in rt)):
-            raise UserError(f"method.resize_to must be [W, H] with positive sides or null, not {rt!r}.")
-        if rm is not None and not _positive(rm):
-            raise UserError(f"method.resize_max must be a positive number of pixels or null, not {rm!r}.")
-        if not _positive(bs):
-            raise UserError(f"method.batch_size must be a positive integer, not {bs!r}.")
+        rt = self.conf["resize_to"]
+        if rt is not None and len(rt) != 2:
+            raise UserError(f"method.resize_to must be [W, H] or null, not {rt!r}.")
 
     @property
     def device(self):
         return torch_device(self.conf["device"])
-
-    def weight_files(self) -> list[Path]:
-        """The weight files this configuration uses (resolved, not loaded); cheap to call."""
-        return []
 
     def weights_fingerprint(self) -> str:
         try:
             files = self.weight_files()
         except UserError:  # not on this machine: check() says so before any run
             return "missing"
-        return files_fingerprint(files) if files else ""
+        return files_fingerprint([f.path for f in files]) if files else ""
 
     def network_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
         """The image resized for the network, and the (sx, sy) factors back to the original."""
         h, w = image.shape[:2]
         size = target_size(w, h, self.conf["resize_max"], self.conf["resize_to"], self.size_multiple,
-                           bool(self.conf["resize_force"]))
+                           self.conf["resize_force"])
         return resize_image(image, size), (w / size[0], h / size[1])
 
     def _match_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
@@ -175,7 +133,7 @@ class TorchMatcher(Matcher):
         raise NotImplementedError
 
     def pairs_per_batch(self) -> int:
-        return max(1, int(self.conf["batch_size"]) // 2)  # batch_size counts images
+        return max(1, self.conf["batch_size"] // 2)  # batch_size counts images
 
     def _match(self, image0, image1) -> Matches:
         return self._match_pairs([(image0, image1)])[0]
@@ -218,8 +176,8 @@ class SparseMatcher(TorchMatcher):
         start = time.perf_counter()
         with torch.inference_mode():
             for index in by_size.values():
-                for s in range(0, len(index), int(self.conf["batch_size"])):
-                    chunk = index[s:s + int(self.conf["batch_size"])]
+                for s in range(0, len(index), self.conf["batch_size"]):
+                    chunk = index[s:s + self.conf["batch_size"]]
                     for i, f in zip(chunk, self._extract(self.to_tensor([inputs[i][0] for i in chunk]))):
                         feats[i] = f
             t_extract = (time.perf_counter() - start) / max(len(pairs), 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmark.registry import METHODS
 
 from . import kornia_cache
-from .learned import load_checkpoint, load_strict
+from .checkpoints import WeightFile, load_weight_file
 from .local_features import FEATURE_CONF, FeatureMatcher
 
 MATCHER_WEIGHTS = {"disk": "disk_lightglue", "aliked": "aliked_lightglue", "xfeat": "xfeat_lighterglue",
@@ -32,6 +32,8 @@ class LightGlueMatcher(FeatureMatcher):
         "depth_confidence": None,  # LightGlue: 0.95 (LighterGlue: -1)
         "width_confidence": None,  # LightGlue: 0.99 (LighterGlue: 0.95)
     }
+    conf_types = {"weights": str | None, "filter_threshold": float | None, "depth_confidence": float | None,
+                  "width_confidence": float | None}
 
     def check(self) -> None:
         super().check()
@@ -42,23 +44,26 @@ class LightGlueMatcher(FeatureMatcher):
         return kornia_cache.locate(self.conf["weights"], MATCHER_WEIGHTS[self.features_name],
                                    f"{self.features_name}+LightGlue")
 
-    def weight_files(self) -> list[Path]:
-        return [self.detector_path(), self.matcher_path()]
-
-    def _load(self) -> None:
+    def _network(self):
         import kornia.feature as KF
 
-        super()._load()
         conf = {k: v for k, v in KF.LightGlue.features[self.features_name].items() if k != "weights"}
         for key in ("filter_threshold", "depth_confidence", "width_confidence"):
             if self.conf[key] is not None:
-                conf[key] = float(self.conf[key])
-        net = KF.LightGlue(None, **conf)
-        path = self.matcher_path()
+                conf[key] = self.conf[key]
+        return KF.LightGlue(None, **conf)
+
+    def matcher_file(self) -> WeightFile:
         # confidence_thresholds is a buffer LightGlue derives from its config
-        load_strict(net, kornia_cache.lightglue_state_dict(load_checkpoint(path, "LightGlue")), path, "LightGlue",
-                    ("confidence_thresholds",))
-        self._lightglue = net.eval().to(self.device)
+        return WeightFile(self.matcher_path(), "LightGlue", self._network,
+                          state_dict=kornia_cache.lightglue_state_dict, optional=("confidence_thresholds",))
+
+    def weight_files(self) -> list[WeightFile]:
+        return [self.detector_file(), self.matcher_file()]
+
+    def _load(self) -> None:
+        super()._load()
+        self._lightglue = load_weight_file(self.matcher_file(), self.device)
 
     def _pair(self, feats0, feats1, size0, size1):
         import torch

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.registry import METHODS
 from benchmark.types import Matches
 
 from . import kornia_cache
-from .learned import TORCH_CONF, TorchMatcher, gray, load_checkpoint, load_strict, to_original
+from .checkpoints import WeightFile, load_weight_file
+from .learned import TORCH_CONF, TorchMatcher, gray, to_original
 
 VARIANTS = {"outdoor": "loftr_outdoor", "indoor": "loftr_indoor", "indoor_new": "loftr_indoor_new"}
 
@@ -36,6 +38,7 @@ class LoFTRMatcher(TorchMatcher):
         "max_matches": -1,
         "temp_bug_fix": None,  # positional-encoding fix; null: true only for indoor_new (as trained)
     }
+    conf_types = {"match_threshold": Key(float, min=0, max=1), "temp_bug_fix": bool | None}
 
     def check(self) -> None:
         super().check()
@@ -46,10 +49,7 @@ class LoFTRMatcher(TorchMatcher):
         spec = self.conf["weights"]
         return kornia_cache.locate(VARIANTS.get(spec, spec), "loftr_outdoor", "LoFTR")
 
-    def weight_files(self) -> list[Path]:
-        return [self.weights_path()]
-
-    def _load(self) -> None:
+    def _network(self):
         import copy
 
         import kornia.feature as KF
@@ -57,15 +57,22 @@ class LoFTRMatcher(TorchMatcher):
 
         cfg = copy.deepcopy(default_cfg)
         fix = self.conf["temp_bug_fix"]
-        cfg["coarse"]["temp_bug_fix"] = bool(self.conf["weights"] == "indoor_new" if fix is None else fix)
-        cfg["match_coarse"]["thr"] = float(self.conf["match_threshold"])
-        net = KF.LoFTR(pretrained=None, config=cfg)
+        cfg["coarse"]["temp_bug_fix"] = self.conf["weights"] == "indoor_new" if fix is None else fix
+        cfg["match_coarse"]["thr"] = self.conf["match_threshold"]
+        return KF.LoFTR(pretrained=None, config=cfg)
+
+    def weight_files(self) -> list[WeightFile]:
         path = self.weights_path()
-        ckpt = load_checkpoint(path, "LoFTR")
-        if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict)):
-            raise UserError(f"The LoFTR weight file {path} has no 'state_dict' entry; give a released LoFTR .ckpt.")
-        load_strict(net, dict(ckpt["state_dict"]), path, "LoFTR")
-        self._net = net.eval().to(self.device)
+
+        def state_dict(ckpt: dict) -> dict:
+            if not isinstance(ckpt.get("state_dict"), dict):
+                raise UserError(f"The LoFTR weight file {path} has no 'state_dict' entry; give a released LoFTR .ckpt.")
+            return dict(ckpt["state_dict"])
+
+        return [WeightFile(path, "LoFTR", self._network, state_dict=state_dict)]
+
+    def _load(self) -> None:
+        self._net = load_weight_file(self.weight_files()[0], self.device)
 
     def _match_pairs(self, pairs) -> list[Matches]:
         import torch
@@ -75,7 +82,7 @@ class LoFTRMatcher(TorchMatcher):
         for i, ((n0, _), (n1, _)) in enumerate(inputs):
             groups.setdefault((n0.shape, n1.shape), []).append(i)
         out: list[Matches | None] = [None] * len(pairs)
-        step = max(1, int(self.conf["batch_size"]) // 2)
+        step = max(1, self.conf["batch_size"] // 2)
         with torch.inference_mode():
             for index in groups.values():
                 for s in range(0, len(index), step):
@@ -91,8 +98,8 @@ class LoFTRMatcher(TorchMatcher):
     def _to_matches(self, k0, k1, conf, scale0, scale1) -> Matches:
         conf = conf.float().cpu().numpy().astype(np.float64)
         order = np.argsort(-conf, kind="stable")
-        if int(self.conf["max_matches"]) > 0:
-            order = order[:int(self.conf["max_matches"])]
+        if self.conf["max_matches"] > 0:
+            order = order[:self.conf["max_matches"]]
         # kornia documents LoFTR's keypoints in a frame with pixel centres at +0.5 (the released models'):
         # subtracting 0.5 gives OpenCV pixels
         k0 = k0.double().cpu().numpy()[order] - 0.5

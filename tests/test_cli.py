@@ -60,6 +60,15 @@ def test_cache_is_reused_and_bypassed(tiny, tmp_path):
     (["run", "--method", "sift", "--dataset", "demo", "--set", "method.max_kp=3"], "Unknown config key 'method.max_kp'"),
     (["run", "--method", "sift", "--dataset", "mapfree", "--set", "dataset.root=/nonexistent/mapfree"], "does not exist"),
     (["run", "--method", "sift", "--dataset", "demo", "--set", "novalue"], "must look like key.path=value"),
+    (["run", "--method", "sift", "--dataset", "demo", "--set", "run.shard_size=abc"],
+     "run.shard_size must be an integer >= 1, not 'abc' (in --set run.shard_size=abc)."),
+    (["run", "--method", "sift", "--dataset", "demo", "--set", "solver.ransac.max_error=abc"],
+     "solver.ransac.max_error must be a number or a list of numbers > 0, not 'abc'"),
+    (["run", "--method", "sift", "--dataset", "demo", "--output", "README.md"],
+     "README.md is a file, not a folder; choose another --output."),
+    (["ablate", "--method", "sift", "--dataset", "demo", "--sweep", "run.bootstrap=1,x"],
+     "run.bootstrap must be an integer >= 0, not 'x'"),
+    (["leaderboard", "configs"], "holds a finished run"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(args, message):
     r = cli(*args, check=False)

@@ -148,7 +148,7 @@ def test_missing_files_raise_one_sentence(mini_copy):
         Aachen({"root": str(mini_copy), **MINI, "model": "3D-models/aachen_v_1_1"}).check()
     with pytest.raises(UserError, match="query list .* is missing"):
         Aachen({"root": str(mini_copy), **MINI, "queries": ["queries/other.txt"]}).check()
-    with pytest.raises(UserError, match="num_retrieved must be a positive integer"):
+    with pytest.raises(UserError, match="num_retrieved must be an integer >= 1, not 0"):
         Aachen({"root": str(mini_copy), **MINI, "num_retrieved": 0}).check()
     # a missing scene folder of database images: every image under it is one problem
     shutil.rmtree(mini_copy / "images_upright/db")
@@ -179,8 +179,8 @@ def test_kapture_pairs_file_is_ranked_by_score(tmp_path):
     pairs, bad = read_retrieval_pairs(path)
     assert pairs["query/day/a.jpg"] == [("db/2.jpg", 3), ("db/1.jpg", 2), ("db/3.jpg", 5)]  # ties: file order
     assert pairs["query/night/b.jpg"] == [("db/3.jpg", 4)]
-    assert "line 6: the score 'high' is not a number" in bad["query/night/b.jpg"]
-    assert "line 7: expected 'query_name, db_name, score' (kapture)" in bad["query/night/c.jpg"]
+    assert "line 6: the score 'high' is not a number" in bad["query/night/b.jpg"][0]
+    assert "line 7: expected 'query_name, db_name, score' (kapture)" in bad["query/night/c.jpg"][0]
 
 
 def test_ground_truth_from_a_colmap_model(mini_copy):

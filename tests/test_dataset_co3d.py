@@ -78,7 +78,7 @@ def test_nested_sequences_and_malformed_cameras(apple, tmp_path):
 
 
 def test_bad_settings_raise_one_sentence(apple, tmp_path):
-    with pytest.raises(UserError, match="resize_max must be a positive integer"):
+    with pytest.raises(UserError, match="resize_max must be an integer >= 1 or null, not -3"):
         Co3dSequences({"root": str(apple), "resize_max": -3}).check()
     with pytest.raises(UserError, match="sequences names nope"):
         Co3dSequences({"root": str(apple), "sequences": ["nope"]}).scenes()

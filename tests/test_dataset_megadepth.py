@@ -198,7 +198,7 @@ def test_sift_runs_the_miniature_end_to_end(layouts, tmp_path, capsys):
 
     root = layouts["loftr"]
     assert main(["datasets", "check", "--dataset", "megadepth1500_mini", "--set", f"dataset.root={root}"]) == 0
-    assert "OK (2 scenes, 8 samples)" in capsys.readouterr().out
+    assert "OK (2 scenes, 8 samples, every image decoded)" in capsys.readouterr().out
     out = tmp_path / "run"
     main(["run", "--method", "sift", "--dataset", "megadepth1500_mini", "--set", f"dataset.root={root}",
           "--set", "dataset.resize=400", "--set", "run.plots=false", "--set", "run.bootstrap=0",

@@ -60,4 +60,4 @@ def test_published_rows_join_full_evaluation_sets_only(runs):
 
 def test_leaderboard_of_folders_without_runs_is_refused(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
-    assert "holds a summary.json" in capsys.readouterr().err
+    assert "holds a finished run (a summary.json)" in capsys.readouterr().err

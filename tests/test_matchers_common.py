@@ -16,7 +16,8 @@ from benchmark.config import resolve as resolve_config
 from benchmark.errors import UserError
 from benchmark.registry import METHODS
 from methods import kornia_cache, weights
-from methods.learned import load_strict, target_size, to_original
+from methods.checkpoints import load_strict, read_weights
+from methods.learned import target_size, to_original
 
 PRESETS = ("disk_lightglue", "aliked_lightglue", "superpoint_lightglue", "xfeat_lighterglue", "xfeat", "disk_nn",
            "aliked_nn", "superglue_indoor", "superglue_outdoor", "loftr_indoor", "loftr_outdoor")
@@ -149,7 +150,7 @@ def test_lightglue_state_dict_layouts():
 def test_load_strict_names_the_file(tmp_path):
     net = torch.nn.Linear(3, 2)
     f = tmp_path / "w.pth"
-    with pytest.raises(UserError, match=r"w\.pth does not fit the network \(missing bias\)"):
+    with pytest.raises(UserError, match=r"w\.pth does not fit the network \(missing keys: bias\)"):
         load_strict(net, {"weight": torch.zeros(2, 3)}, f, "test")
     with pytest.raises(UserError, match="does not fit the network"):
         load_strict(net, {"weight": torch.zeros(5, 3), "bias": torch.zeros(2)}, f, "test")
@@ -158,12 +159,10 @@ def test_load_strict_names_the_file(tmp_path):
 
 
 def test_pickled_objects_are_refused(tmp_path):
-    from methods.learned import load_checkpoint
-
     f = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hook": Path("x")}, f)  # a non-tensor object needs full unpickling
-    with pytest.raises(UserError, match="cannot be read as plain tensors"):
-        load_checkpoint(f, "LoFTR")
+    with pytest.raises(UserError, match="holds Python objects other than tensors, which are not unpickled"):
+        read_weights(f, "LoFTR")
 
 
 def test_fingerprint_follows_file_content(tmp_path):

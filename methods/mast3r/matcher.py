@@ -33,6 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.registry import METHODS
 from benchmark.types import Matches
@@ -40,7 +41,7 @@ from benchmark.types import Matches
 from ..base import Matcher
 from ..learned import check_device, files_fingerprint, torch_device
 from . import coarse_to_fine as c2f
-from .checkpoint import DUST3R_DEFAULT, MAST3R_DEFAULT, load_model, resolve_weights
+from .checkpoint import DUST3R_DEFAULT, MAST3R_DEFAULT, check_checkpoint, load_model, resolve_weights
 from .dense import descriptor_matches, pointmap_matches, seeded_descriptor_matches
 from .images import preprocess_image
 from .inference import infer_pairs
@@ -65,22 +66,20 @@ class _Dust3rFamily(Matcher):
         "max_matches": None,  # keep this many best-scoring matches; null keeps all
         "preprocess": "load_images",  # load_images (dust3r's loader) | visloc (MASt3R's visloc.py datasets)
     }
+    conf_types: ClassVar[dict] = {"weights": str | None, "size": Key(int, min=16), "batch_size": Key(int, min=1),
+                                  "autocast": Key(str | None, choices=tuple(k for k in AUTOCAST if k)),
+                                  "max_matches": Key(int | None, min=1), "border": Key(int, min=0),
+                                  "preprocess": Key(str, choices=tuple(PREPROCESS))}
 
     def check(self) -> None:
         check_device(self.conf["device"])
-        if self.conf["preprocess"] not in PREPROCESS:
-            raise UserError(f"method.preprocess must be one of {', '.join(PREPROCESS)}, not "
-                            f"{self.conf['preprocess']!r}.")
         if self.conf["preprocess"] == "visloc" and self.conf["size"] not in TRAINING_RESOLUTIONS:
             raise UserError(f"method.preprocess=visloc needs method.size 224 or 512 (the training resolutions), "
                             f"not {self.conf['size']!r}.")
-        if self.conf["autocast"] not in AUTOCAST:
-            raise UserError(f"method.autocast must be null, bfloat16 or float16, not {self.conf['autocast']!r}.")
-        for key, least in (("size", 16), ("batch_size", 1)):
-            value = self.conf[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise UserError(f"method.{key} must be an integer of at least {least}, not {value!r}.")
         self.weights_path()
+
+    def check_weights(self) -> None:
+        check_checkpoint(self.weights_path(), expect=self.family)
 
     def weights_path(self) -> Path:
         return resolve_weights(self.conf["weights"] or self.default_weights)
@@ -110,7 +109,7 @@ class _Dust3rFamily(Matcher):
         """Both images as ``method.preprocess`` prepares them: (view dict, transform to the original) each."""
         out = []
         for image in (image0, image1):
-            img, true_shape, transform = PREPROCESS[self.conf["preprocess"]](image, int(self.conf["size"]))
+            img, true_shape, transform = PREPROCESS[self.conf["preprocess"]](image, self.conf["size"])
             out.append(({"img": img, "true_shape": true_shape}, transform))
         return out
 
@@ -120,10 +119,10 @@ class _Dust3rFamily(Matcher):
         return False
 
     def pairs_per_batch(self) -> int:
-        return int(self.conf["batch_size"])
+        return self.conf["batch_size"]
 
     def _forward(self, pairs_of_views: list) -> list:
-        return infer_pairs(self.model, pairs_of_views, int(self.conf["batch_size"]), self.device, self._autocast)
+        return infer_pairs(self.model, pairs_of_views, self.conf["batch_size"], self.device, self._autocast)
 
     def _dense(self, out0: dict, out1: dict, transform0, seeds):
         """Network-pixel matches from the outputs for image 0 and image 1 (``seeds``: map observations of
@@ -132,9 +131,9 @@ class _Dust3rFamily(Matcher):
 
     def _best(self, matches: Matches) -> Matches:
         k = self.conf["max_matches"]
-        if k is None or len(matches) <= int(k):
+        if k is None or len(matches) <= k:
             return matches
-        return matches.subset(np.sort(np.argsort(-matches.scores, kind="stable")[:int(k)]))
+        return matches.subset(np.sort(np.argsort(-matches.scores, kind="stable")[:k]))
 
     def _to_matches(self, dense, t0, t1, timings: dict, seeds=None) -> Matches:
         if seeds is None:
@@ -198,24 +197,12 @@ class Mast3rMatcher(_Dust3rFamily):
             "max_pairs": 16,  # at most this many window pairs per image pair
         },
     }
+    conf_types = {"frm.subsample": Key(int, min=1), "frm.max_iter": Key(int, min=1), "pixel_tol": Key(float, min=0),
+                  "seeded_conf_threshold": Key(float, min=0),
+                  "coarse_to_fine.window": Key(int, min=16), "coarse_to_fine.overlap": Key(float, min=0, below=1),
+                  "coarse_to_fine.min_matches": Key(int, min=1), "coarse_to_fine.max_pairs": Key(int, min=1)}
     # ``benchmark ablate`` adds this run to any sweep of method.frm.*: the brute-force reference
     ablation_baselines = {"method.frm.": ["method.frm.brute_force=true"]}
-
-    def check(self) -> None:
-        super().check()
-        frm = self.conf["frm"]
-        for key in ("subsample", "max_iter"):
-            if isinstance(frm[key], bool) or not isinstance(frm[key], int) or frm[key] < 1:
-                raise UserError(f"method.frm.{key} must be a positive integer, not {frm[key]!r}.")
-        tol = self.conf["pixel_tol"]
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
-            raise UserError(f"method.pixel_tol must be a number >= 0 (pixels; 0 = grid start points), not {tol!r}.")
-        ctf = self.conf["coarse_to_fine"]
-        if not (isinstance(ctf["overlap"], (int, float)) and 0 <= ctf["overlap"] < 1):
-            raise UserError(f"method.coarse_to_fine.overlap must be in [0, 1), not {ctf['overlap']!r}.")
-        if not isinstance(ctf["window"], int) or ctf["window"] < 16:
-            raise UserError(f"method.coarse_to_fine.window must be an integer of at least 16 px, not "
-                            f"{ctf['window']!r}.")
 
     @property
     def query_first(self) -> bool:
@@ -230,14 +217,13 @@ class Mast3rMatcher(_Dust3rFamily):
         points = not self.query_first
         if seeds is not None:
             starts, _ = observation_starts(transform0, seeds)
-            return seeded_descriptor_matches(out0, out1, starts, pixel_tol=float(self.conf["pixel_tol"]),
-                                             conf_threshold=float(self.conf["seeded_conf_threshold"]),
-                                             points=points)
+            return seeded_descriptor_matches(out0, out1, starts, pixel_tol=self.conf["pixel_tol"],
+                                             conf_threshold=self.conf["seeded_conf_threshold"], points=points)
         frm = self.conf["frm"]
-        return descriptor_matches(out0, out1, subsample=int(frm["subsample"]), max_iter=int(frm["max_iter"]),
-                                  early_stop=bool(frm["early_stop"]), brute_force=bool(frm["brute_force"]),
-                                  border=int(self.conf["border"]),
-                                  conf_threshold=float(self.conf["desc_conf_threshold"]), points=points)
+        return descriptor_matches(out0, out1, subsample=frm["subsample"], max_iter=frm["max_iter"],
+                                  early_stop=frm["early_stop"], brute_force=frm["brute_force"],
+                                  border=self.conf["border"], conf_threshold=self.conf["desc_conf_threshold"],
+                                  points=points)
 
     # -- starting from the map (absolute localization) ----------------------------------------
     def bound_to_map(self, points2d0) -> Matcher:
@@ -258,7 +244,7 @@ class Mast3rMatcher(_Dust3rFamily):
     def _match_pairs(self, pairs: list) -> list[Matches]:
         """Pairs larger than a window go coarse-to-fine one by one (when enabled); the others in batches."""
         ctf = self.conf["coarse_to_fine"]
-        large = [bool(ctf["enabled"]) and max(*a.shape[:2], *b.shape[:2]) > int(ctf["window"]) for a, b in pairs]
+        large = [ctf["enabled"] and max(*a.shape[:2], *b.shape[:2]) > ctf["window"] for a, b in pairs]
         single = iter(super()._match_pairs([p for p, big in zip(pairs, large) if not big]))
         return [self._coarse_to_fine(*p) if big else next(single) for p, big in zip(pairs, large)]
 
@@ -269,10 +255,10 @@ class Mast3rMatcher(_Dust3rFamily):
         tic = time.perf_counter()
         coarse, (out0, _, t0, _) = self._match_pairs_with_outputs([(image0, image1)])[0]
         coarse_depth = out0["pts3d"][0, ..., 2].float().cpu().numpy() if self.predicts_geometry else None
-        windows0 = c2f.window_grid(image0.shape[1], image0.shape[0], int(ctf["window"]), float(ctf["overlap"]))
-        windows1 = c2f.window_grid(image1.shape[1], image1.shape[0], int(ctf["window"]), float(ctf["overlap"]))
-        chosen = c2f.select_window_pairs(coarse.kpts0, coarse.kpts1, windows0, windows1, int(ctf["min_matches"]),
-                                         int(ctf["max_pairs"]))
+        windows0 = c2f.window_grid(image0.shape[1], image0.shape[0], ctf["window"], ctf["overlap"])
+        windows1 = c2f.window_grid(image1.shape[1], image1.shape[0], ctf["window"], ctf["overlap"])
+        chosen = c2f.select_window_pairs(coarse.kpts0, coarse.kpts1, windows0, windows1, ctf["min_matches"],
+                                         ctf["max_pairs"])
         timings = {"coarse": time.perf_counter() - tic}
         if not chosen:
             coarse.timings.update(timings)
@@ -315,8 +301,7 @@ class Dust3rMatcher(_Dust3rFamily):
     }
 
     def _dense(self, out0, out1, transform0, seeds):
-        return pointmap_matches(out0, out1, conf_threshold=float(self.conf["conf_threshold"]),
-                                border=int(self.conf["border"]))
+        return pointmap_matches(out0, out1, conf_threshold=self.conf["conf_threshold"], border=self.conf["border"])
 
 
 class MapSeeded:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.errors import UserError
+from benchmark.config_types import Key
 from benchmark.registry import METHODS
 
-from ..learned import TORCH_CONF, load_checkpoint, load_strict
+from ..checkpoints import WeightFile, load_weight_file
+from ..learned import TORCH_CONF
 from ..local_features import FeatureMatcher
 from ..weights import KnownWeights, register_weights, resolve
 
@@ -47,11 +48,11 @@ class SuperGlueMatcher(FeatureMatcher):
         "sinkhorn_iterations": 20,
         "match_threshold": 0.2,
     }
+    conf_types = {"remove_borders": Key(int, min=0), "sinkhorn_iterations": Key(int, min=1),
+                  "match_threshold": Key(float, min=0, max=1)}
 
     def check(self) -> None:
         super().check()
-        if int(self.conf["sinkhorn_iterations"]) < 1:
-            raise UserError(f"method.sinkhorn_iterations must be at least 1, not {self.conf['sinkhorn_iterations']!r}.")
         self.superglue_path()
 
     def superglue_path(self) -> Path:
@@ -60,18 +61,18 @@ class SuperGlueMatcher(FeatureMatcher):
             spec = f"superglue_{spec}"
         return resolve(spec, "superglue_indoor", what="SuperGlue")
 
-    def weight_files(self) -> list[Path]:
-        return [self.detector_path(), self.superglue_path()]
-
-    def _load(self) -> None:
+    def _network(self):
         from .superglue import SuperGlue
 
+        return SuperGlue(sinkhorn_iterations=self.conf["sinkhorn_iterations"],
+                         match_threshold=self.conf["match_threshold"])
+
+    def weight_files(self) -> list[WeightFile]:
+        return [self.detector_file(), WeightFile(self.superglue_path(), "SuperGlue", self._network)]
+
+    def _load(self) -> None:
         super()._load()
-        path = self.superglue_path()
-        net = SuperGlue(sinkhorn_iterations=int(self.conf["sinkhorn_iterations"]),
-                        match_threshold=float(self.conf["match_threshold"]))
-        load_strict(net, load_checkpoint(path, "SuperGlue"), path, "SuperGlue")
-        self._superglue = net.eval().to(self.device)
+        self._superglue = load_weight_file(self.weight_files()[1], self.device)
 
     def _pair(self, feats0, feats1, size0, size1):
         import torch
