@@ -88,7 +88,8 @@ def term_table(title: str, df: pd.DataFrame, width: int = WIDTH) -> str:
         return "  ".join(parts).rstrip()
 
     head = f"{title}: {len(df)} rows" + (f", ranked by {protocol.label(protocol.rank_by[0])}" if protocol else "")
-    lines = [_cut(head, width), line([c[0] for c in shown], "method"), line(["-" * c[2] for c in shown], "-" * method_w)]
+    lines = textwrap.wrap(head, width, subsequent_indent="  ")
+    lines += [line([c[0] for c in shown], "method"), line(["-" * c[2] for c in shown], "-" * method_w)]
     lines += [line([c[1][i] for c in shown], m) for i, m in enumerate(methods)]
     key = [f"{col[0]} = {name}" for name, col in metrics if col[0] != name]
     if any(mark in m for m in methods for mark in set(WEIGHT_MARKS.values())):
@@ -97,6 +98,9 @@ def term_table(title: str, df: pd.DataFrame, width: int = WIDTH) -> str:
         key.append(f"{PUBLISHED_SHORT} = a published result, not measured here")
     if any(c[0] == "failed" for c in tail):
         key.append("failed = samples without an estimate (failures count in every metric)")
+    cut = [f"{i} = {m}" for i, m in enumerate(methods, 1) if len(m) > method_w]
+    if cut:
+        key.append(f"methods in full: {'; '.join(cut)}")
     if dropped:
         key.append(f"not shown (too wide for {width} columns): {', '.join(dropped)}; see --format md")
     return "\n".join(lines + (textwrap.wrap("key: " + "; ".join(key), width, subsequent_indent="  ") if key else []))
