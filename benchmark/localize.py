@@ -89,7 +89,7 @@ def query_problem(sample: QuerySample, method, cache, solver_conf: dict, keys=No
 
     def load_query():
         if not query_image:  # the query is read once, not once per reference
-            query_image.append(read_image(sample.image))
+            query_image.append(read_image(sample.image, reading=method.image_reading))
         return query_image[0]
 
     parts, lifted, t_match, all_cached = [], [], 0.0, True
@@ -100,7 +100,7 @@ def query_problem(sample: QuerySample, method, cache, solver_conf: dict, keys=No
         bound = method.bound_to_map(ref.points2d)  # MASt3R's visloc mode starts from the map observations
         key = keys.localization(ref, sample, ref.points2d if bound is not method else None)
         matches, cached = match_pair(bound, cache, key,
-                                     lambda r=ref: (read_image(r.image), load_query()))
+                                     lambda r=ref: (read_image(r.image, reading=method.image_reading), load_query()))
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached
         parts.append(matches)

@@ -69,9 +69,10 @@ def match_pair(method, cache: MatchCache | None, key: str, load_pair,
     return matches, False
 
 
-def _pair_images(sample: PairSample):
-    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0)),
-            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
+def _pair_images(sample: PairSample, method):
+    """The two images read the way the method's official reader does (``method.image_reading``)."""
+    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0), method.image_reading),
+            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0), method.image_reading))
 
 
 def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchKeys) -> dict:
@@ -84,7 +85,7 @@ def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchK
     if len(todo) < 2:
         return {}
     try:
-        found = method.match_batch([_pair_images(s) for _, s in todo])
+        found = method.match_batch([_pair_images(s, method) for _, s in todo])
     except UserError:
         raise
     except Exception:
@@ -152,7 +153,8 @@ def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf,
             problem, matches, t_match, cached = query_problem(sample, method, cache, solver_conf, keys)
         else:
             start = time.perf_counter()
-            matches, cached = match_pair(method, cache, keys.pair(sample), lambda: _pair_images(sample), prefetched)
+            matches, cached = match_pair(method, cache, keys.pair(sample), lambda: _pair_images(sample, method),
+                                         prefetched)
             matches = in_camera_pixels(sample, matches)
             t_match = matches.timings.get("match", time.perf_counter() - start)
             row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}

@@ -10,13 +10,15 @@ one pair of images::
         def _load(self): ...                      # heavy imports and weights here
         def _match(self, image0, image1) -> Matches: ...
 
-Images are ``numpy.uint8`` (H, W, 3) RGB as read from disk (after any resize the
-benchmark protocol asks for); keypoints come back in those images' pixels,
-OpenCV convention.
+Images are ``numpy.uint8`` as read from disk (after any resize the benchmark protocol asks for), in
+the form the method's ``image_reading`` declares: (H, W, 3) RGB, or (H, W) grey decoded straight from
+the file as the method's official reader does (SuperGlue, LoFTR). ``match`` also takes the other form
+and converts it. Keypoints come back in those images' pixels, OpenCV convention.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +26,7 @@ import numpy as np
 from benchmark.config import config_hash, merge
 from benchmark.config_types import class_schema
 from benchmark.errors import UserError
+from benchmark.io import RGB, ImageReading, as_reading
 from benchmark.types import Matches
 
 
@@ -34,6 +37,8 @@ class Matcher:
     conf_types: ClassVar[dict] = {}
     # True for methods that also predict 3D points (MASt3R, DUSt3R): Matches.pts3d0/pts3d1 are filled.
     predicts_geometry: ClassVar[bool] = False
+    # How the harness reads this method's images (colour, or grey straight from the decoder); in the cache key.
+    image_reading: ClassVar[ImageReading] = RGB
 
     def __init__(self, conf: dict | None = None):
         conf = dict(conf or {})
@@ -102,6 +107,7 @@ class Matcher:
         for a, b in pairs:
             check_image(a, 0)
             check_image(b, 1)
+        pairs = [(as_reading(a, self.image_reading), as_reading(b, self.image_reading)) for a, b in pairs]
         self.load()
         start = time.perf_counter()
         out = (run or self._match_pairs)(pairs)
@@ -127,13 +133,15 @@ class Matcher:
         return 1
 
     def cache_key(self) -> str:
-        """Changes whenever the matches could change: method name, config and weights."""
-        return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint()})
+        """Changes whenever the matches could change: method name, config, weights and how images are read."""
+        return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint(),
+                            "reading": asdict(self.image_reading)})
 
 
 def check_image(image, index: int) -> None:
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB array, got "
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8
+            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3))):
+        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB or (H, W) grey array, got "
                          f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
 
 

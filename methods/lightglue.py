@@ -1,5 +1,7 @@
 """The ``lightglue`` method: DISK / ALIKED / XFeat / SuperPoint keypoints matched by LightGlue
-(Lindenberger, Sarlin, Pollefeys, ICCV 2023) as kornia implements it; with XFeat it is LighterGlue.
+(Lindenberger, Sarlin, Pollefeys, ICCV 2023) as kornia implements it (the same numbers as the ``lightglue``
+package); with XFeat it is LighterGlue. Keypoints reach it as LightGlue's ``Extractor.extract`` (or XFeat's
+``match_lighterglue``) gives them: in the pixels of the image given, with that image's size.
 
 ``weights``: the matcher's file, a registered name or a path; null picks the one released for
 ``features`` (disk_lightglue, aliked_lightglue, xfeat_lighterglue, superpoint_lightglue). The DISK,
@@ -65,14 +67,16 @@ class LightGlueMatcher(FeatureMatcher):
         super()._load()
         self._lightglue = load_weight_file(self.matcher_file(), self.device)
 
-    def _pair(self, feats0, feats1, size0, size1):
+    def _pair(self, feats0, feats1, input0, input1):
         import torch
 
-        def image(f, size):
-            return {"keypoints": f["keypoints"][None].float(), "descriptors": f["descriptors"][None].float(),
-                    "image_size": torch.tensor([size], dtype=torch.float32, device=f["keypoints"].device)}
+        def image(f, net_input):
+            # as LightGlue's Extractor.extract hands them over: keypoints in the pixels of the image given,
+            # normalised by that image's size
+            return {"keypoints": f["image_keypoints"][None].float(), "descriptors": f["descriptors"][None].float(),
+                    "image_size": torch.tensor([net_input.size], dtype=torch.float32, device=f["keypoints"].device)}
 
         if len(feats0["keypoints"]) == 0 or len(feats1["keypoints"]) == 0:
             return torch.zeros((0, 2), dtype=torch.long), torch.zeros(0)
-        out = self._lightglue({"image0": image(feats0, size0), "image1": image(feats1, size1)})
+        out = self._lightglue({"image0": image(feats0, input0), "image1": image(feats1, input1)})
         return out["matches"][0], out["scores"][0]

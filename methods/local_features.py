@@ -1,9 +1,10 @@
 """Learned local features (DISK, ALIKED, XFeat through kornia; SuperPoint, our own) and their
 mutual-nearest-neighbour matcher ``mnn``.
 
-Every extractor maps a (B, 3, H, W) RGB batch in [0, 1] to per-image keypoints (x, y) in the pixels
-of that batch (OpenCV convention: kornia's DISK, ALIKED and XFeat and our SuperPoint all put pixel
-centres on integers), detection scores and L2-normalised descriptors.
+Each feature kind has its official pre-processing (``methods.preprocess``): DISK, ALIKED and SuperPoint
+LightGlue's ``Extractor.extract``, XFeat its ``match_xfeat``. Every extractor maps a (B, C, h, w) batch in
+[0, 1] to per-image keypoints (x, y) in the pixels of that batch, detection scores and L2-normalised
+descriptors; ALIKED and XFeat select keypoints as their reference code does (``methods.detection``).
 
 Config keys shared with ``lightglue`` (``FEATURE_CONF``): ``features`` (disk | aliked | xfeat |
 superpoint), ``max_keypoints`` (-1: all), ``detection_threshold`` and ``nms_radius`` (null: the
@@ -23,8 +24,10 @@ from benchmark.registry import METHODS
 
 from . import kornia_cache
 from .checkpoints import WeightFile, load_weight_file
+from .detection import aliked_keypoints, xfeat_detect_and_compute
 from .learned import TORCH_CONF, SparseMatcher, gray
 from .nn import mutual_nn_ratio
+from .preprocess import NetInput, lightglue_input, xfeat_input
 
 
 def _itself(obj):
@@ -37,7 +40,7 @@ class FeatureKind:
     weights: str  # default registered weights
     detection_threshold: float
     nms_radius: int | None  # None: fixed by the extractor
-    size_multiple: int
+    prepare: Callable  # the official input recipe (methods.preprocess)
     needs_kornia: bool
     network: Callable  # conf -> the extractor network, not loaded (its weight file fills it)
     extract: Callable  # (conf, loaded network) -> callable(batch) -> list[dict]
@@ -92,9 +95,17 @@ def _aliked(conf):
 
 
 def _aliked_extract(conf, net):
+    n, threshold, radius = _limit(conf), _threshold(conf, "aliked"), _radius(conf, "aliked")
+    # LightGlue's ALIKED: top-k mode only without a positive threshold; at most 20000 points otherwise
+    top_k, n_limit = (-1 if threshold > 0 else n), (n if n > 0 else 20000)
+
     def extract(batch):
-        return [{"keypoints": f.keypoints, "scores": f.keypoint_scores, "descriptors": f.descriptors}
-                for f in net(batch)]
+        features, score_map = net.extract_dense_map(batch)
+        keypoints, scores = aliked_keypoints(score_map, radius, top_k, threshold, n_limit)
+        descriptors, _ = net.desc_head(features, keypoints)
+        size = batch.new_tensor([batch.shape[-1] - 1, batch.shape[-2] - 1])
+        return [{"keypoints": size * (k + 1) / 2.0, "scores": s, "descriptors": d}
+                for k, s, d in zip(keypoints, scores, descriptors)]
 
     return extract
 
@@ -102,14 +113,12 @@ def _aliked_extract(conf, net):
 def _xfeat(conf):
     import kornia.feature as KF
 
-    n = _limit(conf)
-    return KF.XFeat(top_k=n if n > 0 else 1 << 30, detection_threshold=_threshold(conf, "xfeat"))
+    return KF.XFeat()
 
 
 def _xfeat_extract(conf, net):
-    # inputs are already multiples of 32, so XFeat's own resize is the identity and its integer
-    # keypoints are pixels of this batch
-    return net.detectAndCompute
+    n = _limit(conf)
+    return lambda batch: xfeat_detect_and_compute(net.net, batch, n if n > 0 else 1 << 30, _threshold(conf, "xfeat"))
 
 
 def _superpoint(conf):
@@ -120,18 +129,19 @@ def _superpoint(conf):
 
 
 def _superpoint_extract(conf, net):
-    return lambda batch: net(gray(batch))
+    return lambda batch: net(batch if batch.shape[1] == 1 else gray(batch))
 
 
-FEATURES = {
-    "disk": FeatureKind("DISK", "disk_depth", 0.0, 2, 1, True, _disk, _disk_extract,
+FEATURES = {  # defaults of LightGlue's extractors and of XFeat
+    "disk": FeatureKind("DISK", "disk_depth", 0.0, 2, lightglue_input, True, _disk, _disk_extract,
                         state_dict=lambda raw: raw.get("extractor", raw)),
     # threshold <= 0: top-k mode; dkd.hw_grid is a buffer derived from the image size
-    "aliked": FeatureKind("ALIKED", "aliked-n16", 0.0, 2, 1, True, _aliked, _aliked_extract,
+    "aliked": FeatureKind("ALIKED", "aliked-n16", 0.2, 2, lightglue_input, True, _aliked, _aliked_extract,
                           optional=("dkd.hw_grid",)),
-    "xfeat": FeatureKind("XFeat", "xfeat", 0.05, None, 32, True, _xfeat, _xfeat_extract,
+    "xfeat": FeatureKind("XFeat", "xfeat", 0.05, None, xfeat_input, True, _xfeat, _xfeat_extract,
                          module=lambda net: net.net),
-    "superpoint": FeatureKind("SuperPoint", "superpoint_v1", 0.005, 4, 8, False, _superpoint, _superpoint_extract),
+    "superpoint": FeatureKind("SuperPoint", "superpoint_v1", 0.005, 4, lightglue_input, False, _superpoint,
+                              _superpoint_extract),
 }
 
 FEATURE_CONF = {
@@ -161,14 +171,11 @@ class FeatureMatcher(SparseMatcher):
     def kind(self) -> FeatureKind:
         return FEATURES[self.features_name]
 
-    @property
-    def size_multiple(self) -> int:  # type: ignore[override]
-        return self.kind.size_multiple
-
     def check(self) -> None:
         super().check()
         kind = self.kind
-        if kind.needs_kornia:
+        resizes = self.conf["resize_max"] is not None or self.conf["resize_to"] is not None
+        if kind.needs_kornia or (kind.prepare is lightglue_input and resizes):  # LightGlue resizes with kornia
             kornia_cache.require_kornia(f"'{self.features_name}' feature extractor")
         if kind.nms_radius is None and self.conf["nms_radius"] is not None:
             raise UserError(f"method.nms_radius cannot be set for {self.features_name} (its window is fixed); "
@@ -190,6 +197,9 @@ class FeatureMatcher(SparseMatcher):
     def _load(self) -> None:
         self._extractor = self.kind.extract(self.conf, load_weight_file(self.detector_file(), self.device))
 
+    def prepare(self, image) -> NetInput:
+        return self.kind.prepare(image, **self.resize_conf())
+
     def _extract(self, batch) -> list[dict]:
         return self._extractor(batch)
 
@@ -207,7 +217,7 @@ class MutualNNMatcher(FeatureMatcher):
     }
     conf_types = {"ratio": Key(float | None, above=0, max=1), "max_distance": Key(float | None, above=0)}
 
-    def _pair(self, feats0, feats1, size0, size1):
+    def _pair(self, feats0, feats1, input0, input1):
         pairs, dist = mutual_nn_ratio(feats0["descriptors"].float().cpu(), feats1["descriptors"].float().cpu(),
                                       ratio=self.conf["ratio"], mutual=self.conf["mutual"],
                                       max_distance=self.conf["max_distance"])

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.errors import SampleError, UserError
+from benchmark.errors import UserError
+from benchmark.types import InvalidSample
 from datasets.co3d import Co3dSequences, sequence_pairs
 
 
@@ -71,10 +72,29 @@ def test_nested_sequences_and_malformed_cameras(apple, tmp_path):
     (tmp_path / "apple/seq_a/frame000200.jpg").unlink()  # 19 frames for 20 cameras
     with np.load(apple / "gt_cameras.npz") as d:
         np.savez(tmp_path / "apple/seq_b/gt_cameras.npz", gtR=d["gtR"], gtT=d["gtT"])  # no focal lengths
-    with pytest.raises(SampleError, match=r"seq_a/gt_cameras.npz: gtR has shape \(20, 3, 3\), expected \(19, 3, 3\)"):
-        list(ds.samples("apple/seq_a"))
+    # an unusable cameras file fails every pair of its sequence, each one a row (171 = 19 * 18 / 2 pairs)
+    seq_a = list(ds.samples("apple/seq_a"))
+    assert len(seq_a) == 171 and all(isinstance(s, InvalidSample) for s in seq_a)
+    assert "seq_a/gt_cameras.npz: gtR has shape (20, 3, 3), expected (19, 3, 3)" in seq_a[0].reason
     problems = ds.problems()
     assert len(problems) == 2 and "lacks the arrays gtFL" in problems[1]
+
+
+def test_a_broken_frame_costs_only_the_pairs_it_is_in(apple, tmp_path):
+    seq = tmp_path / "apple"
+    shutil.copytree(apple, seq)
+    frames = sorted(seq.glob("*.jpg"))
+    frames[3].write_bytes(b"not a jpeg")
+    with np.load(apple / "gt_cameras.npz") as d:
+        arrays = {k: d[k].copy() for k in ("gtR", "gtT", "gtFL")}
+    arrays["gtT"][7, 0] = np.nan
+    np.savez(seq / "gt_cameras.npz", **arrays)
+    samples = list(Co3dSequences({"root": str(seq)}).samples("apple"))
+    assert len(samples) == 190  # every pair stays in the denominators
+    bad = [s for s in samples if isinstance(s, InvalidSample)]
+    assert len(bad) == 19 + 19 - 1  # the pairs with frame 3 or frame 7
+    assert all(frames[3].stem in s.id or frames[7].stem in s.id for s in bad)
+    assert any("cannot be read as an image" in s.reason for s in bad) and any("NaN" in s.reason for s in bad)
 
 
 def test_bad_settings_raise_one_sentence(apple, tmp_path):
