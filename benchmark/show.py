@@ -147,7 +147,7 @@ def _pair_view(sample, ctx: "ShowContext", seed: int) -> View:
     from .pipeline import _pair_images, in_camera_pixels, match_pair
     from .solvers import SOLVERS, pair_problem
 
-    image0, image1 = _pair_images(sample)
+    image0, image1 = _pair_images(sample, ctx.method)  # as the run read them (the method's reading)
     matches, _ = match_pair(ctx.method, ctx.source, ctx.source.keys.pair(sample), lambda: (image0, image1))
     scored = in_camera_pixels(sample, matches)
     view = View(image0, image1, matches, scored, sample.T_0to1, sample.camera0, sample.camera1)
@@ -184,7 +184,9 @@ def _query_view(sample: QuerySample, ctx: "ShowContext", seed: int) -> View:
     T = sample.T_w2c @ invert_pose(ref.T_w2c) if sample.T_w2c is not None else None
     rank = next(i for i, r in enumerate(sample.references) if r is ref) + 1
     inl = "" if per_ref[best] is None else f", {int(per_ref[best].sum())} inliers in the pooled PnP"
-    view = View(read_image(ref.image), read_image(sample.image), matches, matches, T, ref.camera, sample.camera,
+    reading = ctx.method.image_reading
+    view = View(read_image(ref.image, reading=reading), read_image(sample.image, reading=reading), matches, matches,
+                T, ref.camera, sample.camera,
                 inliers=per_ref[best] if T is None else None)
     view.notes.append(f"left: reference {ref.name} (retrieval rank {rank} of {len(sample.references)}; "
                       f"{len(matches)} matches{inl}); right: the query")

@@ -170,9 +170,10 @@ def draw_matches(image0: np.ndarray, image1: np.ndarray, kpts0: np.ndarray, kpts
                  scale: float = 1.0, antialias: bool = True) -> np.ndarray:
     """RGB picture: image0 left, image1 right, one line per match in ``colors`` (N, 3) RGB and a
     dot of the same colour at both keypoints (dots drawn after every line, so each keypoint shows
-    its own match's colour); ``order`` = drawing order (last on top); the text ``lines`` and the
+    its own match's colour; grey images are drawn grey); ``order`` = drawing order (last on top); the text ``lines`` and the
     ``legend`` in a panel below. ``scale`` < 1 draws a smaller picture (images and keypoints scaled
     alike); ``antialias=False`` draws lines ~5x faster (pictures drawn in bulk)."""
+    image0, image1 = (np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im for im in (image0, image1))
     if scale != 1.0:
         image0, image1 = (cv2.resize(im, (max(1, round(im.shape[1] * scale)), max(1, round(im.shape[0] * scale))),
                                      interpolation=cv2.INTER_AREA) for im in (image0, image1))

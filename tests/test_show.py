@@ -10,7 +10,7 @@ from benchmark import viz
 from benchmark.config import resolve
 from benchmark.errors import UserError
 from benchmark.geometry import pose_matrix
-from benchmark.io import read_depth, read_image
+from benchmark.io import GRAY, read_depth, read_image
 from benchmark.protocols import get_protocol
 from benchmark.registry import DATASETS, METHODS
 from benchmark.runner import build
@@ -264,3 +264,23 @@ def test_failed_samples_in_a_run_with_crashes(tmp_path, capsys):
     assert main(["run", "--method", "synthetic_matcher", "--dataset", "synthetic_pairs", "--set",
                  f"dataset.root={root}", "--set", "run.viz_worst=many"]) == 2
     assert "run.viz_worst must be" in capsys.readouterr().err
+
+
+@METHODS.register("fixed_matches_grey")
+class FixedMatchesGrey(FixedMatches):
+    """FixedMatches reading its images grey, as SuperPoint-like readers do (tests only)."""
+
+    image_reading = GRAY
+
+
+def test_a_method_reading_grey_images_is_shown_grey(tmp_path, monkeypatch):
+    sample = first_pair()
+    matches = exact_matches(sample, OFFSETS)
+    monkeypatch.setattr(FixedMatches, "matches", matches)
+    run = write_run(tmp_path / "run", "fixed_matches_grey", "demo", [row(sample)])
+    show(run, [], sample.id, None, None, tmp_path / "pair.png")
+    pic = cv2.cvtColor(cv2.imread(str(tmp_path / "pair.png")), cv2.COLOR_BGR2RGB)
+    grey = read_image(sample.image0, sample.resize0, reading=GRAY)
+    np.testing.assert_array_equal(pic[:5, :5], np.repeat(grey[:5, :5, None], 3, axis=2))
+    k0 = np.round(matches.kpts0[-1]).astype(int)
+    assert tuple(pic[k0[1], k0[0]]) == viz.RED  # the lines keep their colours on the grey images
