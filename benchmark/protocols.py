@@ -28,6 +28,7 @@ class Protocol:
     lower_is_better: tuple[str, ...] = ()  # headline columns where smaller is better (medians of errors)
     curves: list[tuple] = []  # (column, label, unit, threshold) for the cumulative error plot
     short: dict[str, str] = {}  # compact column titles for printed tables
+    worst_by: tuple[str, ...] = ()  # per-sample error columns whose maximum ranks the worst samples
 
     def label(self, key: str) -> str:
         return self.short.get(key, key)
@@ -59,6 +60,7 @@ class MapFreeProtocol(Protocol):
              mapfree.KEY_ROT: "med rot deg", mapfree.KEY_ESTIMATES: "estimated"}
     curves = [(mapfree.VCRE, "VCRE", "px", mapfree.VCRE_THRESHOLD), (mapfree.TRANS, "translation error", "m", mapfree.T_THRESHOLD),
               (mapfree.ROT, "rotation error", "deg", mapfree.R_THRESHOLD)]
+    worst_by = (mapfree.VCRE,)
 
     def sample_errors(self, sample, estimate, matches):
         if not estimate.ok or sample.T_0to1 is None:
@@ -92,6 +94,7 @@ class RelativePoseProtocol(Protocol):
     rank_by = ("AUC@10", False)
     curves = [(relpose.POSE_ERR, "pose error max(R, t)", "deg", 10.0), (relpose.ERR_R, "rotation error", "deg", 10.0),
               (relpose.ERR_T, "translation angle error", "deg", 10.0)]
+    worst_by = (relpose.POSE_ERR,)
 
     def sample_errors(self, sample, estimate, matches):
         out = _nan_errors((relpose.ERR_R, relpose.ERR_T, relpose.POSE_ERR))
@@ -121,6 +124,7 @@ class MultiViewProtocol(Protocol):
     headline = ["RRA@15", "RTA@15", "mAA@30", "RRA@5", "RTA@5"]
     rank_by = ("mAA@30", False)
     curves = [(rra.RRE, "relative rotation error", "deg", 15.0), (rra.RTE, "relative translation error", "deg", 15.0)]
+    worst_by = (rra.RRE, rra.RTE)
 
     def sample_errors(self, sample, estimate, matches):
         # PoseDiffusion pools the pairs of a category's sequences: the summary groups by this column
@@ -143,6 +147,7 @@ class AachenProtocol(Protocol):
     headline = [f"{c}/{aachen.accuracy_key(t, r)}" for c in aachen.CONDITIONS for t, r in aachen.THRESHOLDS[1:]]
     rank_by = (headline[0], False)
     curves = [(aachen.TRANS, "position error", "m", 0.5), (aachen.ROT, "orientation error", "deg", 5.0)]
+    worst_by = (aachen.TRANS,)
 
     def sample_errors(self, sample, estimate, matches):
         if sample.T_w2c is None:

@@ -166,10 +166,12 @@ def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, prot
 
         (output / "plots").mkdir(exist_ok=True)
         title = f"{summary['method']} on {summary['dataset']}"
-        written.append(error_curves(df, protocol.curves, title, output / "plots" / "error_curves.png"))
+        written.append(error_curves(df, protocol.curves, title, output / "plots" / "error_curves.png",
+                                      cfg["run"].get("plots_log_x", "auto")))
         bar_metric = protocol.headline[0]
+        all_failed = [s for s, g in df.groupby("scene", sort=False) if (g["status"] != "ok").all()]
         written.append(scene_bars(summary["per_scene"], bar_metric, f"{title}: {bar_metric} per scene",
-                                    output / "plots" / "per_scene.png"))
+                                    output / "plots" / "per_scene.png", all_failed))
     return written
 
 
