@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .config import config_hash
+from .config import config_hash, read_experiment
 from .errors import UserError
 from .io import atomic_path
 from .report import markdown_table
@@ -30,11 +30,37 @@ def parse_sweep(text: str) -> tuple[str, list]:
     return key.strip(), values
 
 
-def _row(summary: dict, label: str, key: str, value) -> dict:
+def sweep_of(args) -> tuple[str, list]:
+    """The swept key and values: ``--sweep``, or the ``sweep:`` key of the ``--experiment`` file."""
+    _, from_file = read_experiment(args.experiment)
+    if args.sweep and from_file:
+        raise UserError(f"Give the sweep once: --sweep {args.sweep} or the sweep: key of {args.experiment}, not both.")
+    if args.sweep:
+        return parse_sweep(args.sweep)
+    if from_file:
+        return next(iter(from_file.items()))
+    raise UserError("Say what to sweep: --sweep KEY=V1,V2,... (e.g. method.frm.max_iter=1,2,3), or an experiment "
+                    "file with a sweep: key.")
+
+
+def _override(key: str, value) -> str:
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def _row(summary: dict, label: str, key: str, value, folder: Path) -> dict:
     stages = {f"time_{k}_s": v for k, v in summary.get("mean_stage_time_s", {}).items()}
-    return {key: value, "variant": label, **{c: summary["overall"].get(c) for c in summary["headline"]},
-            "time_match_s": summary["mean_time_match_s"], **stages, "samples": summary["num_samples"],
-            "ok": summary["status_counts"].get("ok", 0), "run": summary["run_id"]}
+    ok = summary["status_counts"].get("ok", 0)
+    row = {key: value, "variant": label, **{c: summary["overall"].get(c) for c in summary["headline"]},
+           "time_match_s": summary["mean_time_match_s"], **stages, "samples": summary["num_samples"], "ok": ok,
+           "status": "ok" if ok else "failed", "reason": "", "run": summary["run_id"]}
+    if not ok:  # every sample failed: the row says why instead of showing numbers of nothing
+        counts = ", ".join(f"{s} {n}" for s, n in summary["status_counts"].items() if n)
+        reasons = pd.read_parquet(folder / "samples.parquet", columns=["reason"])["reason"]
+        top = reasons[reasons != ""].value_counts()
+        row["reason"] = f"all {summary['num_samples']} samples failed ({counts})" + (
+            f"; most often: {top.index[0]}" if len(top) else "")
+        log.warning("ablation: %s: %s", label, row["reason"])
+    return row
 
 
 # The time a sweep is plotted against: the matching stage itself when the method reports it
@@ -43,31 +69,34 @@ PLOT_TIME = ("time_reciprocal_s", "time_match_s")
 
 
 def summary_headline(row: dict, key: str) -> list[str]:
-    """The accuracy columns of an ablation row (everything but the swept value, times and counts)."""
-    return [c for c in row if c not in (key, "variant", "samples", "ok", "run") and not c.startswith("time_")]
+    """The accuracy columns of an ablation row (everything but the swept value, times, counts and status)."""
+    return [c for c in row if c not in (key, "variant", "samples", "ok", "status", "reason", "run")
+            and not c.startswith("time_")]
 
 
-def run_ablation(args, run_fn) -> pd.DataFrame:
-    from .config import resolve
+def run_ablation(args, run_fn, config_fn) -> pd.DataFrame:
+    """One run per value (``run_fn(args, cfg, folder, quiet=True)``), every value's config resolved by
+    ``config_fn(args, extra overrides)`` and checked before the first run starts."""
     from .registry import METHODS
+    from .runner import build, preflight
 
-    key, values = parse_sweep(args.sweep)
-    base_cfg = resolve(args.method, args.dataset, args.experiment, args.overrides)
+    key, values = sweep_of(args)
+    base_cfg = config_fn(args, [])
     out = Path(args.output or Path("results") / f"ablation_{base_cfg['method']['label']}_{base_cfg['dataset']['label']}_"
                f"{key.replace('.', '-')}_{config_hash([str(v) for v in values], 6)}")
-    rows = []
-    for value in values:
-        log.info("ablation: %s=%s", key, value)
-        summary = run_fn(args, [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"],
-                         out / f"{key}={value}", quiet=True)
-        rows.append(_row(summary, f"{key}={value}", key, value))
-    method_cls = METHODS.get(base_cfg["method"]["name"])
-    baseline = None
-    for prefix, extra in getattr(method_cls, "ablation_baselines", {}).items():
+    variants = [(f"{key}={value}", value, config_fn(args, [_override(key, value)]), out / f"{key}={value}")
+                for value in values]
+    for prefix, extra in getattr(METHODS.get(base_cfg["method"]["name"]), "ablation_baselines", {}).items():
         if key.startswith(prefix):
-            log.info("ablation baseline: %s", " ".join(extra))
-            summary = run_fn(args, list(extra), out / "baseline", quiet=True)
-            baseline = _row(summary, "baseline: " + " ".join(extra), key, None)
+            variants.append(("baseline: " + " ".join(extra), None, config_fn(args, list(extra)), out / "baseline"))
+    for _, _, cfg, _ in variants:  # a value that cannot run stops the ablation before any work
+        dataset, method, _ = build(cfg)
+        preflight(cfg, dataset, method)
+    rows = []
+    for label, value, cfg, folder in variants:
+        log.info("ablation: %s", label)
+        rows.append(_row(run_fn(args, cfg, folder, quiet=True), label, key, value, folder))
+    baseline = rows.pop() if len(variants) > len(values) else None
     table = pd.DataFrame(rows + ([baseline] if baseline else []))
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "ablation.csv") as tmp:
@@ -77,7 +106,7 @@ def run_ablation(args, run_fn) -> pd.DataFrame:
     from .plots import ablation_plot
 
     metrics = summary_headline(rows[0], key)[:2]
-    time_col = next(c for c in PLOT_TIME if c in rows[0] and rows[0][c] is not None)
+    time_col = next((c for c in PLOT_TIME if any(r.get(c) is not None for r in rows)), None)
     ablation_plot(pd.DataFrame(rows), key, time_col, metrics, out / "ablation.png", baseline)
     print(markdown_table(table))
     print(f"ablation table and plot: {out}/ablation.csv, ablation.md, ablation.png")

@@ -4,7 +4,9 @@ Order (later wins): ``configs/default.yaml`` < the dataset's defaults < ``config
 < the method's defaults < ``configs/methods/<name>.yaml`` < an experiment file < ``--set key=value``.
 
 Every key must already exist in the layer below it (the defaults declare the
-schema), so a typo is an error that names the key instead of being ignored.
+schema), so a typo is an error that names the key instead of being ignored; every value is
+checked against the key's type (``benchmark.config_types``) as its layer is merged, so a wrong
+type is an error naming the key, the type and the layer before any work.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .config_types import Key, build_schema, check_value, class_schema, lookup, wants_text
 from .errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,37 +42,60 @@ def load_yaml(path: Path) -> dict:
     return data
 
 
-def merge(base: dict, override: dict, source: str, prefix: str = "", open_keys: tuple[str, ...] = ()) -> dict:
-    """Return ``base`` updated with ``override``; unknown keys are an error naming ``source``.
-
-    Keys listed in ``open_keys`` (dotted) accept new sub-keys (free-form dicts such as ``dataset.extra``).
-    """
+def merge(base: dict, override: dict, source: str, prefix: str = "", schema: dict | None = None) -> dict:
+    """Return ``base`` updated with ``override``, every value checked against ``schema`` (default: the
+    types of ``base``) and normalised; an unknown key or a wrong type is an error naming ``source``."""
+    schema = build_schema(base, {}) if schema is None else schema
+    if not isinstance(override, dict):
+        raise UserError(f"{prefix.rstrip('.') or 'The config'} in {source} must be a mapping of keys to values, "
+                        f"not {override!r}.")
     out = copy.deepcopy(base)
     for key, value in override.items():
         dotted = f"{prefix}{key}"
-        if key not in out and prefix.rstrip(".") not in open_keys:
-            known = ", ".join(sorted(map(str, out))) or "(none)"
+        spec = schema.get(key)
+        if spec is None:
+            known = ", ".join(sorted(map(str, schema))) or "(none)"
             raise UserError(f"Unknown config key '{dotted}' in {source}; known keys here: {known}.")
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value, source, dotted + ".", open_keys)
+        if isinstance(spec, dict):
+            if value is None:  # an empty section in a YAML file
+                continue
+            if not isinstance(value, dict):
+                raise UserError(f"{dotted} is a section of keys ({', '.join(spec)}), not a value: set one of "
+                                f"them (e.g. {dotted}.{next(iter(spec), 'KEY')}=...) instead of {value!r} (in {source}).")
+            out[key] = merge(out.get(key) or {}, value, source, dotted + ".", spec)
+        elif spec.type is dict and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **copy.deepcopy(value)}  # a free-form mapping takes new sub-keys
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = check_value(spec, copy.deepcopy(value), dotted, source)
     return out
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a", "b", "c"], value typed by YAML: 3 -> int, 1.5 -> float, [1,2] -> list)."""
+def parse_override(text: str) -> tuple[list[str], str]:
+    """``a.b.c=value`` -> (["a", "b", "c"], "value"); the value is typed by :func:`override_value`."""
     if "=" not in text:
         raise UserError(f"Override '{text}' must look like key.path=value (e.g. --set method.max_keypoints=2048).")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise UserError(f"Override '{text}' has an empty key; write it as key.path=value.")
+    return key.split("."), raw
+
+
+def override_value(raw: str, key=None) -> Any:
+    """An override's value typed by YAML (3 -> int, 1.5 -> float, [1, 2] -> list, null -> None), except
+    that a key holding strings takes the text as written (a CO3D sequence 110_13051_23361 is no number)."""
+    if not raw.strip():
+        return ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
+        return raw
+    if value is not None and key is not None and wants_text(key):
+        try:
+            return yaml.load(raw, Loader=yaml.BaseLoader)  # every scalar a string
+        except yaml.YAMLError:
+            return raw
+    return value
 
 
 def nested(keys: list[str], value: Any) -> dict:
@@ -79,19 +105,12 @@ def nested(keys: list[str], value: Any) -> dict:
     return out
 
 
-def get_dotted(cfg: dict, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise UserError(f"Unknown config key '{dotted}'.")
-        node = node[part]
-    return node
-
-
-def apply_overrides(cfg: dict, overrides: list[str], open_keys: tuple[str, ...] = ()) -> dict:
+def apply_overrides(cfg: dict, overrides: list[str], schema: dict | None = None) -> dict:
+    schema = build_schema(cfg, {}) if schema is None else schema
     for text in overrides:
-        keys, value = parse_override(text)
-        cfg = merge(cfg, nested(keys, value), f"--set {text}", open_keys=open_keys)
+        keys, raw = parse_override(text)
+        value = override_value(raw, lookup(schema, keys))
+        cfg = merge(cfg, nested(keys, value), f"--set {text}", schema=schema)
     return cfg
 
 
@@ -119,28 +138,87 @@ def named_config(kind: str, name: str) -> tuple[str, dict]:
 
 META_KEYS = ("name", "label")  # in the method/dataset sections: registered class and preset name
 
+# What the defaults of configs/default.yaml cannot say (see benchmark.config_types).
+CORE_TYPES = {
+    "run.seed": Key(int, min=0),
+    "run.output": str | None,
+    "run.shard_size": Key(int, min=1),
+    "run.max_samples": Key(int | None, min=1),
+    "run.bootstrap": Key(int, min=0),
+    "run.torch_threads": Key(int, min=1),
+    "run.pipeline": Key(str | bool, choices=("auto", True, False)),
+    "run.pipeline_threads": Key(int | None, min=1),
+    "run.read_threads": Key(int, min=1),
+    "run.read_ahead": Key(int, min=1),
+    "run.solve_queue": Key(int, min=1),
+    "run.viz_worst": Key(int, min=0),
+    "run.plots_log_x": Key(str | bool, choices=("auto", True, False)),
+    "solver.min_matches": Key(int, min=1),
+    "solver.confidence": Key(str, choices=("inliers", "inlier_ratio", "mean_score")),
+    "solver.scale_threshold": Key(float, above=0),
+    "solver.lift": Key(str, choices=("nearest", "pointmap", "auto")),
+    "solver.lift_radius": Key(float, above=0),
+    # a list is a threshold sweep
+    "solver.ransac.max_error": Key(float | list[float], above=0),
+    "solver.ransac.confidence": Key(float, above=0, max=1),
+    "solver.ransac.min_iterations": Key(int, min=1),
+    "solver.ransac.max_iterations": Key(int, min=1),
+    "executor.name": Key(str, choices=("local", "ray")),
+    "executor.address": str | None,
+    "executor.num_cpus": Key(int | None, min=1),
+    "executor.cpus_per_task": Key(float, above=0),
+    "executor.gpus_per_task": Key(float, min=0),
+}
 
-def _section_defaults(kind: str, name: str) -> tuple[dict, dict, tuple[str, ...]]:
-    """(section defaults incl. name/label, the preset file's contents, open keys) for a method or dataset."""
+
+def _section(kind: str, name: str) -> tuple[dict, dict, dict]:
+    """(section defaults incl. name/label, its schema, the preset file's contents) for a method or dataset."""
     from .registry import DATASETS, METHODS
 
     cls_name, data = named_config(kind, name)
     cls = (METHODS if kind == "method" else DATASETS).get(cls_name)
     section = {"name": cls_name, "label": name, **copy.deepcopy(cls.default_conf)}
-    open_keys = tuple(f"{kind}.{k}" for k in getattr(cls, "open_conf_keys", ()))
+    schema = {**{k: Key(str) for k in META_KEYS}, **class_schema(cls)}
     data = copy.deepcopy(data)
-    if kind in data:
+    if isinstance(data.get(kind), dict):
         data[kind] = {k: v for k, v in data[kind].items() if k != "name"}
-    return section, data, open_keys
+    return section, schema, data
+
+
+def read_experiment(experiment: str | Path | None) -> tuple[dict, dict | None]:
+    """An experiment file's layer, and its ``sweep:`` ({key: [values]}; None when it has none)."""
+    exp = load_yaml(Path(experiment)) if experiment else {}
+    sweep = exp.pop("sweep", None)
+    if sweep in (None, {}):
+        return exp, None
+    if not (isinstance(sweep, dict) and len(sweep) == 1 and isinstance(next(iter(sweep)), str)):
+        raise UserError(f"sweep: in {experiment} must map one dotted key to its values "
+                        f"(e.g. sweep: {{method.frm.max_iter: [1, 2, 3]}}), not {sweep!r}.")
+    key, values = next(iter(sweep.items()))
+    values = values if isinstance(values, list) else [values]
+    if not values:
+        raise UserError(f"sweep: {key} in {experiment} lists no values; give at least one.")
+    return exp, {key: values}
 
 
 def resolve(method: str | None, dataset: str | None, experiment: str | Path | None = None,
-            overrides: list[str] = ()) -> dict:
-    """The full run config, every layer merged and validated (see the module docstring)."""
+            overrides: list[str] = (), allow_sweep: bool = False) -> dict:
+    """The full run config, every layer merged and type-checked (see the module docstring).
+
+    An experiment file with a ``sweep:`` is refused unless ``allow_sweep`` (``ablate`` runs it)."""
     cfg = load_yaml(CONFIG_DIR / "default.yaml")
-    exp = load_yaml(Path(experiment)) if experiment else {}
-    exp.pop("sweep", None)
-    exp_method, exp_dataset = dict(exp.pop("method", {}) or {}), dict(exp.pop("dataset", {}) or {})
+    schema = build_schema(cfg, CORE_TYPES)
+    cfg = merge({}, cfg, "configs/default.yaml", schema=schema)
+    exp, sweep = read_experiment(experiment)
+    if sweep and not allow_sweep:
+        key = next(iter(sweep))
+        raise UserError(f"{experiment} has a sweep: of {key}, which only `python -m benchmark ablate --experiment "
+                        f"{experiment}` runs; remove the sweep: key to use the file here.")
+    exp_method, exp_dataset = exp.pop("method", {}) or {}, exp.pop("dataset", {}) or {}
+    for kind, part in (("method", exp_method), ("dataset", exp_dataset)):
+        if not isinstance(part, dict):
+            raise UserError(f"{kind}: in {experiment} must be a mapping of keys to values, not {part!r}.")
+    exp_method, exp_dataset = dict(exp_method), dict(exp_dataset)
     method = method or exp_method.pop("name", None)
     dataset = dataset or exp_dataset.pop("name", None)
     exp_method.pop("name", None)
@@ -148,17 +226,14 @@ def resolve(method: str | None, dataset: str | None, experiment: str | Path | No
     if not method or not dataset:
         raise UserError("Say which method and dataset to run: --method NAME --dataset NAME "
                         "(or an experiment file that names them).")
-    open_keys: tuple[str, ...] = ()
     for kind, name in (("dataset", dataset), ("method", method)):
-        section, data, keys = _section_defaults(kind, name)
-        open_keys += keys
-        cfg[kind] = section
-        source = f"configs/{kind}s/{name}.yaml"
-        cfg = merge(cfg, data, source, open_keys=open_keys)
+        section, schema[kind], data = _section(kind, name)
+        cfg[kind] = merge({}, section, f"the '{name}' {kind} defaults", f"{kind}.", schema[kind])
+        cfg = merge(cfg, data, f"configs/{kind}s/{name}.yaml", schema=schema)
     if experiment:
         exp["method"], exp["dataset"] = exp_method, exp_dataset
-        cfg = merge(cfg, exp, str(experiment), open_keys=open_keys)
-    return apply_overrides(cfg, list(overrides), open_keys)
+        cfg = merge(cfg, exp, str(experiment), schema=schema)
+    return apply_overrides(cfg, list(overrides), schema)
 
 
 def section_hash(cfg: dict, kind: str) -> str:

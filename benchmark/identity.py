@@ -52,61 +52,83 @@ def sha256_file(path: Path) -> str:
 
 
 class FileIdentities:
-    """Content hashes of files, memoised by stat in a small SQLite table (``store``; None: in memory)."""
+    """Content hashes of files, memoised by stat in a small SQLite table (``store``; None: in memory).
+
+    Reading an existing store creates nothing; :meth:`save` writes what was hashed (a run calls it once
+    it knows it can write its folders, so a refused run leaves nothing behind)."""
 
     def __init__(self, store: Path | None = None):
+        self.store = Path(store) if store is not None else None
         self._memo: dict[str, tuple] = {}
+        self._new: dict[str, tuple] = {}
         self._db = None
-        if store is not None:
+        if self.store is not None and self.store.is_file():
             try:
-                Path(store).parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(str(store), timeout=30)
-                self._db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, stat TEXT, digest TEXT)")
-            except (sqlite3.Error, OSError) as exc:  # a read-only or odd filesystem: hash every run
-                log.debug("file identity store %s unavailable (%s); hashing in memory", store, exc)
+                self._db = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True, timeout=30)
+                self._db.execute("SELECT 1 FROM files LIMIT 1")
+            except sqlite3.Error as exc:  # damaged or foreign: hash again (save() rewrites the table)
+                log.debug("file identity store %s unreadable (%s)", self.store, exc)
                 self._db = None
 
     @staticmethod
     def _stat_key(st: os.stat_result) -> str:
         return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
+    def _stored(self, key: str):
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT stat, digest FROM files WHERE path = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return tuple(row) if row else None
+
     def digest(self, path) -> str:
         """sha256 of the file at ``path``, or ``"missing"`` when there is no readable file."""
         key = str(Path(path).absolute())
         try:
-            st = os.stat(key)
+            stamp = self._stat_key(os.stat(key))
         except OSError:
             return MISSING
-        stamp = self._stat_key(st)
-        hit = self._memo.get(key)
-        if hit is None and self._db is not None:
-            row = self._db.execute("SELECT stat, digest FROM files WHERE path = ?", (key,)).fetchone()
-            hit = tuple(row) if row else None
+        hit = self._memo.get(key) or self._stored(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
         try:
             digest = sha256_file(Path(key))
         except OSError:
             return MISSING
-        self._memo[key] = (stamp, digest)
-        if self._db is not None:
-            self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (key, stamp, digest))
+        self._memo[key] = self._new[key] = (stamp, digest)
         return digest
 
-    def close(self) -> None:
+    def save(self) -> None:
+        """Write the identities hashed since the store was read (creating it when needed)."""
         if self._db is not None:
-            try:
-                self._db.commit()
-            except sqlite3.Error as exc:
-                log.debug("could not save file identities: %s", exc)
             self._db.close()
             self._db = None
+        if self.store is None or not self._new:
+            return
+        try:
+            with sqlite3.connect(str(self.store), timeout=30) as db:
+                db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, stat TEXT, digest TEXT)")
+                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)",
+                               [(k, *v) for k, v in self._new.items()])
+            self._new = {}
+        except sqlite3.Error as exc:  # a full disk or an odd filesystem: the next run hashes again
+            log.warning("could not save file identities to %s (%s); the next run hashes its inputs again",
+                        self.store, exc)
+
+    close = save
 
 
 def match_key(method_key: str, image_a: str, image_b: str, read_a: tuple = (), read_b: tuple = ()) -> str:
     """The cache key of one matched pair: method, the two images' identities, how each is read."""
     text = json.dumps([method_key, image_a, read_a, image_b, read_b], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def array_digest(values) -> str:
+    data = np.ascontiguousarray(values)
+    return hashlib.sha256(f"{data.dtype.str}{data.shape}".encode() + data.tobytes()).hexdigest()[:32]
 
 
 def results_identity(cfg: dict, weights: str) -> dict:
@@ -134,8 +156,7 @@ def _canonical(value, ids: FileIdentities, files: dict):
         files[str(value)] = digest = ids.digest(value)
         return ["file", digest]
     if isinstance(value, np.ndarray):
-        data = np.ascontiguousarray(value)
-        return ["array", data.dtype.str, list(data.shape), hashlib.sha256(data.tobytes()).hexdigest()]
+        return ["array", array_digest(value)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return [type(value).__name__, {f.name: _canonical(getattr(value, f.name), ids, files)
                                        for f in dataclasses.fields(value)}]

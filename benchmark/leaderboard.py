@@ -6,7 +6,9 @@ content of the data (``provenance.json``'s ``data_hash``). Its heading says what
 labelled by its method plus the config keys (method, solver, seed) that differ from the method's
 preset; rows whose weights are not a known released file are marked; failed samples are counted.
 Published reference rows (``configs/published/*.yaml``) are marked ``[published]`` and join only the
-tables of a full evaluation set of their dataset.
+tables of a full evaluation set of their dataset. A threshold sweep (``summary.json``'s
+``threshold_sweep``) gives one ordinary row per threshold; its per-metric best threshold is an oracle
+choice, listed in a table of its own (``... [oracle threshold]``) and never ranked with the others.
 """
 from __future__ import annotations
 
@@ -23,24 +25,32 @@ from .report import format_value, markdown_table, read_summary
 log = logging.getLogger("locbench.leaderboard")
 PUBLISHED_TAG = "[published]"
 WEIGHT_MARKS = {"unverified": "?", "modified": "†", "unknown": "†", "missing": "†"}
+ORACLE_TAG = "[oracle threshold]"  # a threshold sweep's best threshold per metric, chosen on the test data
 WEIGHT_KEY = ("weights: ? = a released file name whose checksum is not known here (unverified); "
               "† = not a known released file (random, fine-tuned or modified weights)")
 
 
 def load_runs(paths: list[Path]) -> list[dict]:
-    runs = []
+    runs, skipped = [], []
     for p in paths:
         f = p / "summary.json" if p.is_dir() else p
         if not f.is_file():
-            log.warning("skipping %s: no summary.json (not a finished run folder)", p)
+            skipped.append(f"skipping {p}: no summary.json (not a finished run folder)")
             continue
-        s = read_summary(f)
+        try:
+            s = read_summary(f)
+        except (ValueError, OSError) as exc:
+            skipped.append(f"skipping {p}: its summary.json is unreadable ({exc})")
+            continue
         s["_path"] = str(p)
         config = f.parent / "config.yaml"
         s["_config"] = load_yaml(config) if config.is_file() else {}
         runs.append(s)
     if not runs:
-        raise UserError(f"None of {', '.join(map(str, paths))} holds a summary.json; pass run folders such as results/*.")
+        raise UserError(f"None of {', '.join(map(str, paths))} holds a finished run (a summary.json); pass run "
+                        f"folders such as results/*.")
+    for reason in skipped:
+        log.warning(reason)
     return runs
 
 
@@ -93,8 +103,8 @@ def _preset(run: dict) -> dict | None:
         return None
 
 
-def row_label(run: dict) -> str:
-    """The method plus the method/solver/seed keys that differ from its preset."""
+def row_label(run: dict, skip: tuple = ()) -> str:
+    """The method plus the method/solver/seed keys (but ``skip``) that differ from its preset."""
     cfg, preset = run.get("_config") or {}, _preset(run)
     if not cfg or preset is None:
         return run["method"]
@@ -103,7 +113,7 @@ def row_label(run: dict) -> str:
     base = {**_flatten(preset.get("method"), "method."), **_flatten(preset.get("solver"), "solver."),
             "run.seed": preset["run"].get("seed")}
     diff = [f"{k.split('.', 1)[1] if k.startswith('method.') else k}={v}" for k, v in sorted(mine.items())
-            if k not in ("method.name", "method.label") and base.get(k, object()) != v]
+            if k not in ("method.name", "method.label", *skip) and base.get(k, object()) != v]
     return f"{run['method']} ({', '.join(diff)})" if diff else run["method"]
 
 
@@ -129,14 +139,26 @@ def _protocol_text(run: dict) -> str:
     return text
 
 
-def _run_row(run: dict, cols: list[str]) -> dict:
+def _run_rows(run: dict, cols: list[str]) -> tuple[list[dict], list[dict]]:
+    """The run's rows (one per threshold of a sweep) and, for a sweep, its oracle row."""
     prov = run.get("provenance", {})
     mark, weights = weights_mark(run)
-    ok = run["status_counts"].get("ok", 0)
-    return {"method": row_label(run) + (f" {mark}" if mark else ""), **{c: run["overall"].get(c) for c in cols},
-            "samples": run["num_samples"], "failed": run["num_samples"] - ok, "weights": weights,
-            "protocol": _protocol_text(run), "commit": str(prov.get("git", {}).get("commit", ""))[:8],
-            "run": run["run_id"]}
+    sweep = run.get("threshold_sweep")
+    label = row_label(run, (sweep["key"],) if sweep else ()) + (f" {mark}" if mark else "")
+
+    def row(method, metrics, ok):
+        return {"method": method, **{c: metrics.get(c) for c in cols}, "samples": run["num_samples"],
+                "failed": None if ok is None else run["num_samples"] - ok, "weights": weights,
+                "protocol": _protocol_text(run), "commit": str(prov.get("git", {}).get("commit", ""))[:8],
+                "run": run["run_id"]}
+
+    if not sweep:
+        return [row(label, run["overall"], run["status_counts"].get("ok", 0))], []
+    rows = [row(f"{label} [{sweep['key']}={format_value(p['threshold'])}]", p["overall"],
+                p["status_counts"].get("ok", 0)) for p in sweep["per_threshold"]]
+    listed = "/".join(format_value(t) for t in sweep["thresholds"])
+    best = {c: v["value"] for c, v in sweep["oracle_best"].items()}
+    return rows, [row(f"{label} {ORACLE_TAG} best of {sweep['key']}={listed}", best, None)]
 
 
 def _full_set(run: dict) -> bool:
@@ -152,13 +174,19 @@ def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = Fa
     groups: dict[str, tuple[str, list]] = {}
     for run in load_runs(paths):
         key, heading = evaluation_set(run, mix)
+        if key not in groups and any(h == heading for h, _ in groups.values()):
+            heading = f"{heading} [{run['_path']}]"  # another evaluation set with the same description
         groups.setdefault(key, (heading, []))[1].append(run)
     extra = load_published() if published else []
     tables = {}
     for heading, runs in groups.values():
         protocol = get_protocol(runs[0]["protocol"])
         cols = protocol.headline
-        rows = [_run_row(r, cols) for r in runs]
+        rows, oracle_rows = [], []
+        for r in runs:
+            plain, oracle = _run_rows(r, cols)
+            rows += plain
+            oracle_rows += oracle
         if _full_set(runs[0]):
             for p in extra:
                 if p["protocol"] == protocol.name and (not p["datasets"] or runs[0]["dataset"] in p["datasets"]):
@@ -170,6 +198,8 @@ def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = Fa
         if key in df:
             df = df.sort_values(key, ascending=ascending, na_position="last", kind="stable")
         tables[heading] = df.reset_index(drop=True)
+        if oracle_rows:  # never ranked with fixed-threshold rows: a table of their own
+            tables[f"{heading} {ORACLE_TAG}"] = pd.DataFrame(oracle_rows)
     return tables
 
 

@@ -3,9 +3,9 @@
 For each reference (best first) the pair is matched with **the reference as image 0 and the query as
 image 1**: a dense matcher's ``pts3d0`` are then in the reference camera, where the reference's known pose
 and map points can place them in the world. Reference keypoints are lifted to 3D world points
-(``solver.lift``), the lifted matches of all references are pooled, and one PnP (pycolmap LO-RANSAC +
-refinement, the query camera with its distortion, ``benchmark.solvers.pnp``) gives the world-to-camera pose.
-The confidence is ``solver.confidence`` (the inlier count by default).
+(``solver.lift``), the lifted matches of all references are pooled, and one PnP (``solver.absolute``:
+pycolmap's or PoseLib's LO-RANSAC + refinement, the query camera with its distortion) gives the
+world-to-camera pose. The confidence is ``solver.confidence`` (the inlier count by default).
 
 Lifting a reference keypoint (``solver.lift``):
 
@@ -26,14 +26,13 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-from . import solvers
 from .errors import SampleError
 from .io import read_image
-from .types import ERROR, TOO_FEW_MATCHES, Estimate, Matches, QuerySample, Reference
+from .matching import MatchKeys, match_pair
+from .types import ERROR, TASK_ABSOLUTE, TOO_FEW_MATCHES, Estimate, Matches, PoseProblem, QuerySample, Reference
 
 MIN_SCALE_ANCHORS = 5  # predicted-to-map scale from fewer points is too easily wrong
 LIFT_MODES = ("auto", "nearest", "pointmap")
-# Used when the run config predates these keys; configs/default.yaml declares the same values under solver:.
 
 
 def nearest_observation(reference: Reference, points2d: np.ndarray, radius: float) -> np.ndarray:
@@ -78,22 +77,18 @@ def _concat(parts: list[Matches]) -> Matches:
                    np.concatenate([m.scores for m in parts]))
 
 
-def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: int, keys=None):
-    """Match the query to each reference, lift, pool, PnP.
+def query_problem(sample: QuerySample, method, cache, solver_conf: dict, keys=None):
+    """Match the query to each reference, lift, pool: the PnP problem of one query.
 
-    Returns (Estimate, all matches pooled over references or None, matching seconds, every pair from the cache).
+    Returns (PoseProblem, all matches pooled over references, matching seconds, every pair from the
+    cache); raises SampleError (too_few_matches) when no retrieved reference observes a map point.
     """
-    from .pipeline import MatchKeys, match_pair
-
     keys = keys or MatchKeys(method.cache_key())
-    name = solver_conf["absolute"]
-    if name != "pnp":
-        raise SampleError(f"solver.absolute must be pnp, not '{name}'", status=ERROR)
     query_image = []
 
     def load_query():
         if not query_image:  # the query is read once, not once per reference
-            query_image.append(read_image(sample.image))
+            query_image.append(read_image(sample.image, reading=method.image_reading))
         return query_image[0]
 
     parts, lifted, t_match, all_cached = [], [], 0.0, True
@@ -101,24 +96,35 @@ def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: 
         if ref.points2d is None or len(ref.points2d) == 0:
             continue  # nothing of this image is in the map: matching it cannot help
         start = time.perf_counter()
-        matches, cached = match_pair(method, cache, keys.localization(ref, sample),
-                                     lambda r=ref: (read_image(r.image), load_query()))
+        bound = method.bound_to_map(ref.points2d)  # MASt3R's visloc mode starts from the map observations
+        key = keys.localization(ref, sample, ref.points2d if bound is not method else None)
+        matches, cached = match_pair(bound, cache, key,
+                                     lambda r=ref: (read_image(r.image, reading=method.image_reading), load_query()))
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached
         parts.append(matches)
         lifted.append(lift_reference_points(ref, matches, solver_conf["lift_radius"], solver_conf["lift"]))
-    pooled = _concat(parts)
     if not parts:
-        return (Estimate.failure(TOO_FEW_MATCHES, "no retrieved reference image observes any map point"),
-                None, t_match, False)
+        raise SampleError("no retrieved reference image observes any map point", status=TOO_FEW_MATCHES)
+    pooled = _concat(parts)
     points3d = np.concatenate(lifted)
-    valid = np.isfinite(points3d).all(1)
-    estimate = solvers.pnp(pooled.kpts1[valid], points3d[valid], sample.camera, solver_conf, seed,
-                           pooled.subset(valid))
-    if estimate.inliers is not None:
-        full = np.zeros(len(pooled), dtype=bool)
-        full[np.flatnonzero(valid)] = estimate.inliers
-        estimate.inliers = full
-    if not estimate.ok and estimate.status == TOO_FEW_MATCHES:
-        estimate.reason += f" ({len(pooled)} matches over {len(parts)} references, {int(valid.sum())} lifted to 3D)"
-    return estimate, pooled, t_match, all_cached
+    lifted_count = int(np.isfinite(points3d).all(1).sum())
+    note = f" ({len(pooled)} matches over {len(parts)} references, {lifted_count} lifted to 3D)"
+    return PoseProblem(pooled, sample.camera, points3d=points3d, note=note), pooled, t_match, all_cached
+
+
+def localize_query(sample: QuerySample, method, cache, solver_conf: dict, seed: int, keys=None):
+    """Localize one query with ``solver.absolute`` (at the first threshold of a sweep).
+
+    Returns (Estimate, all matches pooled over references or None, matching seconds, every pair from the cache).
+    """
+    from .solvers import SOLVERS, threshold_confs
+
+    solver = SOLVERS.get(TASK_ABSOLUTE, solver_conf[TASK_ABSOLUTE])
+    try:
+        problem, pooled, t_match, cached = query_problem(sample, method, cache, solver_conf, keys)
+    except SampleError as exc:
+        if exc.status != TOO_FEW_MATCHES:
+            raise
+        return Estimate.failure(exc.status, str(exc)), None, 0.0, False
+    return solver.estimate(problem, threshold_confs(solver_conf)[0], seed), pooled, t_match, cached

@@ -1,9 +1,10 @@
 """One sample through the flow: images -> Matches (cached) -> Estimate -> ResultRow.
 
 Two steps, so that the pipelined runner (``benchmark.pipelined``) can run them in different threads:
-:func:`match_sample` (the matcher's part: cache or matcher) and :func:`finish_sample` (solving and
-scoring); :func:`process_sample` is both, one after the other. Nothing here knows which benchmark
-runs: the dataset says which task the solver must do, the protocol (benchmark.protocols) turns an
+:func:`match_sample` (the matcher's part: cache or matcher; a query's references lifted) and
+:func:`finish_sample` (solving and scoring); :func:`process_sample` is both, one after the other.
+Nothing here knows which benchmark runs: the dataset says which task the solver must do, the
+solver's declaration (benchmark.solvers) what it is fed, the protocol (benchmark.protocols) turns an
 Estimate into error columns.
 """
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import identity, solvers
+from . import solvers
 from .cache import MatchCache
 from .errors import SampleError, UserError
 from .geometry import rotmat_to_quat
-from .io import read_depth, read_image
-from .types import (ERROR, OK, TASK_METRIC_RELATIVE, TASK_RELATIVE, Estimate, InvalidSample, Matches,
-                    PairSample, QuerySample, Reference, ResultRow)
+from .io import read_image
+from .localize import query_problem
+from .matching import MatchKeys, match_pair
+from .types import ERROR, OK, Estimate, InvalidSample, Matches, PairSample, QuerySample, ResultRow
 
 log = logging.getLogger("locbench.pipeline")
 
@@ -32,59 +34,19 @@ def sample_seed(run_seed: int, sample_id: str) -> int:
     return (int(run_seed) * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
 
 
-class MatchKeys:
-    """Match-cache keys of a shard's pairs (``benchmark.identity.match_key``) from the file digests the
-    driver computed while planning; a file it did not see is hashed here."""
-
-    def __init__(self, method_key: str, digests: dict | None = None):
-        self.method_key = method_key
-        self.digests = dict(digests or {})
-        self._ids = identity.FileIdentities()
-
-    def digest(self, path) -> str:
-        found = self.digests.get(str(path))
-        return found if found is not None else self._ids.digest(path)
-
-    def pair(self, sample: PairSample) -> str:
-        read0, read1 = identity.pair_read_params(sample)
-        return identity.match_key(self.method_key, self.digest(sample.image0), self.digest(sample.image1), read0, read1)
-
-    def localization(self, reference: Reference, query: QuerySample) -> str:
-        """The reference is image 0, the query image 1, both read as they are on disk."""
-        return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image))
+def _pair_images(sample: PairSample, method):
+    """The two images read the way the method's official reader does (``method.image_reading``)."""
+    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0), method.image_reading),
+            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0), method.image_reading))
 
 
-def match_pair(method, cache: MatchCache | None, key: str, load_pair,
-               prefetched: dict | None = None, store=None) -> tuple[Matches, bool]:
-    """Matches for one image pair, from the cache when present, else from ``prefetched`` (computed in a
-    batch by :func:`prefetch_pairs`), else computed now and cached at once (a run killed later keeps
-    them; ``store(key, matches)`` instead hands the writing over). ``load_pair()`` reads the two images
-    lazily."""
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit, True
-    matches = (prefetched or {}).pop(key, None)
-    if matches is None:
-        matches = method.match(*load_pair())
-    if store is not None:
-        store(key, matches)
-    elif cache is not None:
-        cache.put(key, matches)
-    return matches, False
-
-
-def _pair_images(sample: PairSample):
-    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0)),
-            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0)))
-
-
-def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchKeys, images=_pair_images) -> dict:
+def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchKeys, images=None) -> dict:
     """Matches of the samples' uncached image pairs from one ``method.match_batch`` call (key -> Matches);
     ``images(sample)`` gives a pair's two images (default: read them now).
 
     Anything that goes wrong here (an unreadable image, a crash) leaves the batch to
     :func:`match_sample`, which matches those pairs one by one and records each failure."""
+    images = images or (lambda s: _pair_images(s, method))
     todo = [(keys.pair(s), s) for s in samples if isinstance(s, PairSample)]
     todo = [(k, s) for k, s in todo if cache is None or not cache.path(k).is_file()]
     if len(todo) < 2:
@@ -99,39 +61,43 @@ def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchK
     return {k: m for (k, _), m in zip(todo, found)}
 
 
-def solve_pair(task: str, sample: PairSample, matches: Matches, conf: dict, seed: int) -> Estimate:
-    if task == TASK_RELATIVE:
-        name = conf[TASK_RELATIVE]
-        if name not in solvers.RELATIVE:
-            raise SampleError(f"solver.relative must be one of {', '.join(solvers.RELATIVE)}, not '{name}'",
-                              status=ERROR)
-        return solvers.RELATIVE[name](matches, sample.camera0, sample.camera1, conf, seed)
-    if task != TASK_METRIC_RELATIVE:
-        raise SampleError(f"task {task} is not a pair task", status=ERROR)
-    name = conf[TASK_METRIC_RELATIVE]
-    if name.endswith("_pts3d"):
-        if matches.pts3d0 is None:
-            raise SampleError(f"solver.metric_relative={name} needs a method that predicts 3D points "
-                              f"(mast3r, dust3r); use pnp_depth or essential_depth", status=ERROR)
-        depth0 = matches.pts3d0[:, 2].copy()
-        points_ok = np.isfinite(matches.pts3d0).all(1)
-        depth0[~points_ok] = np.nan
-    elif name.endswith("_depth"):
-        if sample.depth0 is None:
-            raise SampleError("this dataset config gives no reference depth (set dataset.depth) for "
-                              f"solver.metric_relative={name}", status=ERROR)
-        depth_map = read_depth(sample.depth0, sample.depth_scale)
-        depth0 = solvers.sample_depth(depth_map, matches.kpts0, sample.camera0.width, sample.camera0.height)
-    else:
-        raise SampleError(f"solver.metric_relative must be one of {', '.join(solvers.METRIC_RELATIVE)}, "
-                          f"not '{name}'", status=ERROR)
-    if name.startswith("pnp"):
-        if name == "pnp_pts3d":
-            # MASt3R's own 3D points (camera-0 frame) rather than depth-lifted rays
-            return solvers.pnp(matches.kpts1[points_ok], matches.pts3d0[points_ok], sample.camera1, conf, seed,
-                               matches.subset(points_ok))
-        return solvers.pnp_lifted(matches, depth0, sample.camera0, sample.camera1, conf, seed)
-    return solvers.essential_scaled(matches, depth0, sample.camera0, sample.camera1, conf, seed)
+def solve_thresholds(solver, problem, confs: list[dict], seed: int) -> tuple[list[Estimate], float]:
+    """The estimate at each threshold of a sweep (the one threshold without a sweep), and the seconds the
+    first one took (what a run without a sweep measures)."""
+    estimates, first_seconds = [], float("nan")
+    for conf in confs:
+        start = time.perf_counter()
+        estimates.append(solver.estimate(problem, conf, seed))
+        if len(estimates) == 1:
+            first_seconds = time.perf_counter() - start
+    return estimates, first_seconds
+
+
+def in_camera_pixels(sample: PairSample, matches: Matches) -> Matches:
+    """Matches in the pixels the sample's cameras describe: a protocol that matches resized images but
+    solves in the original ones (LoFTR's MegaDepth) gives ``extra['keypoint_scale']`` = ((sx0, sy0), (sx1, sy1))."""
+    scale = sample.extra.get("keypoint_scale")
+    if scale is None:
+        return matches
+    (s0, s1) = (np.asarray(f, np.float64) for f in scale)
+    return Matches(matches.kpts0 * s0, matches.kpts1 * s1, matches.scores, matches.pts3d0, matches.pts3d1,
+                   matches.num_keypoints0, matches.num_keypoints1, dict(matches.timings))
+
+
+def outcome(sample, estimate: Estimate, matches: Matches | None, protocol) -> dict:
+    """What one estimate puts in the per-sample table: status, reason, inliers, confidence, pose, errors."""
+    out = {"status": estimate.status, "reason": estimate.reason, "num_inliers": estimate.num_inliers,
+           "confidence": float("nan"), "qvec": (float("nan"),) * 4, "tvec": (float("nan"),) * 3, "errors": {}}
+    if estimate.ok:
+        out["confidence"] = estimate.confidence
+        out["qvec"] = tuple(rotmat_to_quat(estimate.R))
+        out["tvec"] = tuple(np.asarray(estimate.t, dtype=np.float64).reshape(3))
+    try:
+        out["errors"] = protocol.sample_errors(sample, estimate, matches)
+    except Exception as exc:
+        log.debug("scoring %s failed:\n%s", sample.id, traceback.format_exc())
+        out["status"], out["reason"] = ERROR, f"scoring failed: {type(exc).__name__}: {exc}"
+    return out
 
 
 @dataclass
@@ -141,7 +107,7 @@ class Matched:
     matches: Matches | None = None
     cached: bool = False
     time_match: float = float("nan")
-    estimate: Estimate | None = None  # a query: localized together with its matching
+    problem: object = None  # a query's pose problem, built with its matching (its references lifted)
     failure: Estimate | None = None  # the matching failed (why)
 
 
@@ -153,22 +119,21 @@ def _failure(sample, exc: Exception) -> Estimate:
     return Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")
 
 
-def match_sample(sample, *, method, cache, keys: MatchKeys, solver_conf, run_seed, prefetched: dict | None = None,
-                 images=_pair_images, store=None) -> Matched:
+def match_sample(sample, *, method, cache, keys: MatchKeys, solver_conf, prefetched: dict | None = None,
+                 images=None, store=None) -> Matched:
     """The matcher's step: a pair's matches (cache, ``prefetched`` batch or the method; ``images(sample)``
-    reads the pair; ``store``: see :func:`match_pair`), or a query localized; never raises for a bad
-    sample."""
+    reads the pair; ``store``: see ``benchmark.matching.match_pair``), or a query's problem; never raises
+    for a bad sample."""
     if isinstance(sample, InvalidSample):
         return Matched()
     try:
         if isinstance(sample, QuerySample):
-            from .localize import localize_query
-
-            seed = sample_seed(run_seed, sample.id)
-            estimate, matches, t_match, cached = localize_query(sample, method, cache, solver_conf, seed, keys)
-            return Matched(matches, cached, t_match, estimate)
+            problem, matches, t_match, cached = query_problem(sample, method, cache, solver_conf, keys)
+            return Matched(matches, cached, t_match, problem)
+        images = images or (lambda s: _pair_images(s, method))
         start = time.perf_counter()
         matches, cached = match_pair(method, cache, keys.pair(sample), lambda: images(sample), prefetched, store)
+        matches = in_camera_pixels(sample, matches)
         return Matched(matches, cached, matches.timings.get("match", time.perf_counter() - start))
     except UserError:  # a broken weight file or missing package stops the run with its own sentence
         raise
@@ -176,37 +141,46 @@ def match_sample(sample, *, method, cache, keys: MatchKeys, solver_conf, run_see
         return Matched(failure=_failure(sample, exc))
 
 
+def cached_match(sample: PairSample, matches: Matches) -> Matched:
+    """A pair's matches found in the cache (by the pipelined runner's reader, ahead of the matcher)."""
+    matches = in_camera_pixels(sample, matches)
+    return Matched(matches, True, matches.timings.get("match", float("nan")))
+
+
 def finish_sample(sample, matched: Matched, *, task, solver_conf, run_seed, protocol) -> ResultRow:
-    """The solving step: pose, then the protocol's error columns; never raises for a bad sample."""
+    """The solving step: poses (at every threshold of a sweep), then the protocol's error columns; never
+    raises for a bad sample. The row's main columns hold the first threshold's answer, ``thr=<px>/<column>``
+    columns each threshold's."""
     if isinstance(sample, InvalidSample):
         return ResultRow(sample.id, sample.scene, sample.status, sample.reason)
     row = ResultRow(sample.id, sample.scene, OK)
-    matches, estimate = matched.matches, matched.failure
-    if estimate is None:
+    matches = matched.matches
+    confs = solvers.threshold_confs(solver_conf)
+    if matched.failure is not None:
+        estimates = [matched.failure] * len(confs)
+    else:
         try:
-            estimate = matched.estimate
-            if estimate is None:
+            solver = solvers.SOLVERS.get(task, solver_conf[task])
+            problem = matched.problem
+            if problem is None:
                 row.stage_times = {k: v for k, v in matches.timings.items() if k != "match"}
-                start = time.perf_counter()
-                estimate = solve_pair(task, sample, matches, solver_conf, sample_seed(run_seed, sample.id))
-                row.time_solve = time.perf_counter() - start
+                problem = solvers.pair_problem(solver, sample, matches)
             row.cached, row.time_match = matched.cached, matched.time_match
-            row.num_matches = len(matches) if matches is not None else 0
+            row.num_matches = len(matches)
+            estimates, row.time_solve = solve_thresholds(solver, problem, confs, sample_seed(run_seed, sample.id))
         except UserError:
             raise
         except Exception as exc:
-            estimate = _failure(sample, exc)
-    row.status, row.reason = estimate.status, estimate.reason
-    row.num_inliers = estimate.num_inliers
-    if estimate.ok:
-        row.confidence = estimate.confidence
-        row.qvec = tuple(rotmat_to_quat(estimate.R))
-        row.tvec = tuple(np.asarray(estimate.t, dtype=np.float64).reshape(3))
-    try:
-        row.errors = protocol.sample_errors(sample, estimate, matches)
-    except Exception as exc:
-        log.debug("scoring %s failed:\n%s", sample.id, traceback.format_exc())
-        row.status, row.reason = ERROR, f"scoring failed: {type(exc).__name__}: {exc}"
+            estimates = [_failure(sample, exc)] * len(confs)
+    first = outcome(sample, estimates[0], matches, protocol)
+    row.status, row.reason, row.num_inliers = first["status"], first["reason"], first["num_inliers"]
+    row.confidence, row.qvec, row.tvec, row.errors = first["confidence"], first["qvec"], first["tvec"], first["errors"]
+    if len(confs) > 1:
+        for conf, estimate in zip(confs, estimates):
+            result = first if estimate is estimates[0] else outcome(sample, estimate, matches, protocol)
+            prefix = solvers.sweep_prefix(conf["ransac"]["max_error"])
+            row.sweep.update({prefix + k: result[k] for k in ("status", "num_inliers", "confidence")})
+            row.sweep.update({prefix + k: v for k, v in result["errors"].items()})
     return row
 
 
@@ -219,6 +193,6 @@ def finish_row(sample, matched: Matched, task, solver_conf, run_seed, protocol) 
 def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf, run_seed, protocol,
                    prefetched: dict | None = None) -> ResultRow:
     """Run one sample end to end; never raises for a bad sample (the row records why)."""
-    matched = match_sample(sample, method=method, cache=cache, keys=keys, solver_conf=solver_conf, run_seed=run_seed,
+    matched = match_sample(sample, method=method, cache=cache, keys=keys, solver_conf=solver_conf,
                            prefetched=prefetched)
     return finish_sample(sample, matched, task=task, solver_conf=solver_conf, run_seed=run_seed, protocol=protocol)

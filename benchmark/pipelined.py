@@ -22,8 +22,7 @@ import queue
 import threading
 from dataclasses import dataclass
 
-from .errors import UserError
-from .pipeline import Matched, finish_row, match_sample, prefetch_pairs
+from .pipeline import cached_match, finish_row, match_sample, prefetch_pairs
 from .types import PairSample
 
 MAX_AUTO_SOLVERS = 8  # beyond this, solver threads mostly contend for the GIL
@@ -44,19 +43,14 @@ def available_cores() -> int:
 
 
 def pipeline_conf(run_conf: dict, matcher_cores: int) -> PipelineConf:
-    """The pipeline's sizes from the ``run`` config. Solvers default to the cores the matcher leaves
-    free (2-core laptop, 1-thread matcher: 1 solver; 16-core GPU node: 8), never fewer than one."""
-    def positive(key, value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"run.{key} must be a positive integer, not {value!r}.")
-        return value
-
+    """The pipeline's sizes from the ``run`` config (checked when it was resolved). Solvers default to the
+    cores the matcher leaves free (2-core laptop, 1-thread matcher: 1 solver; 16-core GPU node: 8), never
+    fewer than one."""
     solvers = run_conf["pipeline_threads"]
     if solvers is None:
         solvers = min(MAX_AUTO_SOLVERS, max(1, available_cores() - max(1, int(matcher_cores))))
-    return PipelineConf(positive("pipeline_threads", solvers), bool(run_conf["pipeline_processes"]),
-                        positive("read_threads", run_conf["read_threads"]),
-                        positive("read_ahead", run_conf["read_ahead"]), positive("solve_queue", run_conf["solve_queue"]))
+    return PipelineConf(int(solvers), bool(run_conf["pipeline_processes"]), int(run_conf["read_threads"]),
+                        int(run_conf["read_ahead"]), int(run_conf["solve_queue"]))
 
 
 _POOLS: dict[tuple, cf.Executor] = {}  # per process, reused by every shard (processes are slow to start)
@@ -164,11 +158,11 @@ def pipelined_rows(samples, *, method, cache, keys, task, solver_conf, run_seed,
             for sample, key, hit, read in chunk:
                 sample, key, hit, read = settle((sample, key, hit, read))  # twice in one batch
                 if hit is not None:
-                    matched = Matched(hit, True, hit.timings.get("match", float("nan")))
+                    matched = cached_match(sample, hit)
                 else:  # a pair's read failure is raised again in here and recorded as the sequential runner does
                     matched = match_sample(sample, method=method, cache=cache if read is None else None, keys=keys,
-                                           solver_conf=solver_conf, run_seed=run_seed, prefetched=prefetched,
-                                           images=images_of(read), store=store if read is not None else None)
+                                           solver_conf=solver_conf, prefetched=prefetched, images=images_of(read),
+                                           store=store if read is not None else None)
                 pending.append(solvers.submit(finish_row, sample, matched, task, solver_conf, run_seed, protocol))
                 while pending and (len(pending) > conf.solve_queue or pending[0].done()):
                     rows.append(pending.pop(0).result())

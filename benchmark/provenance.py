@@ -33,6 +33,12 @@ def package_versions() -> dict:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    try:  # the OpenCV build that runs (any wheel or a source build): its RANSAC decides ScanNet numbers
+        import cv2
+
+        out["cv2"] = cv2.__version__
+    except ImportError:
+        pass
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from .config import PROJECT_ROOT
+from .environment import PROJECT_ENV, require_package, set_torch_threads
 from .errors import SampleError, UserError
 
 log = logging.getLogger("locbench.ray")
@@ -26,6 +27,7 @@ log = logging.getLogger("locbench.ray")
 # Before Ray starts: no usage reporting; no token auth (Ray 2.60's default mode makes every process that
 # joins a cluster need the same ~/.ray/auth_token).
 ENV_DEFAULTS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+# The project's own variables (methods.weights), passed to every worker.
 # Tasks return a few numbers and take a config dict: a small object store is plenty.
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2
 # Shards submitted per available task slot: enough to keep workers busy, few enough that a failure
@@ -57,8 +59,6 @@ def _run_task(fn: Callable, job: tuple, cwd: str, torch_threads: int) -> dict:
     thing everywhere), one torch thread per task, then the shard job."""
     if os.path.isdir(cwd) and os.getcwd() != cwd:
         os.chdir(cwd)
-    from methods.base import set_torch_threads
-
     set_torch_threads(torch_threads)
     out = fn(*job)
     if isinstance(out, dict):
@@ -70,23 +70,22 @@ class RayExecutor:
     """Shard jobs as Ray tasks; progress advances as shards finish, in any order."""
 
     def __init__(self, conf: dict, torch_threads: int = 1):
-        from methods.base import require_package
-
         require_package("ray", "ray", "Ray executor (--executor ray)")
-        self.conf = conf
-        self.torch_threads = max(1, int(torch_threads))
-        self.cpus_per_task = float(conf.get("cpus_per_task") or 1)
-        self.gpus_per_task = float(conf.get("gpus_per_task") or 0)
-        if self.cpus_per_task <= 0 or self.gpus_per_task < 0:
-            raise UserError("executor.cpus_per_task must be > 0 and executor.gpus_per_task >= 0; fix the config.")
+        self.conf = conf  # typed and range-checked by the config (benchmark.config.CORE_TYPES)
+        self.torch_threads = torch_threads
+        self.cpus_per_task = conf.get("cpus_per_task", 1.0)
+        self.gpus_per_task = conf.get("gpus_per_task", 0.0)
         if conf.get("address") not in (None, "", "local", "auto"):
-            _host_port(str(conf["address"]))
+            _check_reachable(str(conf["address"]))  # now, before the run creates any folder
 
     def _runtime_env(self) -> dict:
         threads = str(self.torch_threads)
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        # where weights are and whether they may be downloaded: workers of a cluster joined with
+        # executor.address do not inherit this process's environment
+        project = {k: os.environ[k] for k in PROJECT_ENV if k in os.environ}
         # OMP/MKL variables must be set before torch is imported in the worker
-        return {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        return {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **project,
                              **{k: os.environ.get(k, v) for k, v in ENV_DEFAULTS.items()}}}
 
     def connect(self) -> bool:
@@ -101,12 +100,10 @@ class RayExecutor:
         kwargs = {"runtime_env": self._runtime_env(), "logging_level": logging.ERROR, "log_to_driver": False}
         if address in (None, "", "local"):
             num_cpus = self.conf.get("num_cpus")
-            kwargs.update(address="local", num_cpus=None if num_cpus is None else int(num_cpus),
+            kwargs.update(address="local", num_cpus=num_cpus,
                           include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         else:
             address = str(address)
-            if address != "auto":
-                _check_reachable(address)
             kwargs["address"] = address
         try:
             ray.init(**kwargs)

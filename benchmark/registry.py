@@ -3,7 +3,9 @@
 Built-ins register with a decorator when their module is imported; third-party
 packages add entries through the Python entry-point groups ``locbench.methods``
 and ``locbench.datasets`` (value ``package.module:Class``), without touching
-this repository.
+this repository. Solvers (``locbench.solvers``, see benchmark.solvers) and
+protocols (``locbench.protocols``, see benchmark.protocols) load their plugins
+with the same two helpers.
 """
 from __future__ import annotations
 
@@ -11,6 +13,20 @@ import importlib
 from importlib.metadata import entry_points
 
 from .errors import UserError
+
+
+def plugin_entry_points(group: str) -> dict:
+    """name -> entry point of the installed packages' plugins in ``group``."""
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def load_plugin(kind: str, group: str, ep):
+    """The object an entry point names; a plugin that fails to import is the user's error, in one sentence."""
+    try:
+        return ep.load()
+    except Exception as exc:  # a broken plugin must not look like our bug
+        raise UserError(f"The {kind} plugin '{ep.name}' ({ep.value}, entry point group {group}) "
+                        f"failed to import: {exc}.") from exc
 
 
 class Registry:
@@ -42,7 +58,7 @@ class Registry:
 
     def _plugins(self) -> dict:
         if self._entry_points is None:
-            self._entry_points = {ep.name: ep for ep in entry_points(group=self.group)}
+            self._entry_points = plugin_entry_points(self.group)
         return self._entry_points
 
     def names(self) -> list[str]:
@@ -61,11 +77,7 @@ class Registry:
         if ep is None:
             raise UserError(f"Unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())} "
                             f"(`python -m benchmark list` shows them).")
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plugin must not look like our bug
-            raise UserError(f"The {self.kind} plugin '{name}' ({ep.value}, entry point group {self.group}) "
-                            f"failed to import: {exc}.") from exc
+        cls = load_plugin(self.kind, self.group, ep)
         cls.name = name
         self._classes[name] = cls
         return cls

@@ -1,7 +1,8 @@
 """Results of a run on disk, and the summary table printed at the end.
 
 ``<output>/``: ``samples.parquet`` + ``samples.csv`` (one row per sample), ``summary.json``
-(overall, per scene, status counts, bootstrap intervals), ``summary.csv``, ``plots/*.png``,
+(overall, per scene, status counts, bootstrap intervals; a ``threshold_sweep`` block when
+``solver.ransac.max_error`` lists several thresholds), ``summary.csv``, ``plots/*.png``,
 ``config.yaml`` (the resolved config), ``provenance.json`` and the benchmark's submission file
 when it has one.
 """
@@ -18,35 +19,42 @@ import yaml
 
 from .bootstrap import bootstrap
 from .io import atomic_path, write_text_atomic
+from .solvers import SWEEP_KEY, sweep_prefix, sweep_thresholds
 from .types import STATUSES
 
 
-def _clean(value):
-    """JSON-safe numbers: NaN/inf become the strings the official fixtures use."""
+def json_safe(value):
+    """Standard JSON: NaN and +-inf become null (parquet and CSV keep the values); numpy scalars plain."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (np.floating, float)):
         v = float(value)
-        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+        return v if math.isfinite(v) else None
     if isinstance(value, np.integer):
         return int(value)
     return value
 
 
-def _unclean(value):
-    if isinstance(value, dict):
-        return {k: _unclean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unclean(v) for v in value]
-    if value in ("nan", "inf", "-inf"):
-        return float(value)
-    return value
+def _metric_values(summary: dict) -> dict:
+    """A metric that was null in the file (NaN or inf when written) reads back as NaN, so tables and
+    sorting treat it as a number that is missing; older files wrote "nan" / "inf" strings."""
+    def number(v):
+        if v is None:
+            return math.nan
+        return float(v) if v in ("nan", "inf", "-inf") else v
+
+    for key in ("overall", "per_scene"):
+        part = summary.get(key)
+        if isinstance(part, dict):
+            summary[key] = {k: ({m: number(x) for m, x in v.items()} if isinstance(v, dict) else number(v))
+                            for k, v in part.items()}
+    return summary
 
 
 def read_summary(path: Path) -> dict:
-    return _unclean(json.loads(Path(path).read_text()))
+    return _metric_values(json.loads(Path(path).read_text()))
 
 
 def failure_reasons(df: pd.DataFrame, top: int | None = None) -> list[dict]:
@@ -62,6 +70,35 @@ def failure_reasons(df: pd.DataFrame, top: int | None = None) -> list[dict]:
     return ranked[:top] if top else ranked
 
 
+def threshold_view(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The per-sample table as a run at one threshold of a sweep would have written it."""
+    prefix = sweep_prefix(threshold)
+    return df.assign(**{c[len(prefix):]: df[c] for c in df.columns if c.startswith(prefix)})
+
+
+def threshold_sweep(df: pd.DataFrame, protocol, thresholds: list[float]) -> dict:
+    """Each threshold's overall metrics, and per headline metric the threshold that scored best.
+
+    Picking the best threshold on the evaluation data itself is an oracle choice: such a number is not
+    comparable to a run with one fixed threshold (the leaderboard keeps it apart)."""
+    per = []
+    for t in thresholds:
+        view = threshold_view(df, t)
+        per.append({"threshold": t, "overall": protocol.summarize(view),
+                    "status_counts": {s: int((view["status"] == s).sum()) for s in STATUSES}})
+    best = {}
+    for key in protocol.headline:
+        scored = [(p["overall"][key], p["threshold"]) for p in per
+                  if isinstance(p["overall"].get(key), (int, float)) and np.isfinite(p["overall"][key])]
+        if scored:  # ties go to the threshold listed first
+            pick = (min if key in protocol.lower_is_better else max)(scored, key=lambda vt: vt[0])
+            best[key] = {"threshold": pick[1], "value": float(pick[0])}
+    return {"key": SWEEP_KEY, "unit": "px", "thresholds": thresholds, "submission_threshold": thresholds[0],
+            "per_threshold": per, "oracle_best": best,
+            "note": "oracle_best picks each metric's best threshold on these samples (an oracle choice); "
+                    "'overall' and the submission file use the first threshold"}
+
+
 def per_scene_summaries(df: pd.DataFrame, protocol) -> dict:
     return {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
 
@@ -70,6 +107,8 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
                   per_scene: dict | None = None) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in STATUSES}
     per_scene = per_scene_summaries(df, protocol) if per_scene is None else per_scene
+    thresholds = sweep_thresholds(cfg["solver"])
+    sweep = {"threshold_sweep": threshold_sweep(df, protocol, thresholds)} if thresholds else {}
     return {
         "run_id": run_id,
         "method": cfg["method"]["label"],
@@ -82,12 +121,13 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
         "failure_reasons": failure_reasons(df, 20),
         "overall": protocol.summarize(df),
         "per_scene": per_scene,
-        "ci95": bootstrap(df, protocol, int(cfg["run"]["bootstrap"]), int(cfg["run"]["seed"])),
+        "ci95": bootstrap(df, protocol, cfg["run"]["bootstrap"], cfg["run"]["seed"]),
         "mean_time_match_s": float(np.nanmean(df["time_match_s"])) if df["time_match_s"].notna().any() else None,
         # per stage of the method (e.g. MASt3R's forward and reciprocal matching), seconds per sample
         "mean_stage_time_s": {c[len("time_"):-len("_s")]: float(np.nanmean(df[c])) for c in df.columns
                               if c.startswith("time_") and c not in ("time_match_s", "time_solve_s")
                               and df[c].notna().any()},
+        **sweep,
         "provenance": provenance,
     }
 
@@ -101,12 +141,12 @@ def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict) -> l
         df.to_parquet(tmp, index=False)
     with atomic_path(output / "samples.csv") as tmp:
         df.to_csv(tmp, index=False)
-    write_text_atomic(output / "summary.json", json.dumps(_clean(summary), indent=1))
+    write_text_atomic(output / "summary.json", json.dumps(json_safe(summary), indent=1, allow_nan=False))
     rows = [{"scene": "ALL", **summary["overall"]}] + [{"scene": s, **m} for s, m in summary["per_scene"].items()]
     with atomic_path(output / "summary.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    write_text_atomic(output / "provenance.json", json.dumps(_clean(summary["provenance"]), indent=1))
+    write_text_atomic(output / "provenance.json", json.dumps(json_safe(summary["provenance"]), indent=1, allow_nan=False))
     written += [output / n for n in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
                                      "provenance.json")]
     return written
@@ -136,8 +176,9 @@ def draw_plots(output: Path, df: pd.DataFrame, per_scene: dict, cfg: dict, proto
     import concurrent.futures as cf
 
     title = f"{cfg['method']['label']} on {cfg['dataset']['label']}"
+    all_failed = [s for s, g in df.groupby("scene", sort=False) if (g["status"] != "ok").all()]
     args = (df[[c for c, *_ in protocol.curves if c in df]], protocol.curves, per_scene, protocol.headline[0], title,
-            Path(output) / "plots")
+            Path(output) / "plots", cfg["run"].get("plots_log_x", "auto"), all_failed)
     if plotter is not None:
         try:
             return plotter.submit(_run_plots, *args)
@@ -162,16 +203,20 @@ def format_value(v) -> str:
     return str(v)
 
 
+def text_table(header: list[str], lines: list[list[str]]) -> list[str]:
+    """Aligned plain-text lines: first column left, the others right."""
+    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
+    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+    return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+
+
 def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) -> str:
-    """Plain-text table: headline metrics overall and per scene, then status counts."""
+    """Plain-text table: headline metrics overall and per scene, then status counts (and a threshold sweep)."""
     cols = summary["headline"]
-    header = ["scene", *map(label, cols)]
     lines = [["ALL", *[format_value(summary["overall"].get(c)) for c in cols]]]
     for scene, m in list(summary["per_scene"].items())[:max_scenes]:
         lines.append([scene, *[format_value(m.get(c)) for c in cols]])
-    widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
-    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
-    out = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
+    out = text_table(["scene", *map(label, cols)], lines)
     counts = ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items() if v)
     out.append(f"{summary['num_samples']} samples: {counts}")
     reasons = summary.get("failure_reasons") or []
@@ -181,7 +226,20 @@ def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) ->
         if len(reasons) > 5:
             out.append(f"  ... {sum(r['count'] for r in reasons[5:])} more in {len(reasons) - 5} other groups "
                        f"(samples.csv has every reason)")
+    if "threshold_sweep" in summary:
+        out += ["", sweep_table(summary["threshold_sweep"], cols, label)]
     return "\n".join(out)
+
+
+def sweep_table(sweep: dict, cols: list[str], label=lambda key: key) -> str:
+    """Plain-text table of a threshold sweep: one line per threshold, then the oracle's best of each column."""
+    lines = [[format_value(p["threshold"]) + (" (run)" if i == 0 else ""),
+              *[format_value(p["overall"].get(c)) for c in cols]] for i, p in enumerate(sweep["per_threshold"])]
+    best = sweep["oracle_best"]
+    lines.append(["best [oracle]", *[f"{format_value(best[c]['value'])} @{format_value(best[c]['threshold'])}"
+                                     if c in best else "" for c in cols]])
+    note = "best [oracle]: each column's best threshold chosen on these samples, not comparable to a fixed threshold"
+    return "\n".join([*text_table([f"{sweep['key']} ({sweep['unit']})", *map(label, cols)], lines), note])
 
 
 def markdown_table(df: pd.DataFrame) -> str:

@@ -32,8 +32,8 @@ from . import identity
 from .cache import MatchCache, method_cache_dir, note_old_format
 from .config import config_hash
 from .errors import SampleError, UserError
-from .io import atomic_path, write_text_atomic
-from .types import INVALID_INPUT, TASK_METRIC_RELATIVE, InvalidSample
+from .io import atomic_path, prepare_folder, remove_empty, write_text_atomic
+from .types import INVALID_INPUT, InvalidSample
 
 log = logging.getLogger("locbench.run")
 SHARD_FORMAT = 3  # 3: per-shard data fingerprints, per-pair match cache; 2: one dataset manifest hash
@@ -76,33 +76,11 @@ def build(cfg: dict, classes: tuple | None = None):
     return dataset, method, get_protocol(dataset.protocol)
 
 
-def check_solver(solver_conf: dict, dataset, method) -> None:
-    """The solver can work with what the dataset and the method give (else every sample would fail)."""
-    from . import solvers
-
-    if dataset.task != TASK_METRIC_RELATIVE:
-        return
-    name = solver_conf[TASK_METRIC_RELATIVE]
-    if name not in solvers.METRIC_RELATIVE:
-        raise UserError(f"solver.metric_relative must be one of {', '.join(solvers.METRIC_RELATIVE)}, not '{name}'.")
-    if name.endswith("_pts3d") and not method.predicts_geometry:
-        raise UserError(f"solver.metric_relative={name} needs a method that predicts 3D points (mast3r, dust3r), "
-                        f"which {method.name} does not; use --set solver.metric_relative=pnp_depth with a depth map "
-                        f"(dataset.depth).")
-    if name.endswith("_depth") and "depth" in dataset.conf and not dataset.conf["depth"]:
-        raise UserError(f"solver.metric_relative={name} needs the reference depth, but dataset.depth is not set; "
-                        f"name the depth maps to use (e.g. --set dataset.depth=dptnyu for Map-free's DPT depth) or "
-                        f"use a method that predicts 3D points with solver.metric_relative=pnp_pts3d.")
-
-
 def scene_samples(dataset, scene: str):
     """The scene's samples in order; where the scene breaks while being read, one InvalidSample that
     says why takes the next index (the scene stays in every denominator)."""
-    i = 0
     try:
-        for sample in dataset.samples(scene):
-            yield sample
-            i += 1
+        yield from dataset.samples(scene)
     except SampleError as exc:
         yield InvalidSample(f"{scene}/*", scene, str(exc), INVALID_INPUT)
 
@@ -125,9 +103,7 @@ class Plan:
 def plan_run(cfg: dict, dataset, method, ids: identity.FileIdentities) -> Plan:
     """Cut every scene into blocks of ``run.shard_size`` samples (the unit of resume and of Ray tasks)
     and fingerprint each block by the identity of its samples."""
-    block_size, max_samples = int(cfg["run"]["shard_size"]), cfg["run"]["max_samples"]
-    if block_size < 1:
-        raise UserError(f"run.shard_size must be a positive number of samples, not {block_size}.")
+    block_size, max_samples = cfg["run"]["shard_size"], cfg["run"]["max_samples"]
     config_part = config_hash(identity.results_identity(cfg, method.weights_fingerprint()))
     shards, fingerprints, digests, every_sample, total = [], {}, {}, [], 0
     for scene in dataset.scenes():
@@ -196,7 +172,8 @@ def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digest
     ``defer`` (pipelined runs in the driver's process): return as soon as the last sample is matched, with
     a future of the counts; the shard is published once its last samples are solved, while the next
     shard is matched."""
-    from .pipeline import MatchKeys, _pair_images, prefetch_pairs, process_sample
+    from .matching import MatchKeys
+    from .pipeline import _pair_images, prefetch_pairs, process_sample
 
     dataset, method, protocol = _worker_parts(cfg, classes)
     cache = MatchCache(Path(cache_root)) if cache_root else None
@@ -204,12 +181,13 @@ def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digest
     samples = shard_samples(dataset, shard)
     common = dict(method=method, cache=cache, keys=keys, task=dataset.task, solver_conf=cfg["solver"],
                   run_seed=cfg["run"]["seed"], protocol=protocol)
-    if cfg["run"]["pipeline"]:
+    if pipelined(cfg["run"], method):
         from .pipelined import in_writer, pipeline_conf, pipelined_rows
 
         # the matcher's cores: SIFT's own thread count, else torch's
         conf = pipeline_conf(cfg["run"], method.conf.get("num_threads") or cfg["run"]["torch_threads"])
-        rows, solving = pipelined_rows(samples, conf=conf, images=_pair_images, **common)
+        rows, solving = pipelined_rows(samples, conf=conf, images=functools.partial(_pair_images, method=method),
+                                       **common)
         published = in_writer(publish_shard, shard, rows, solving, shard_path, fingerprint, cache)
         return published if defer else published.result()
     rows, per_batch = [], method.pairs_per_batch()
@@ -217,6 +195,13 @@ def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digest
         prefetched = prefetch_pairs(chunk, method, cache, keys) if per_batch > 1 else None
         rows += [process_sample(sample, prefetched=prefetched, **common).to_dict() for sample in chunk]
     return publish_shard(shard, rows, [], shard_path, fingerprint, cache)
+
+
+def pipelined(run_conf: dict, method) -> bool:
+    """``run.pipeline``: true, false, or auto (pipelined unless the matcher holds Python's GIL while it
+    works, which leaves the pipeline's threads nothing but contention: see ``benchmark.pipelined``)."""
+    mode = run_conf["pipeline"]
+    return not method.holds_gil if mode == "auto" else bool(mode)
 
 
 def publish_shard(shard: Shard, rows: list[dict], solving: list, shard_path: str, fingerprint: str,
@@ -261,9 +246,9 @@ def read_shard(path: Path, shard: Shard, fingerprint: str) -> pd.DataFrame | Non
     return df
 
 
-def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> None:
+def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> bool:
     """Refuse an output folder that holds another config's shards; distrust shards whose fingerprint
-    is unreadable (they are deleted and recomputed; matches stay in the cache)."""
+    is unreadable (they are deleted and recomputed; matches stay in the cache). True when it wrote one."""
     stamp = shard_dir / "fingerprint.json"
     old = None
     if stamp.exists():
@@ -286,17 +271,20 @@ def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> None:
         raise UserError(f"{output} holds results of a different config; choose another --output or delete that folder.")
     if old is None:
         write_text_atomic(stamp, json.dumps(fingerprint, sort_keys=True))
+    return old is None
 
 
 @dataclass
 class Prepared:
-    """A run built and checked once: dataset, method, protocol and the plan of its shards."""
+    """A run built and checked once: dataset, method, protocol, the plan of its shards and the file
+    identities found while planning (saved once the run is known to be able to write)."""
 
     cfg: dict
     dataset: object
     method: object
     protocol: object
     plan: Plan
+    ids: identity.FileIdentities
 
     @property
     def run_id(self) -> str:
@@ -304,64 +292,87 @@ class Prepared:
         return f"{labels}_{self.plan.results_hash[:8]}"
 
 
-def prepare(cfg: dict) -> Prepared:
-    """Build the dataset, method and protocol, check them (before any work or output), plan the shards."""
-    dataset, method, protocol = build(cfg)
-    dataset.check()  # fail before any work: missing root, weights, packages
-    method.check()
+def preflight(cfg: dict, dataset, method) -> None:
+    """Everything that would make every sample fail, checked before any work: the data folder, the
+    method's settings, packages and weight files, the solver's declared needs."""
+    from .solvers import check_solver
+
+    dataset.check()
+    method.preflight()
     check_solver(cfg["solver"], dataset, method)
+
+
+def prepare(cfg: dict) -> Prepared:
+    """Build the dataset, method and protocol, check them (before any work or output), identify every
+    input and plan the shards. Writes nothing."""
+    dataset, method, protocol = build(cfg)
+    preflight(cfg, dataset, method)
     ids = identity.FileIdentities(Path(cfg["run"]["cache_dir"]) / "file-identities.sqlite")
-    try:
-        plan = plan_run(cfg, dataset, method, ids)
-    finally:
-        ids.close()
+    plan = plan_run(cfg, dataset, method, ids)
     if not plan.shards:
         raise UserError(f"The {dataset.name} dataset yielded no samples; check dataset.root and dataset.scenes.")
-    return Prepared(cfg, dataset, method, protocol, plan)
+    return Prepared(cfg, dataset, method, protocol, plan, ids)
 
 
 def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True,
             prepared: Prepared | None = None) -> pd.DataFrame:
-    """Run every pending shard and return all per-sample rows in dataset order."""
+    """Run every pending shard and return all per-sample rows in dataset order.
+
+    A run refused or stopped before its first shard is published leaves no folder behind."""
     from .executors import LocalExecutor, make_executor
 
     # the executor first: a missing optional package must fail before the output folder is touched
-    executor = executor or make_executor(cfg["executor"], int(cfg["run"]["torch_threads"]))
+    executor = executor or make_executor(cfg["executor"], cfg["run"]["torch_threads"])
     prepared = prepared or prepare(cfg)
     dataset, method, plan = prepared.dataset, prepared.method, prepared.plan
     _remember(cfg, prepared)
     output = Path(output).absolute()  # workers may run elsewhere (Ray): absolute paths only
     shard_dir = output / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in shard_dir.glob(".*.tmp*"):  # half-written files of a killed run (never published)
-        tmp.unlink(missing_ok=True)
-    check_fingerprint(shard_dir, {"format": SHARD_FORMAT, "results": plan.config_part}, output)
-
     cache_root = method_cache_dir(cfg["run"]["cache_dir"], method) if use_cache else None
-    if use_cache:
-        note_old_format(cfg["run"]["cache_dir"])
-    pending, done, changed = [], {}, 0
-    for shard in plan.shards:
-        path = shard_dir / f"{shard.name}.parquet"
-        if path.exists() and (df := read_shard(path, shard, plan.fingerprints[shard.name])) is not None:
-            done[shard.name] = df
-        else:
-            changed += path.exists()
-            pending.append(shard)
-    if done:
-        log.info("resuming: %d of %d shards already finished in %s", len(done), len(plan.shards), shard_dir)
-    if changed:
-        log.info("%d finished shards are computed again: the images, depth or ground truth of their samples "
-                 "changed (only pairs whose images changed are matched again)", changed)
-    # in this process, a shard is published while the next one is matched
-    job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)),
-                            defer=isinstance(executor, LocalExecutor))
-    jobs = [(s, str(shard_dir / f"{s.name}.parquet"), plan.fingerprints[s.name], plan.digests[s.name],
-             str(cache_root) if cache_root else None) for s in pending]
-    start = time.perf_counter()
-    stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
-    wait([s for s in stats if isinstance(s, Future)])  # all published (or failed) before any error is raised
-    stats = [s.result() if isinstance(s, Future) else s for s in stats]
+    new_folders, wrote_stamp = [], False
+    try:
+        # can the run write its results and matches? Tried now, before any work
+        new_folders += prepare_folder(output, "output folder", "choose another --output")
+        new_folders += prepare_folder(shard_dir, "output folder", "choose another --output")
+        if use_cache:
+            new_folders += prepare_folder(cache_root, "cache folder", "set another run.cache_dir or pass --no-cache")
+        for tmp in shard_dir.glob(".*.tmp*"):  # half-written files of a killed run (never published)
+            tmp.unlink(missing_ok=True)
+        wrote_stamp = check_fingerprint(shard_dir, {"format": SHARD_FORMAT, "results": plan.config_part}, output)
+        prepared.ids.save()
+        log.info("run %s: method %s, dataset %s (%s protocol) -> %s", prepared.run_id, cfg["method"]["label"],
+                 cfg["dataset"]["label"], prepared.protocol.name, output)
+        log.info("stage 1/3: matching and solving %d samples in %d shards", sum(map(len, plan.shards)),
+                 len(plan.shards))
+        if use_cache:
+            note_old_format(cfg["run"]["cache_dir"])
+        pending, done, changed = [], {}, 0
+        for shard in plan.shards:
+            path = shard_dir / f"{shard.name}.parquet"
+            if path.exists() and (df := read_shard(path, shard, plan.fingerprints[shard.name])) is not None:
+                done[shard.name] = df
+            else:
+                changed += path.exists()
+                pending.append(shard)
+        if done:
+            log.info("resuming: %d of %d shards already finished in %s", len(done), len(plan.shards), shard_dir)
+        if changed:
+            log.info("%d finished shards are computed again: the images, depth or ground truth of their samples "
+                     "changed (only pairs whose images changed are matched again)", changed)
+        # in this process, a shard is published while the next one is matched
+        job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)),
+                                defer=isinstance(executor, LocalExecutor))
+        jobs = [(s, str(shard_dir / f"{s.name}.parquet"), plan.fingerprints[s.name], plan.digests[s.name],
+                 str(cache_root) if cache_root else None) for s in pending]
+        start = time.perf_counter()
+        stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
+        wait([s for s in stats if isinstance(s, Future)])  # all published (or failed) before any error is raised
+        stats = [s.result() if isinstance(s, Future) else s for s in stats]
+    except BaseException:  # refused or stopped: leave nothing behind but finished shards
+        if wrote_stamp and not any(shard_dir.glob("*.parquet")):
+            (shard_dir / "fingerprint.json").unlink(missing_ok=True)
+        remove_empty(new_folders)
+        raise
     hits = sum(s["cache_hits"] for s in stats)
     for s in stats:
         for problem in s["cache_problems"]:
@@ -372,9 +383,7 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
     computed = {s["shard"]: s.pop("table") for s in stats if "table" in s}
     frames = []
     for shard in plan.shards:
-        df = done.pop(shard.name, None)
-        if df is None:
-            df = computed.pop(shard.name, None)
+        df = done.pop(shard.name, computed.pop(shard.name, None))
         if df is None:
             df = read_shard(shard_dir / f"{shard.name}.parquet", shard, plan.fingerprints[shard.name])
         if df is None:

@@ -1,239 +1,259 @@
-"""Pose solvers: Matches (+ sample geometry) -> Estimate.
+"""Pose solvers as declared objects: the task each serves, what it needs, the estimator that runs it.
 
-Robust estimation is pycolmap's LO-RANSAC (``essential``, PnP) or, for the ScanNet
-protocol's reference recipe, OpenCV's (``essential_opencv``); nothing here samples
-hypotheses by hand. Every RANSAC is seeded from ``run.seed``.
+A dataset asks for one task (``Dataset.task``) and the run's ``solver.<task>`` names the solver
+(``solver.relative``, ``solver.metric_relative`` or ``solver.absolute``). A :class:`Solver` declares what
+it needs, and the up-front check, the pipeline and ``python -m benchmark list`` read that declaration:
 
-Solvers by task (chosen with ``solver.<task>`` in the config):
-- relative (up to scale):    ``essential`` | ``essential_opencv``
-- metric relative (Map-free): ``pnp_depth`` (reference keypoints lifted with the reference depth),
-  ``pnp_pts3d`` (lifted with the matcher's own 3D points, MASt3R), ``essential_depth``
-  (essential matrix + metric scale from reference depth), ``essential_pts3d`` (same with predicted depth)
-- absolute (Aachen):          ``absolute`` (2D-3D PnP against the map; see benchmark.localize)
+- ``matches``: the correspondences only;
+- ``method_points``: the matcher's own 3D points of image 0 (``Matches.pts3d0``: MASt3R, DUSt3R);
+- ``dataset_depth``: the dataset's depth map of image 0 (``dataset.depth``), to lift keypoints to 3D;
+- ``map``: a mapped scene, retrieved images with 2D-3D observations (Aachen; ``benchmark.localize`` lifts
+  the reference keypoints to world points).
+
+The estimators themselves live in ``benchmark.estimators``. A package of your own adds a solver through
+the entry-point group ``locbench.solvers``: the entry point's name is the solver's name, its value
+(``package.module:OBJECT``) a :class:`Solver`.
+
+``solver.ransac.max_error`` may list several thresholds (a sweep, glue-factory style): every sample is
+then solved at each of them from the same matches (:func:`threshold_confs`).
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
 import numpy as np
 
-from .geometry import rotmat_to_quat  # noqa: F401  (re-exported for callers that format estimates)
-from .types import OK, SOLVER_FAILED, TOO_FEW_MATCHES, Camera, Estimate, Matches
+from . import estimators
+from .errors import SampleError, UserError
+from .registry import load_plugin, plugin_entry_points
+from .types import (ERROR, TASK_ABSOLUTE, TASK_METRIC_RELATIVE, TASK_RELATIVE, TASKS, Estimate, Matches,
+                    PairSample, PoseProblem)
 
-PNP_MIN = 4  # P3P needs 3 points plus one to disambiguate
-ESSENTIAL_MIN = 5
-MAX_TRANSLATION_M = 1000.0  # Map-free baselines reject solutions farther than this (PROTOCOLS 1.7)
-
-
-def _pycolmap():
-    import pycolmap
-
-    pycolmap.logging.minloglevel = 2
-    return pycolmap
-
-
-def to_pycolmap_camera(camera: Camera):
-    """OpenCV -> COLMAP pixel convention: the principal point moves by +0.5."""
-    pycolmap = _pycolmap()
-    params = list(camera.params)
-    ci = 1 if camera.model.startswith(("SIMPLE", "RADIAL")) else 2  # index of cx
-    params[ci] += 0.5
-    params[ci + 1] += 0.5
-    return pycolmap.Camera(model=camera.model, width=int(camera.width), height=int(camera.height), params=params)
+NEEDS_MATCHES = "matches"
+NEEDS_METHOD_POINTS = "method_points"
+NEEDS_DATASET_DEPTH = "dataset_depth"
+NEEDS_MAP = "map"
+NEEDS_TEXT = {NEEDS_MATCHES: "matches only", NEEDS_METHOD_POINTS: "3D points from the method",
+              NEEDS_DATASET_DEPTH: "the dataset's depth", NEEDS_MAP: "a map"}
+# what each task's samples can give a solver: pairs carry matches (and maybe points or depth), queries a map
+TASK_NEEDS = {TASK_RELATIVE: (NEEDS_MATCHES, NEEDS_METHOD_POINTS, NEEDS_DATASET_DEPTH),
+              TASK_METRIC_RELATIVE: (NEEDS_MATCHES, NEEDS_METHOD_POINTS, NEEDS_DATASET_DEPTH),
+              TASK_ABSOLUTE: (NEEDS_MAP,)}
+TASK_TEXT = {TASK_RELATIVE: "relative pose up to scale", TASK_METRIC_RELATIVE: "metric relative pose",
+             TASK_ABSOLUTE: "absolute pose against a map"}
+ABSOLUTE_ONLY_KEYS = ("lift", "lift_radius")  # how benchmark.localize lifts reference keypoints
+SWEEP_KEY = "solver.ransac.max_error"
+GROUP = "locbench.solvers"
 
 
-def ransac_options(conf: dict, seed: int):
-    r = conf["ransac"]
-    opts = _pycolmap().RANSACOptions()
-    opts.max_error = float(r["max_error"])
-    opts.confidence = float(r["confidence"])
-    opts.min_num_trials = int(r["min_iterations"])
-    opts.max_num_trials = int(r["max_iterations"])
-    opts.random_seed = int(seed)
-    return opts
+@dataclass(frozen=True)
+class Solver:
+    """A pose solver: ``estimate(problem, solver_conf, seed) -> Estimate`` for one task."""
+
+    task: str  # one of benchmark.types.TASKS
+    needs: str  # one of the NEEDS_* values
+    estimate: Callable[[PoseProblem, dict, int], Estimate]
+    summary: str = ""  # one line for `python -m benchmark list`
+    name: str = ""  # set when registered
 
 
-def _confidence(conf: dict, num_inliers: int, inliers: np.ndarray, scores: np.ndarray | None) -> float:
-    """The pose confidence reported for AUC-style metrics (Map-free): ``solver.confidence``."""
-    kind = conf["confidence"]
-    if kind == "inliers":
-        return float(num_inliers)
-    if kind == "inlier_ratio":
-        return float(num_inliers) / max(len(inliers), 1)
-    if kind == "mean_score":
-        if scores is None:
-            return float(num_inliers)
-        return float(scores[inliers].mean()) if inliers.any() else 0.0
-    raise ValueError(f"solver.confidence must be inliers, inlier_ratio or mean_score, not {kind!r}")
+class SolverRegistry:
+    """(task, name) -> Solver; built-ins below, plugins from the ``locbench.solvers`` entry points."""
+
+    def __init__(self):
+        self._solvers: dict[tuple[str, str], Solver] = {}
+        self._origin: dict[tuple[str, str], str] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str, solver: Solver, origin: str = "built-in") -> Solver:
+        where = f"solver '{name}' ({origin})"
+        if solver.task not in TASKS:
+            raise UserError(f"The {where} declares task '{solver.task}'; it must be one of {', '.join(TASKS)}.")
+        if solver.needs not in TASK_NEEDS[solver.task]:
+            raise UserError(f"The {where} needs '{solver.needs}', which {solver.task} samples cannot give; "
+                            f"they give: {', '.join(TASK_NEEDS[solver.task])}.")
+        if not callable(solver.estimate):
+            raise UserError(f"The {where} has no callable estimate(problem, solver_conf, seed).")
+        key = (solver.task, name)
+        if key in self._solvers:
+            raise UserError(f"The {where} is registered twice for solver.{solver.task} "
+                            f"(also {self._origin[key]}); rename one.")
+        self._solvers[key] = replace(solver, name=name)
+        self._origin[key] = origin
+        return self._solvers[key]
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for name, ep in plugin_entry_points(GROUP).items():
+            obj = load_plugin("solver", GROUP, ep)
+            if not isinstance(obj, Solver):
+                raise UserError(f"The solver plugin '{name}' ({ep.value}) must name a benchmark.solvers.Solver "
+                                f"object, not a {type(obj).__name__}.")
+            self.register(name, obj, f"plugin ({ep.value})")
+
+    def names(self, task: str) -> list[str]:
+        self._load_plugins()
+        return [name for t, name in self._solvers if t == task]
+
+    def all(self) -> list[tuple[Solver, str]]:
+        """Every solver with its origin, by task."""
+        self._load_plugins()
+        return [(self._solvers[k], self._origin[k]) for k in sorted(self._solvers, key=lambda k: TASKS.index(k[0]))]
+
+    def get(self, task: str, name) -> Solver:
+        self._load_plugins()
+        solver = self._solvers.get((task, name)) if isinstance(name, str) else None
+        if solver is None:
+            raise UserError(f"Unknown solver.{task} '{name}'; known solvers for {TASK_TEXT[task]}: "
+                            f"{', '.join(self.names(task))} (`python -m benchmark list` shows what each needs).")
+        return solver
 
 
-def _rigid(T) -> tuple[np.ndarray, np.ndarray]:
-    m = T.matrix()
-    return np.asarray(m[:, :3], dtype=np.float64), np.asarray(m[:, 3], dtype=np.float64)
+SOLVERS = SolverRegistry()
+for _name, _solver in (
+    ("essential", Solver(TASK_RELATIVE, NEEDS_MATCHES, estimators.essential,
+                         "essential matrix, pycolmap LO-RANSAC + refinement, pixel threshold")),
+    ("essential_opencv", Solver(TASK_RELATIVE, NEEDS_MATCHES, estimators.essential_opencv,
+                                "the SuperGlue/LoFTR ScanNet recipe: OpenCV RANSAC, threshold / mean focal")),
+    ("poselib", Solver(TASK_RELATIVE, NEEDS_MATCHES, estimators.poselib_relative,
+                       "PoseLib estimate_relative_pose: LO-RANSAC (Sampson) + refinement, both cameras")),
+    ("pnp_depth", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, estimators.pnp,
+                         "reference keypoints lifted with the depth map, pycolmap PnP")),
+    ("pnp_pts3d", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, estimators.pnp,
+                         "PnP (pycolmap) against the method's 3D points of the reference")),
+    ("essential_depth", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, estimators.essential_scaled,
+                               "essential matrix (pycolmap), metric scale from the depth map")),
+    ("essential_pts3d", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, estimators.essential_scaled,
+                               "essential matrix (pycolmap), metric scale from the method's depth")),
+    ("pnp_depth_poselib", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, estimators.poselib_pnp,
+                                 "reference keypoints lifted with the depth map, PoseLib PnP")),
+    ("pnp_pts3d_poselib", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, estimators.poselib_pnp,
+                                 "PnP (PoseLib) against the method's 3D points of the reference")),
+    ("pnp", Solver(TASK_ABSOLUTE, NEEDS_MAP, estimators.pnp, "PnP against the lifted map points, pycolmap")),
+    ("poselib", Solver(TASK_ABSOLUTE, NEEDS_MAP, estimators.poselib_pnp,
+                       "PnP against the lifted map points, PoseLib (MASt3R's --pnp_mode poselib)")),
+):
+    SOLVERS.register(_name, _solver)
 
 
-# --------------------------------------------------------------------------- relative pose
-def essential(matches: Matches, cam0: Camera, cam1: Camera, conf: dict, seed: int = 0) -> Estimate:
-    """Relative pose up to scale (|t| = 1) from an essential matrix (pycolmap LO-RANSAC)."""
-    if len(matches) < max(ESSENTIAL_MIN, conf["min_matches"]):
-        return Estimate.failure(TOO_FEW_MATCHES, f"{len(matches)} matches, need {max(ESSENTIAL_MIN, conf['min_matches'])}")
-    ans = _pycolmap().estimate_essential_matrix(matches.kpts0 + 0.5, matches.kpts1 + 0.5, to_pycolmap_camera(cam0),
-                                                to_pycolmap_camera(cam1), ransac_options(conf, seed))
-    if ans is None:
-        return Estimate.failure(SOLVER_FAILED, "essential matrix RANSAC found no model")
-    R, t = _rigid(ans["cam2_from_cam1"])
-    inl = np.asarray(ans["inlier_mask"], dtype=bool)
-    n = int(ans["num_inliers"])
-    return Estimate(R, t / max(np.linalg.norm(t), 1e-12), _confidence(conf, n, inl, matches.scores), n, OK, "", inl)
+# --------------------------------------------------------------------------- checks before any work
+def _is_positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def essential_opencv(matches: Matches, cam0: Camera, cam1: Camera, conf: dict, seed: int = 0) -> Estimate:
-    """The ScanNet-1500 reference recipe (SuperGlue/LoFTR ``estimate_pose``), for comparable numbers.
-
-    Keypoints normalised by K, ``cv2.findEssentialMat`` (RANSAC, identity camera) with the pixel
-    threshold divided by mean(fx0, fy1, fx0, fy1) (the official averaging, PROTOCOLS 2.2 / quirk 12),
-    then ``recoverPose`` on each returned candidate keeping the one with most cheirality inliers.
-    """
-    import cv2
-
-    if len(matches) < ESSENTIAL_MIN:
-        return Estimate.failure(TOO_FEW_MATCHES, f"{len(matches)} matches, need {ESSENTIAL_MIN}")
-    K0, K1 = cam0.K, cam1.K
-    n0 = (matches.kpts0 - K0[[0, 1], [2, 2]]) / K0[[0, 1], [0, 1]]
-    n1 = (matches.kpts1 - K1[[0, 1], [2, 2]]) / K1[[0, 1], [0, 1]]
-    thr = conf["ransac"]["max_error"] / np.mean([K0[0, 0], K1[1, 1], K0[0, 0], K1[1, 1]])
-    cv2.setRNGSeed(int(seed))
-    E, mask = cv2.findEssentialMat(n0, n1, np.eye(3), threshold=thr, prob=conf["ransac"]["confidence"],
-                                   method=cv2.RANSAC)
-    if E is None:
-        return Estimate.failure(SOLVER_FAILED, "cv2.findEssentialMat found no model")
-    best = None
-    for cand in np.split(E, len(E) // 3):
-        n, R, t, m = cv2.recoverPose(cand, n0, n1, np.eye(3), 1e9, mask=mask.copy())
-        if best is None or n > best[0]:
-            best = (n, R, t.reshape(3), m.reshape(-1) > 0)
-    n, R, t, inl = best
-    if n == 0:
-        return Estimate.failure(SOLVER_FAILED, "no essential-matrix candidate had points in front of both cameras")
-    return Estimate(R, t, _confidence(conf, n, inl, matches.scores), int(n), OK, "", inl)
+def check_thresholds(solver_conf: dict) -> None:
+    """``solver.ransac.max_error``: a positive number of pixels or a list of them (a sweep);
+    ``max_error_diag_ratio``: null or a positive number, which then replaces a single max_error."""
+    ransac = solver_conf["ransac"]
+    value = ransac["max_error"]
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(_is_positive(v) for v in values):
+        raise UserError(f"solver.ransac.max_error must be a positive number of pixels or a list of them "
+                        f"(a threshold sweep), not {value!r}.")
+    if len(set(map(float, values))) != len(values):
+        raise UserError(f"solver.ransac.max_error lists a threshold twice ({value!r}); list each once.")
+    ratio = ransac.get("max_error_diag_ratio")
+    if ratio is not None:
+        if not _is_positive(ratio):
+            raise UserError(f"solver.ransac.max_error_diag_ratio must be null or a positive number "
+                            f"(e.g. 0.008), not {ratio!r}.")
+        if sweep_thresholds(solver_conf):
+            raise UserError("solver.ransac.max_error_diag_ratio replaces solver.ransac.max_error, which lists a "
+                            "threshold sweep; set only one of the two.")
 
 
-# --------------------------------------------------------------------------- PnP
-def pnp(points2d: np.ndarray, points3d: np.ndarray, camera: Camera, conf: dict, seed: int = 0,
-        matches: Matches | None = None) -> Estimate:
-    """World-to-camera pose from 2D (OpenCV pixels) - 3D correspondences, RANSAC + refinement."""
-    points2d = np.asarray(points2d, dtype=np.float64).reshape(-1, 2)
-    points3d = np.asarray(points3d, dtype=np.float64).reshape(-1, 3)
-    need = max(PNP_MIN, conf["min_matches"])
-    if len(points2d) < need:
-        return Estimate.failure(TOO_FEW_MATCHES, f"{len(points2d)} 2D-3D correspondences, need {need}")
-    pycolmap = _pycolmap()
-    est = pycolmap.AbsolutePoseEstimationOptions()
-    est.ransac = ransac_options(conf, seed)
-    ref = pycolmap.AbsolutePoseRefinementOptions()
-    ref.refine_focal_length = False
-    ref.refine_extra_params = False
-    ans = pycolmap.estimate_and_refine_absolute_pose(points2d + 0.5, points3d, to_pycolmap_camera(camera), est, ref)
-    if ans is None:
-        return Estimate.failure(SOLVER_FAILED, "PnP RANSAC found no pose")
-    R, t = _rigid(ans["cam_from_world"])
-    if np.linalg.norm(t) > MAX_TRANSLATION_M:
-        return Estimate.failure(SOLVER_FAILED, f"PnP pose is {np.linalg.norm(t):.0f} m away (> {MAX_TRANSLATION_M:.0f} m)")
-    inl = np.asarray(ans["inlier_mask"], dtype=bool)
-    n = int(ans["num_inliers"])
-    scores = matches.scores if matches is not None and len(matches) == len(inl) else None
-    return Estimate(R, t, _confidence(conf, n, inl, scores), n, OK, "", inl)
+def check_names(solver_conf: dict) -> None:
+    """Every ``solver.<task>`` key present names a known solver of that task."""
+    for key in TASKS:
+        if key in solver_conf:
+            SOLVERS.get(key, solver_conf[key])
 
 
-def backproject(points2d: np.ndarray, depth: np.ndarray, camera: Camera) -> np.ndarray:
-    """3D points in the camera frame of pixels (OpenCV) at the given depths (z)."""
-    K = camera.K
-    x = (points2d[:, 0] - K[0, 2]) / K[0, 0]
-    y = (points2d[:, 1] - K[1, 2]) / K[1, 1]
-    return np.stack([x * depth, y * depth, depth], axis=1)
+def run_solver_conf(solver_conf: dict, task: str) -> dict:
+    """The solver section a run of ``task`` uses and records: every solver name is checked (a typo in
+    any of them stops the run), only the task's own ``solver.<task>`` key is kept."""
+    check_names(solver_conf)
+    return {k: v for k, v in solver_conf.items()
+            if (k not in TASKS or k == task) and (task == TASK_ABSOLUTE or k not in ABSOLUTE_ONLY_KEYS)}
 
 
-def sample_depth(depth_map: np.ndarray, points2d: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Depth at each keypoint (nearest pixel); the map may have another resolution than the image.
+def check_solver(solver_conf: dict, dataset, method) -> Solver:
+    """The run's solver exists and can work with what the dataset and the method give (else every
+    sample would fail): decided from its declaration."""
+    check_names(solver_conf)
+    check_thresholds(solver_conf)
+    task = dataset.task
+    solver = SOLVERS.get(task, solver_conf[task])
+    setting = f"solver.{task}={solver.name}"
+    if solver.needs == NEEDS_METHOD_POINTS and not method.predicts_geometry:
+        other = ", ".join(n for n in SOLVERS.names(task) if SOLVERS.get(task, n).needs != NEEDS_METHOD_POINTS)
+        raise UserError(f"{setting} needs a method that predicts 3D points (mast3r, dust3r), which {method.name} "
+                        f"does not; choose another solver.{task} ({other}).")
+    if solver.needs == NEEDS_DATASET_DEPTH and "depth" not in dataset.conf:
+        raise UserError(f"{setting} needs the dataset's depth maps, which the {dataset.name} dataset does not give; "
+                        f"choose a solver that needs only matches.")
+    if solver.needs == NEEDS_DATASET_DEPTH and not dataset.conf["depth"]:
+        raise UserError(f"{setting} needs the reference depth, but dataset.depth is not set; name the depth maps "
+                        f"to use (e.g. --set dataset.depth=dptnyu for Map-free's DPT depth) or use a method that "
+                        f"predicts 3D points with solver.{task}=pnp_pts3d.")
+    if task == TASK_ABSOLUTE:
+        from .localize import LIFT_MODES
 
-    Invalid depth (0, negative, NaN) comes back as NaN.
-    """
-    h, w = depth_map.shape[:2]
-    sx, sy = w / width, h / height
-    # pixel centres: image pixel x covers [x - 0.5, x + 0.5]; same for the depth map after scaling
-    u = np.clip(np.floor((points2d[:, 0] + 0.5) * sx), 0, w - 1).astype(int)
-    v = np.clip(np.floor((points2d[:, 1] + 0.5) * sy), 0, h - 1).astype(int)
-    d = depth_map[v, u].astype(np.float64)
-    d[~(d > 0)] = np.nan
-    return d
-
-
-def pnp_lifted(matches: Matches, depth0: np.ndarray, cam0: Camera, cam1: Camera, conf: dict,
-               seed: int = 0) -> Estimate:
-    """Relative metric pose: reference keypoints lifted to 3D with a depth per match, PnP in image 1."""
-    valid = np.isfinite(depth0) & (depth0 > 0)
-    if valid.sum() < max(PNP_MIN, conf["min_matches"]):
-        return Estimate.failure(TOO_FEW_MATCHES, f"{int(valid.sum())} matches with valid depth, "
-                                                 f"need {max(PNP_MIN, conf['min_matches'])}")
-    X0 = backproject(matches.kpts0[valid], depth0[valid], cam0)
-    est = pnp(matches.kpts1[valid], X0, cam1, conf, seed, matches.subset(valid))
-    if est.inliers is not None:
-        full = np.zeros(len(matches), bool)
-        full[np.flatnonzero(valid)] = est.inliers
-        est.inliers = full
-    return est
-
-
-def triangulated_depths(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
-    """Depth in camera 0 of each normalised correspondence for the pose (R, t) (midpoint method)."""
-    r0 = np.concatenate([x0, np.ones((len(x0), 1))], axis=1)
-    r1 = np.concatenate([x1, np.ones((len(x1), 1))], axis=1) @ R  # ray 1 in camera-0 axes (R^T r1)
-    c1 = -R.T @ t
-    # solve a*r0 - b*r1 = c1 in the least-squares sense, per correspondence
-    a11 = (r0 * r0).sum(1)
-    a12 = -(r0 * r1).sum(1)
-    a22 = (r1 * r1).sum(1)
-    b1 = r0 @ c1
-    b2 = -(r1 @ c1)
-    det = a11 * a22 - a12 * a12
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = (b1 * a22 - a12 * b2) / det
-    return a  # z of r0 is 1, so the depth is a
+        if solver_conf["lift"] not in LIFT_MODES:
+            raise UserError(f"solver.lift must be one of {', '.join(LIFT_MODES)}, not '{solver_conf['lift']}'.")
+        if solver_conf["lift"] == "pointmap" and not method.predicts_geometry:
+            raise UserError(f"solver.lift=pointmap needs a method that predicts 3D points (mast3r, dust3r), which "
+                            f"{method.name} does not; use solver.lift=nearest.")
+    return solver
 
 
-def metric_scale(ratios: np.ndarray, rel_threshold: float) -> tuple[float, int]:
-    """Scale supported by the most ratios within ``rel_threshold`` (relative), refined as their median.
+# --------------------------------------------------------------------------- per sample
+def pair_problem(solver: Solver, sample: PairSample, matches: Matches) -> PoseProblem:
+    """The solver's input for an image pair, with the 3D points its declaration asks for."""
+    from .io import read_depth
 
-    Exhaustive over the candidates (deterministic); at most 2000 candidates are tried.
-    """
-    ratios = np.sort(ratios[np.isfinite(ratios) & (ratios > 0)])
-    if len(ratios) == 0:
-        return float("nan"), 0
-    cands = ratios if len(ratios) <= 2000 else ratios[np.linspace(0, len(ratios) - 1, 2000).astype(int)]
-    lo = np.searchsorted(ratios, cands * (1 - rel_threshold), side="left")
-    hi = np.searchsorted(ratios, cands * (1 + rel_threshold), side="right")
-    best = int(np.argmax(hi - lo))
-    support = ratios[lo[best]:hi[best]]
-    return float(np.median(support)), int(len(support))
-
-
-def essential_scaled(matches: Matches, depth0: np.ndarray, cam0: Camera, cam1: Camera, conf: dict,
-                     seed: int = 0) -> Estimate:
-    """Essential matrix for R and the direction of t, metric scale from reference depth at the inliers."""
-    est = essential(matches, cam0, cam1, conf, seed)
-    if not est.ok:
-        return est
-    inl = est.inliers & np.isfinite(depth0) & (depth0 > 0)
-    if inl.sum() < 1:
-        return Estimate.failure(SOLVER_FAILED, "no essential-matrix inlier has a valid depth for the metric scale")
-    K0, K1 = cam0.K, cam1.K
-    x0 = (matches.kpts0[inl] - K0[[0, 1], [2, 2]]) / K0[[0, 1], [0, 1]]
-    x1 = (matches.kpts1[inl] - K1[[0, 1], [2, 2]]) / K1[[0, 1], [0, 1]]
-    tri = triangulated_depths(est.R, est.t, x0, x1)
-    scale, support = metric_scale(depth0[inl] / tri, conf["scale_threshold"])
-    if not np.isfinite(scale) or support == 0:
-        return Estimate.failure(SOLVER_FAILED, "no consistent metric scale from depth")
-    est.t = est.t * scale
-    return est
+    problem = PoseProblem(matches, sample.camera1, sample.camera0)
+    if solver.needs == NEEDS_METHOD_POINTS:
+        if matches.pts3d0 is None:
+            raise SampleError(f"solver.{solver.task}={solver.name} needs a method that predicts 3D points "
+                              f"(mast3r, dust3r)", status=ERROR)
+        points = matches.pts3d0.copy()
+        points[~np.isfinite(points).all(1)] = np.nan
+        problem.points3d = points
+    elif solver.needs == NEEDS_DATASET_DEPTH:
+        if sample.depth0 is None:
+            raise SampleError(f"this dataset config gives no reference depth (set dataset.depth) for "
+                              f"solver.{solver.task}={solver.name}", status=ERROR)
+        depth_map = read_depth(sample.depth0, sample.depth_scale)
+        depth0 = estimators.sample_depth(depth_map, matches.kpts0, sample.camera0.width, sample.camera0.height)
+        problem.points3d = estimators.backproject(matches.kpts0, depth0, sample.camera0)
+    return problem
 
 
-RELATIVE = {"essential": essential, "essential_opencv": essential_opencv}
-METRIC_RELATIVE = ("pnp_depth", "pnp_pts3d", "essential_depth", "essential_pts3d")
+# --------------------------------------------------------------------------- threshold sweeps
+def sweep_thresholds(solver_conf: dict) -> list[float] | None:
+    """The thresholds of a sweep (``solver.ransac.max_error`` listing two or more), else None."""
+    value = solver_conf["ransac"]["max_error"]
+    if isinstance(value, list) and len(value) > 1:
+        return [float(v) for v in value]
+    return None
+
+
+def threshold_confs(solver_conf: dict) -> list[dict]:
+    """One solver config per threshold of the sweep, the first first; the config itself when there is no sweep."""
+    thresholds = sweep_thresholds(solver_conf)
+    if thresholds is None:
+        value = solver_conf["ransac"]["max_error"]
+        if isinstance(value, list):  # a list of one is that one threshold
+            return [{**solver_conf, "ransac": {**solver_conf["ransac"], "max_error": float(value[0])}}]
+        return [solver_conf]
+    return [{**solver_conf, "ransac": {**solver_conf["ransac"], "max_error": t}} for t in thresholds]
+
+
+def sweep_prefix(threshold: float) -> str:
+    """Column prefix of one threshold's results in the per-sample table: ``thr=<px>/``."""
+    return f"thr={threshold:.10g}/"

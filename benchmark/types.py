@@ -173,6 +173,22 @@ class Matches:
 
 
 @dataclass
+class PoseProblem:
+    """What a solver gets: the matches and, where its declaration asks for them, 3D points.
+
+    The pose sought maps frame 0 (camera 0 of a pair, the world of a map) into ``camera1`` (image 1 of a
+    pair, the query). ``points3d`` holds one 3D point per match for ``kpts0``, in frame 0 (lifted with
+    the dataset's depth, predicted by the method, or looked up in the map); NaN rows have none.
+    """
+
+    matches: Matches
+    camera1: Camera
+    camera0: Optional[Camera] = None  # pairs only
+    points3d: Optional[np.ndarray] = None  # (N, 3)
+    note: str = ""  # appended to a too_few_matches reason (e.g. how many matches were lifted)
+
+
+@dataclass
 class Estimate:
     """A solver's answer: ``x_1 = R @ x_0 + t`` (relative) or world-to-camera (absolute)."""
 
@@ -211,6 +227,8 @@ class ResultRow:
     time_solve: float = float("nan")
     cached: bool = False
     stage_times: dict = field(default_factory=dict)  # the method's own stages (e.g. forward, reciprocal), seconds
+    # a threshold sweep: each threshold's status, num_inliers, confidence and errors, keyed "thr=<px>/<column>"
+    sweep: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -222,4 +240,5 @@ class ResultRow:
         }
         d.update({f"time_{stage}_s": float(s) for stage, s in self.stage_times.items()})
         d.update(self.errors)
+        d.update(self.sweep)
         return d

@@ -100,8 +100,8 @@ def stage_targets():
 
     out = [(Matcher, "match_batch", "matcher"), (io, "read_image", "image/depth reading"),
            (io, "read_depth", "image/depth reading"), (pipeline, "read_image", "image/depth reading"),
-           (pipeline, "read_depth", "image/depth reading"), (pipeline, "solve_pair", "solving"),
-           (report, "summarize_run", "summary + bootstrap"), (report, "write_results", "writing results")]
+           (pipeline, "solve_thresholds", "solving"), (report, "summarize_run", "summary + bootstrap"),
+           (report, "write_results", "writing results")]
     out += [(cache.MatchCache, "get", "caching"), (cache.MatchCache, "put", "caching"),
             (runner, "prepare", "run set-up (build, check, identify inputs)")]
     for cls in {type(p) for p in protocols.PROTOCOLS.values()}:
@@ -157,7 +157,7 @@ def measure_matcher_only(args) -> dict:
     set_torch_threads(args.threads)
     prepared = prepare(cfg)
     dataset, method = prepared.dataset, prepared.method
-    pairs = [_pair_images(s) for shard in prepared.plan.shards for s in shard_samples(dataset, shard)]
+    pairs = [_pair_images(s, method) for shard in prepared.plan.shards for s in shard_samples(dataset, shard)]
     method.load()
     tic = time.perf_counter()
     for image0, image1 in pairs:

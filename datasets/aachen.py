@@ -7,6 +7,7 @@ Layout (as distributed for visuallocalization.net; every path is a config key, r
     <root>/queries/{day,night}_time_queries_with_intrinsics.txt    name MODEL W H params... (COLMAP pixels)
     <root>/3D-models/aachen_v_1_1/                                 COLMAP model of the database images
     <root>/pairs-query-netvlad50.txt                               retrieval pairs 'query db', best first
+                                                                   (or kapture's 'query, db, score' files)
 
 Each query becomes a ``QuerySample`` whose references are its top ``dataset.num_retrieved`` database
 images with camera, pose and the 2D observations (OpenCV pixels = COLMAP - 0.5) of 3D map points.
@@ -24,13 +25,14 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.geometry import pose_matrix, quat_to_rotmat
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_ABSOLUTE, Camera, InvalidSample, QuerySample, Reference
 
 from .base import Dataset
-from .files import data_path, missing_files
+from .files import data_path, text_lines
 
 COLMAP_TO_OPENCV = -0.5  # pixel-centre shift (PROTOCOLS 6)
 
@@ -67,7 +69,7 @@ class QueryEntry:
 def read_query_list(path: Path) -> list[QueryEntry]:
     """Queries of a ``*_queries_with_intrinsics.txt`` file; malformed lines carry their problem."""
     out = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -88,28 +90,46 @@ def read_query_list(path: Path) -> list[QueryEntry]:
     return out
 
 
-def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, str]]:
-    """query -> [(database name, line), ...] in file order (best first) without repeats, and
-    query -> the first malformed line naming it."""
+def read_retrieval_pairs(path: Path) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
+    """query -> [(database name, line), ...] best first without repeats, and query -> the malformed
+    lines naming it.
+
+    Two formats: hloc's ``query db`` lines (file order is the rank) and kapture's pairs files
+    ``query, db, score`` (kapture_localization's reader: per query, highest score first; what MASt3R's
+    visloc.py reads, e.g. FIRe's fire_top50.txt). A file whose first pair line has commas is kapture's."""
     pairs: dict[str, list[tuple[str, int]]] = {}
-    bad: dict[str, str] = {}
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
+    scores: dict[str, list[float]] = {}
+    bad: dict[str, list[str]] = {}
+    kapture = None
+    for lineno, line in enumerate(text_lines(path), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        if len(fields) != 2:
-            bad.setdefault(fields[0], f"{path} line {lineno}: expected 'query_name db_name', got {len(fields)} fields")
+        kapture = ("," in line) if kapture is None else kapture
+        fields = [f.strip() for f in line.split(",")] if kapture else line.split()
+        if len(fields) != (3 if kapture else 2):
+            expected = "'query_name, db_name, score' (kapture)" if kapture else "'query_name db_name'"
+            query = line.replace(",", " ").split()[0]  # the query the broken line is about
+            bad.setdefault(query, []).append(f"{path} line {lineno}: expected {expected}, got {len(fields)} fields")
+            continue
+        try:
+            score = float(fields[2]) if kapture else -lineno
+        except ValueError:
+            bad.setdefault(fields[0], []).append(f"{path} line {lineno}: the score {fields[2]!r} is not a number")
             continue
         refs = pairs.setdefault(fields[0], [])
         if all(db != fields[1] for db, _ in refs):
             refs.append((fields[1], lineno))
+            scores.setdefault(fields[0], []).append(score)
+    for query, refs in pairs.items():  # stable: equal scores keep the file order
+        order = sorted(range(len(refs)), key=lambda i: -scores[query][i])
+        pairs[query] = [refs[i] for i in order]
     return pairs, bad
 
 
 def read_pose_file(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     """name -> 4x4 world-to-camera from 'name qw qx qy qz tx ty tz' lines, and the malformed lines."""
     poses, bad = {}, []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -200,6 +220,11 @@ class RetrievedReferences(Sequence):
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def images(self) -> list[Path]:
+        """The image files, without building the references."""
+        return [self.image_root / n for n in self.names]
+
 
 def scene_of(name: str) -> str:
     """``query/day/nexus4/IMG.jpg`` -> ``day/nexus4``; otherwise the name's folder (or 'all')."""
@@ -219,12 +244,14 @@ class Aachen(Dataset):
         "image_dir": "images_upright",  # query and database image names are relative to this folder
         "queries": ["queries/day_time_queries_with_intrinsics.txt", "queries/night_time_queries_with_intrinsics.txt"],
         "model": "3D-models/aachen_v_1_1",  # COLMAP model of the database images
-        "pairs": "pairs-query-netvlad50.txt",  # retrieval pairs 'query db' per line, best first (hloc format)
+        "pairs": "pairs-query-netvlad50.txt",  # retrieval pairs: hloc's 'query db' (best first) or kapture's
         "num_retrieved": 20,  # database images matched per query (MASt3R's top 20; hloc uses all 50)
         "ground_truth": None,  # optional query poses: 'name qw qx qy qz tx ty tz' file or a COLMAP model
         "conditions": None,  # e.g. [day]; null = all
         "scenes": None,  # e.g. [day/nexus4]; null = all
     }
+    conf_types = {"num_retrieved": Key(int, min=1), "ground_truth": str | None, "conditions": list[str] | None,
+                  "scenes": list[str] | None}
     task = TASK_ABSOLUTE
     protocol = "aachen"
     download_hint = ("get Aachen Day-Night v1.1 from https://www.visuallocalization.net and hloc's "
@@ -242,12 +269,10 @@ class Aachen(Dataset):
 
     @property
     def image_root(self) -> Path:
-        return self.root / str(self.conf["image_dir"] or "")
+        return self.root / self.conf["image_dir"]
 
     def query_lists(self) -> list[Path]:
-        lists = self.conf["queries"]
-        lists = [lists] if isinstance(lists, str) else list(lists or [])
-        return [data_path(self.root, p) for p in lists]
+        return [data_path(self.root, p) for p in self.conf["queries"]]
 
     def check(self) -> None:
         self._check_files()
@@ -257,9 +282,6 @@ class Aachen(Dataset):
 
     def _check_files(self) -> None:
         super().check()
-        k = self.conf["num_retrieved"]
-        if not (isinstance(k, int) and k > 0):
-            raise UserError(f"dataset.num_retrieved must be a positive integer, not {k!r}.")
         if not self.query_lists():
             raise UserError("dataset.queries names no query list; give the *_queries_with_intrinsics.txt files.")
         for p in self.query_lists():
@@ -289,7 +311,7 @@ class Aachen(Dataset):
             self._queries = out
         return self._queries
 
-    def pairs(self) -> tuple[dict[str, list[tuple[str, int]]], dict[str, str]]:
+    def pairs(self) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[str]]]:
         if self._pairs is None:
             self._pairs = read_retrieval_pairs(self.path("pairs"))
         return self._pairs
@@ -341,7 +363,7 @@ class Aachen(Dataset):
         model = load_model(self.path("model"))
         pairs, bad_pairs = self.pairs()
         pairs_path = self.path("pairs")
-        k = int(self.conf["num_retrieved"])
+        k = self.conf["num_retrieved"]
         for q in self.queries():
             if scene_of(q.name) != scene:
                 continue
@@ -349,7 +371,7 @@ class Aachen(Dataset):
                 yield InvalidSample(q.name, scene, q.problem)
                 continue
             if q.name in bad_pairs:
-                yield InvalidSample(q.name, scene, bad_pairs[q.name])
+                yield InvalidSample(q.name, scene, bad_pairs[q.name][0])
                 continue
             retrieved = pairs.get(q.name, [])[:k]
             if not retrieved:
@@ -372,20 +394,8 @@ class Aachen(Dataset):
                 yield InvalidSample(name, scene, f"{pairs_path} line {line}: the query {name} has no line in the "
                                                  f"query lists ({lists}), so its camera is unknown")
 
-    def problems(self) -> list[str]:
-        try:
-            self._check_files()
-            scenes = self.scenes()
-            load_model(self.path("model"))
-        except UserError as exc:
-            return [str(exc)]
-        out = list(self.ground_truth()[1])
-        images = []
-        for scene in scenes:
-            for item in self.samples(scene):
-                if isinstance(item, InvalidSample):
-                    out.append(item.reason)
-                    continue
-                images.append(item.image)
-                images += [self.image_root / n for n in item.references.names]
-        return list(dict.fromkeys(out)) + missing_files(images)
+    def layout_problems(self) -> list[str]:
+        self._check_files()
+        load_model(self.path("model"))
+        _, bad_pairs = self.pairs()
+        return list(self.ground_truth()[1]) + [line for lines in bad_pairs.values() for line in lines]

@@ -28,10 +28,11 @@ from typing import Iterator
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import SampleError, UserError
 from benchmark.geometry import pose_matrix, relative_pose
 from benchmark.registry import DATASETS
-from benchmark.types import TASK_RELATIVE, Camera, PairSample
+from benchmark.types import TASK_RELATIVE, Camera, InvalidSample, PairSample
 
 from .base import Dataset, select_scenes
 from .files import image_size
@@ -59,8 +60,8 @@ def sequence_pairs(num_frames: int, max_pairs: int | None, seed: int, sequence: 
     pairs = list(itertools.combinations(range(num_frames), 2))
     if max_pairs is None or max_pairs >= len(pairs):
         return pairs
-    rng = np.random.default_rng([int(seed), zlib.crc32(sequence.encode())])
-    keep = np.sort(rng.choice(len(pairs), size=int(max_pairs), replace=False))
+    rng = np.random.default_rng([seed, zlib.crc32(sequence.encode())])
+    keep = np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))
     return [pairs[k] for k in keep]
 
 
@@ -76,6 +77,8 @@ class Co3dSequences(Dataset):
         "resize_max": None,  # downscale frames whose longer side exceeds this (px); K scaled by pure factors
         "sequences": None,  # list of sequence ids to run; null = all
     }
+    conf_types = {"max_pairs": Key(int | None, min=1), "seed": Key(int, min=0), "resize_max": Key(int | None, min=1),
+                  "sequences": list[str] | None}
     task = TASK_RELATIVE
     protocol = "rra"
     download_hint = ("a folder per sequence with its frames and gt_cameras.npz (gtR, gtT, gtFL in PyTorch3D "
@@ -83,12 +86,6 @@ class Co3dSequences(Dataset):
 
     def check(self) -> None:
         super().check()
-        v = self.conf["resize_max"]
-        if v is not None and not (isinstance(v, int) and v > 0):
-            raise UserError(f"dataset.resize_max must be a positive integer (pixels) or null, not {v!r}.")
-        v = self.conf["max_pairs"]
-        if v is not None and not (isinstance(v, int) and v > 0):
-            raise UserError(f"dataset.max_pairs must be a positive integer or null, not {v!r}.")
         if not self._sequence_dirs():
             raise UserError(f"{self.root} holds no {self.conf['cameras_file']} (neither in it nor in a subfolder); "
                             f"point dataset.root to a sequence folder or a folder of sequences.")
@@ -102,10 +99,16 @@ class Co3dSequences(Dataset):
     def scenes(self) -> list[str]:
         return select_scenes(list(self._sequence_dirs()), self.conf["sequences"], "sequences", self.root)
 
-    def frames(self, sequence: str) -> tuple[list[Path], list[np.ndarray], list[Camera], list[tuple | None]]:
-        """Frame paths, OpenCV world-to-camera poses, cameras (after resize) and resize targets of a sequence.
+    def frame_paths(self, sequence: str) -> list[Path]:
+        folder = self._sequence_dirs()[sequence]
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
-        Raises SampleError (the whole sequence is unusable) naming the file that is wrong.
+    def frames(self, sequence: str) -> tuple[list[Path], list, list, list, dict[int, str]]:
+        """Frame paths, OpenCV world-to-camera poses, cameras (after resize), resize targets of a sequence,
+        and {frame index: why it cannot be used} for frames that cannot be read (a broken frame costs only
+        the pairs it is in).
+
+        Raises SampleError naming the cameras file when it is unusable (then no frame has a pose).
         """
         folder = self._sequence_dirs()[sequence]
         cams_path = folder / self.conf["cameras_file"]
@@ -117,20 +120,22 @@ class Co3dSequences(Dataset):
         missing = [k for k in ("gtR", "gtT", "gtFL") if k not in arrays]
         if missing:
             raise SampleError(f"{cams_path} lacks the arrays {', '.join(missing)} (PyTorch3D gtR, gtT, gtFL)")
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = self.frame_paths(sequence)
         n = len(paths)
         shapes = {"gtR": (n, 3, 3), "gtT": (n, 3), "gtFL": (n, 2)}
         for key, shape in shapes.items():
             if arrays[key].shape != shape:
                 raise SampleError(f"{cams_path}: {key} has shape {arrays[key].shape}, expected {shape} for the "
                                   f"{n} frames in {folder}")
-            if not np.isfinite(arrays[key]).all():
-                raise SampleError(f"{cams_path}: {key} contains NaN or inf")
-        poses, cameras, resizes = [], [], []
+        poses, cameras, resizes, broken = [], [], [], {}
         for k, path in enumerate(paths):
             size = image_size(path)
-            if size is None:
-                raise SampleError(f"frame {path} cannot be read as an image")
+            bad = [key for key in ("gtR", "gtT", "gtFL") if not np.isfinite(arrays[key][k]).all()]
+            if size is None or bad:
+                broken[k] = (f"frame {path} cannot be read as an image" if size is None else
+                             f"{cams_path}: {', '.join(bad)} of frame {k} ({path.name}) holds NaN or inf")
+                poses.append(None), cameras.append(None), resizes.append(None)
+                continue
             K = intrinsics_from_ndc(arrays["gtFL"][k], *size)
             target = self._target_size(size)
             if target is not None:
@@ -138,7 +143,7 @@ class Co3dSequences(Dataset):
             poses.append(opencv_from_pytorch3d(arrays["gtR"][k], arrays["gtT"][k]))
             cameras.append(Camera.from_K(K, *(target or size)))
             resizes.append(target)
-        return paths, poses, cameras, resizes
+        return paths, poses, cameras, resizes, broken
 
     def _target_size(self, size: tuple) -> tuple | None:
         limit = self.conf["resize_max"]
@@ -147,28 +152,29 @@ class Co3dSequences(Dataset):
         s = limit / max(size)
         return (max(1, round(size[0] * s)), max(1, round(size[1] * s)))
 
-    def samples(self, scene: str) -> Iterator[PairSample]:
-        paths, poses, cameras, resizes = self.frames(scene)
-        category = scene.split("/")[0]
-        for i, j in sequence_pairs(len(paths), self.conf["max_pairs"], self.conf["seed"], scene):
-            yield PairSample(id=f"{scene}/{paths[i].stem}-{paths[j].stem}", scene=scene, image0=paths[i],
-                             image1=paths[j], camera0=cameras[i], camera1=cameras[j],
-                             T_0to1=relative_pose(poses[i], poses[j]), resize0=resizes[i], resize1=resizes[j],
-                             extra={"i": i, "j": j, "category": category})
-
-    def problems(self) -> list[str]:
+    def samples(self, scene: str) -> Iterator[PairSample | InvalidSample]:
+        """The seeded pairs of the sequence; a pair with an unusable frame (or all of them, when the cameras
+        file is unusable) is an InvalidSample that says why: it stays in every denominator."""
+        paths = self.frame_paths(scene)
+        pairs = sequence_pairs(len(paths), self.conf["max_pairs"], self.conf["seed"], scene)
+        pair_id = lambda i, j: f"{scene}/{paths[i].stem}-{paths[j].stem}"
         try:
-            self.check()
-            scenes = self.scenes()
-        except UserError as exc:
-            return [str(exc)]
-        out = []
-        for scene in scenes:
-            try:
-                paths, *_ = self.frames(scene)
-                if len(paths) < 2:
-                    out.append(f"{self._sequence_dirs()[scene]}: a sequence needs at least 2 frames, "
-                               f"found {len(paths)}")
-            except SampleError as exc:
-                out.append(str(exc))
-        return out
+            paths, poses, cameras, resizes, broken = self.frames(scene)
+        except SampleError as exc:
+            for i, j in pairs:
+                yield InvalidSample(pair_id(i, j), scene, str(exc))
+            return
+        category = scene.split("/")[0]
+        for i, j in pairs:
+            if i in broken or j in broken:
+                yield InvalidSample(pair_id(i, j), scene, broken.get(i) or broken[j])
+                continue
+            yield PairSample(id=pair_id(i, j), scene=scene, image0=paths[i], image1=paths[j], camera0=cameras[i],
+                             camera1=cameras[j], T_0to1=relative_pose(poses[i], poses[j]), resize0=resizes[i],
+                             resize1=resizes[j], extra={"i": i, "j": j, "category": category})
+
+    def check_samples(self, scene: str, problems: list[str]) -> Iterator[PairSample]:
+        paths = self.frame_paths(scene)
+        if len(paths) < 2:
+            problems.append(f"{self._sequence_dirs()[scene]}: a sequence needs at least 2 frames, found {len(paths)}")
+        return self.samples(scene)

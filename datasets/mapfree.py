@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import SampleError, UserError
 from benchmark.geometry import pose_matrix, quat_to_rotmat
 from benchmark.registry import DATASETS
@@ -44,20 +45,19 @@ class MapFree(Dataset):
         "frames": "evaluated",  # evaluated | all
         "scenes": None,  # list of scene names to run; null = all
     }
+    conf_types = {"split": Key(str, choices=("train", "val", "test")), "depth": str | None,
+                  "depth_scale": Key(float, above=0), "frames": Key(str, choices=("evaluated", "all")),
+                  "scenes": list[str] | None}
     task = TASK_METRIC_RELATIVE
     protocol = "mapfree"
     download_hint = "get the data from https://research.nianticlabs.com/mapfree-reloc-benchmark and point to the folder holding val/ and test/"
 
     @property
     def split_dir(self) -> Path:
-        return self.root / str(self.conf["split"])
+        return self.root / self.conf["split"]
 
     def check(self) -> None:
         super().check()
-        if self.conf["split"] not in ("train", "val", "test"):
-            raise UserError(f"dataset.split must be train, val or test, not '{self.conf['split']}'.")
-        if self.conf["frames"] not in ("evaluated", "all"):
-            raise UserError(f"dataset.frames must be 'evaluated' or 'all', not '{self.conf['frames']}'.")
         if not self.split_dir.is_dir():
             raise UserError(f"The Map-free folder {self.root} has no '{self.conf['split']}' split folder; "
                             f"pass --set dataset.root=PATH pointing to the folder that holds val/ and test/.")
@@ -96,6 +96,29 @@ class MapFree(Dataset):
             entries = [(name, None) for name in intrinsics]
         return [(name, entry) for name, entry in entries if name != REFERENCE]
 
+    def check_samples(self, scene: str, problems: list[str]) -> Iterator[PairSample | InvalidSample]:
+        """Also lists every broken intrinsics.txt line (evaluated frame or not) and every poses.txt line
+        the scorer skips (its frame drops out of the evaluated set)."""
+        scene_dir = self.split_dir / scene
+        try:
+            problems += list(intrinsics_by_line(scene_dir / "intrinsics.txt")[1].values())
+            path = scene_dir / "poses.txt"
+            if path.is_file():
+                lines = read_text_lines(path.read_bytes(), str(path))
+                problems += [p for p in parse_pose_lines(lines, str(path), False, self.conf["split"] == "test")[1]
+                             if "ignored" in p]
+        except UserError:  # a missing or unreadable file: the scene's own row says so
+            pass
+        return self.samples(scene)
+
+    def scene_files(self, scene: str) -> list[tuple[Path, str]]:
+        """Every frame of the scene folder, and its depth map when dataset.depth names them."""
+        scene_dir = self.split_dir / scene
+        images = sorted(p for p in scene_dir.glob("seq*/*.jpg"))
+        depth = [(d, "depth map") for d in (self.depth_path(scene_dir, p.relative_to(scene_dir).as_posix())
+                                            for p in images) if d is not None and d.is_file()]
+        return [(p, "image") for p in images] + depth
+
     def samples(self, scene: str) -> Iterator[PairSample | InvalidSample]:
         scene_dir = self.split_dir / scene
         try:
@@ -121,35 +144,5 @@ class MapFree(Dataset):
             yield PairSample(id=sample_id, scene=scene, image0=scene_dir / REFERENCE, image1=scene_dir / name,
                              camera0=Camera.from_K(k0.K, k0.width, k0.height),
                              camera1=Camera.from_K(k1.K, k1.width, k1.height), T_0to1=T,
-                             depth0=depth0, depth_scale=float(self.conf["depth_scale"]),
+                             depth0=depth0, depth_scale=self.conf["depth_scale"],
                              extra={"frame_name": name})
-
-    def problems(self) -> list[str]:
-        try:
-            self.check()
-        except UserError as exc:
-            return [str(exc)]
-        out = []
-        for scene in self.scenes():
-            scene_dir = self.split_dir / scene
-            poses_path = scene_dir / "poses.txt"
-            if poses_path.is_file():  # lines the scorer skips: their frames drop out of the evaluated set
-                try:
-                    lines = read_text_lines(poses_path.read_bytes(), str(poses_path))
-                    out += [p for p in parse_pose_lines(lines, str(poses_path), False,
-                                                        self.conf["split"] == "test")[1] if "ignored" in p]
-                except UserError as exc:
-                    out.append(str(exc))
-            try:
-                for item in self.samples(scene):
-                    if isinstance(item, InvalidSample):
-                        out.append(item.reason)
-                        continue
-                    for p in (item.image0, item.image1, item.depth0):
-                        if p is not None and not p.is_file():
-                            out.append(f"{p}: file is missing")
-            except SampleError as exc:
-                out.append(str(exc))
-            if not (scene_dir / REFERENCE).is_file():
-                out.append(f"{scene_dir / REFERENCE}: reference image is missing")
-        return sorted(set(out))

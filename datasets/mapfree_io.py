@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -25,6 +23,9 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.io import write_text_atomic
+
+from .files import text_lines
 
 
 @dataclass(frozen=True)
@@ -45,57 +46,76 @@ def _lines(path: Path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} is missing; every Map-free scene folder needs it.")
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         line = line.strip()
         if not line or "#" in line:
             continue
         yield lineno, line.split()
 
 
+class _BadLine(Exception):
+    pass
+
+
 def _floats(path, lineno, fields, what):
     try:
         values = [float(v) for v in fields]
     except ValueError:
-        raise UserError(f"{path} line {lineno}: {what} must be numbers, got '{' '.join(fields)}'.") from None
+        raise _BadLine(f"{path} line {lineno}: {what} must be numbers, got '{' '.join(fields)}'; fix the line.") from None
     if not all(math.isfinite(v) for v in values):
-        raise UserError(f"{path} line {lineno}: {what} contains NaN or inf; fix or remove the line.")
+        raise _BadLine(f"{path} line {lineno}: {what} contains NaN or inf; fix or remove the line.")
     return values
 
 
-def read_intrinsics(path: Path) -> dict[str, Intrinsics]:
-    """Map image name -> Intrinsics, in file order."""
-    out: dict[str, Intrinsics] = {}
+def _read(path: Path, parse, problems: list | None) -> dict:
+    """``{name: parse(lineno, fields)}`` in file order. A malformed line raises UserError, or with a
+    ``problems`` list is appended to it and skipped (so every bad line of a file is found)."""
+    out = {}
     for lineno, fields in _lines(path):
-        if len(fields) != 7:
-            raise UserError(f"{path} line {lineno}: expected 'name fx fy cx cy W H' (7 fields), "
-                            f"got {len(fields)}; fix the line.")
-        fx, fy, cx, cy, w, h = _floats(path, lineno, fields[1:], "fx fy cx cy W H")
-        if fx <= 0 or fy <= 0 or w <= 0 or h <= 0:
-            raise UserError(f"{path} line {lineno}: focal lengths and image size must be positive.")
-        out[fields[0]] = Intrinsics(fx, fy, cx, cy, int(w), int(h))
+        try:
+            value = parse(lineno, fields)
+        except _BadLine as exc:
+            if problems is None:
+                raise UserError(str(exc)) from None
+            problems.append(str(exc))
+            continue
+        if value is not None:
+            out[fields[0]] = value
     return out
 
 
-def read_poses(path: Path, keep_zero: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_intrinsics(path: Path, problems: list | None = None) -> dict[str, Intrinsics]:
+    """Map image name -> Intrinsics, in file order."""
+    def parse(lineno, fields):
+        if len(fields) != 7:
+            raise _BadLine(f"{path} line {lineno}: expected 'name fx fy cx cy W H' (7 fields), "
+                           f"got {len(fields)}; fix the line.")
+        fx, fy, cx, cy, w, h = _floats(path, lineno, fields[1:], "fx fy cx cy W H")
+        if fx <= 0 or fy <= 0 or w <= 0 or h <= 0:
+            raise _BadLine(f"{path} line {lineno}: focal lengths and image size must be positive.")
+        return Intrinsics(fx, fy, cx, cy, int(w), int(h))
+
+    return _read(path, parse, problems)
+
+
+def read_poses(path: Path, keep_zero: bool = False, problems: list | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Map image name -> (q wxyz unit, t) world-to-camera, in file order.
 
     Lines whose quaternion is all zeros (the withheld test ground truth) are dropped
     unless ``keep_zero``.
     """
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for lineno, fields in _lines(path):
+    def parse(lineno, fields):
         if len(fields) != 8:
-            raise UserError(f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz' (8 fields), "
-                            f"got {len(fields)}; fix the line.")
+            raise _BadLine(f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz' (8 fields), "
+                           f"got {len(fields)}; fix the line.")
         v = np.array(_floats(path, lineno, fields[1:], "the pose"))
         q, t = v[:4], v[4:]
         norm = np.linalg.norm(q)
         if norm < 1e-8:
-            if keep_zero:
-                out[fields[0]] = (q, t)
-            continue
-        out[fields[0]] = (q / norm, t)
-    return out
+            return (q, t) if keep_zero else None
+        return q / norm, t
+
+    return _read(path, parse, problems)
 
 
 def frame_number(name: str) -> int:
@@ -161,6 +181,7 @@ def parse_pose_lines(lines: Iterable[str], source: str, with_confidence: bool,
         poses[number] = PoseLine(name, q, t, values[7] if with_confidence else None)
     return poses, problems
 
+
 def evaluated_entries(entries, stride: int) -> list:
     """The keys the scorer evaluates: every ``stride``-th entry in file order, after repeated frame
     numbers were merged and broken lines skipped by :func:`parse_pose_lines`."""
@@ -184,31 +205,17 @@ def intrinsics_by_line(path: Path) -> tuple[dict[str, Intrinsics], dict[str, str
         name, where = fields[0], f"{path} line {lineno}"
         try:
             if len(fields) != 7:
-                raise UserError(f"{where}: expected 'name fx fy cx cy W H' (7 fields), got {len(fields)}")
+                raise _BadLine(f"{where}: expected 'name fx fy cx cy W H' (7 fields), got {len(fields)}")
             fx, fy, cx, cy, w, h = _floats(path, lineno, fields[1:], "fx fy cx cy W H")
             if fx <= 0 or fy <= 0 or w <= 0 or h <= 0 or w != int(w) or h != int(h):
-                raise UserError(f"{where}: focal lengths must be positive and the image size positive integers")
-        except UserError as exc:
-            broken[name] = str(exc).rstrip(".")
+                raise _BadLine(f"{where}: focal lengths must be positive and the image size positive integers")
+        except _BadLine as exc:
+            broken[name] = str(exc).split("; fix")[0].rstrip(".")
             good.pop(name, None)
             continue
         good[name] = Intrinsics(fx, fy, cx, cy, int(w), int(h))
         broken.pop(name, None)
     return good, broken
-
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def format_intrinsics(rows: dict[str, Intrinsics]) -> str:
@@ -224,8 +231,8 @@ def format_poses(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
 
 
 def write_intrinsics(path: Path, rows: dict[str, Intrinsics]) -> None:
-    atomic_write_text(path, format_intrinsics(rows))
+    write_text_atomic(path, format_intrinsics(rows))
 
 
 def write_poses(path: Path, rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    atomic_write_text(path, format_poses(rows))
+    write_text_atomic(path, format_poses(rows))

@@ -25,13 +25,14 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.geometry import pose_matrix
 from benchmark.registry import DATASETS
 from benchmark.types import TASK_RELATIVE, Camera, InvalidSample, PairSample
 
 from .base import Dataset, select_scenes
-from .files import data_path, image_size, missing_file_reason, missing_files
+from .files import data_path, image_size, missing_file_reason, text_lines
 
 SCENE_PATTERN = re.compile(r"scene\d{4}_\d{2}")
 FRAME_DIGITS = re.compile(r"(\d+)\D*$")
@@ -76,7 +77,7 @@ def frame_token(name: str) -> str:
 def read_superglue_pairs(path: Path) -> tuple[list[PairEntry], list[tuple[int, str, str]]]:
     """Entries of a SuperGlue pair list, and (line, scene, problem) for each malformed line."""
     entries, bad = [], []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(path), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -192,6 +193,9 @@ class ScanNet1500(Dataset):
         "image_size": None,  # (W, H) of the image files; null reads each file's header (superglue format)
         "scenes": None,  # list of scene ids to run; null = all
     }
+    conf_types = {"list_format": Key(str, choices=tuple(DEFAULT_LISTS)), "pairs": str | None,
+                  "intrinsics": str | None, "resize": Key(list[int] | None, min=1),
+                  "image_size": Key(list[int] | None, min=1), "scenes": list[str] | None}
     task = TASK_RELATIVE
     protocol = "relpose"
     download_hint = ("ScanNet test scenes from http://www.scan-net.org; the pair lists ship with "
@@ -216,18 +220,15 @@ class ScanNet1500(Dataset):
 
     @property
     def image_root(self) -> Path:
-        return self.root / str(self.conf["image_dir"] or "")
+        return self.root / self.conf["image_dir"]
 
     def check(self) -> None:
         super().check()
         fmt = self.conf["list_format"]
-        if fmt not in DEFAULT_LISTS:
-            raise UserError(f"dataset.list_format must be superglue or loftr, not '{fmt}'.")
         for key in ("resize", "image_size"):
             v = self.conf[key]
-            if v is not None and not (isinstance(v, (list, tuple)) and len(v) == 2 and all(
-                    isinstance(x, int) and x > 0 for x in v)):
-                raise UserError(f"dataset.{key} must be [W, H] (positive integers) or null, not {v!r}.")
+            if v is not None and len(v) != 2:
+                raise UserError(f"dataset.{key} must be [W, H] or null, not {v!r}.")
         if not self.pairs_path.is_file():
             raise UserError(f"The pair list {self.pairs_path} is missing; pass --set dataset.pairs=PATH "
                             f"(the {fmt} list of the 1500 test pairs).")
@@ -294,18 +295,3 @@ class ScanNet1500(Dataset):
         return PairSample(id=sample_id, scene=scene, image0=paths[0], image1=paths[1], camera0=cam0, camera1=cam1,
                           T_0to1=T, resize0=resize0, resize1=resize1,
                           extra={"rot0": e.rot0, "rot1": e.rot1, "name0": e.name0, "name1": e.name1})
-
-    def problems(self) -> list[str]:
-        try:
-            self.check()
-            scenes = self.scenes()
-        except UserError as exc:
-            return [str(exc)]
-        out, images = [], []
-        for scene in scenes:
-            for item in self.samples(scene):
-                if isinstance(item, InvalidSample):
-                    out.append(item.reason)
-                else:
-                    images += [item.image0, item.image1]
-        return list(dict.fromkeys(out)) + missing_files(images)

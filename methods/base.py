@@ -10,54 +10,46 @@ one pair of images::
         def _load(self): ...                      # heavy imports and weights here
         def _match(self, image0, image1) -> Matches: ...
 
-Images are ``numpy.uint8`` (H, W, 3) RGB as read from disk (after any resize the
-benchmark protocol asks for); keypoints come back in those images' pixels,
-OpenCV convention.
+Images are ``numpy.uint8`` as read from disk (after any resize the benchmark protocol asks for), in
+the form the method's ``image_reading`` declares: (H, W, 3) RGB, or (H, W) grey decoded straight from
+the file as the method's official reader does (SuperGlue, LoFTR). ``match`` also takes the other form
+and converts it. Keypoints come back in those images' pixels, OpenCV convention.
 """
 from __future__ import annotations
 
-import sys
 import time
+from dataclasses import asdict
 from typing import ClassVar
 
 import numpy as np
 
 from benchmark.config import config_hash, merge
+from benchmark.config_types import class_schema
+from benchmark.environment import apply_torch_threads, require_package  # noqa: F401 (methods import it from here)
 from benchmark.errors import UserError
+from benchmark.io import RGB, ImageReading, as_reading
 from benchmark.types import Matches
-
-
-_torch_threads: int | None = None
-
-
-def set_torch_threads(n: int) -> None:
-    """Threads torch may use in this process: applied now if torch is loaded, else when a method
-    loads it (methods import torch in ``_load``, so runs of numpy-only methods never import it)."""
-    global _torch_threads
-    _torch_threads = max(1, int(n))
-    _apply_torch_threads()
-
-
-def _apply_torch_threads() -> None:
-    torch = sys.modules.get("torch")
-    if torch is not None and _torch_threads is not None and torch.get_num_threads() != _torch_threads:
-        torch.set_num_threads(_torch_threads)
 
 
 class Matcher:
     name: ClassVar[str] = "?"
     default_conf: ClassVar[dict] = {}
-    # Free-form dict keys (dotted, relative to the method section) that accept new sub-keys.
-    open_conf_keys: ClassVar[tuple[str, ...]] = ()
+    # Types a default cannot say (null defaults, unions, ranges, choices): benchmark.config_types.
+    conf_types: ClassVar[dict] = {}
     # True for methods that also predict 3D points (MASt3R, DUSt3R): Matches.pts3d0/pts3d1 are filled.
     predicts_geometry: ClassVar[bool] = False
+    # True for methods whose matching holds Python's GIL for its whole call (pycolmap's SIFT): the pipelined
+    # runner's threads would only contend with it, so run.pipeline=auto runs them sample after sample
+    holds_gil: ClassVar[bool] = False
+    # How the harness reads this method's images (colour, or grey straight from the decoder); in the cache key.
+    image_reading: ClassVar[ImageReading] = RGB
 
     def __init__(self, conf: dict | None = None):
         conf = dict(conf or {})
         for key in ("name", "label"):
             conf.pop(key, None)
         self.conf = merge(self.default_conf, conf, f"the '{self.name}' method config", "method.",
-                          tuple(f"method.{k}" for k in self.open_conf_keys))
+                          class_schema(type(self)))
         self._loaded = False
 
     # -- what subclasses write -------------------------------------------------
@@ -76,8 +68,15 @@ class Matcher:
         return ""
 
     def weight_files(self) -> list:
-        """The weight files this configuration uses (resolved, not loaded); none by default."""
+        """The weight files this configuration uses, as ``methods.checkpoints.WeightFile`` (resolved, not
+        loaded; cheap to call). ``check_weights`` checks each before any work."""
         return []
+
+    def check_weights(self) -> None:
+        """Raise UserError when a weight file is unreadable, no checkpoint or of another architecture."""
+        from .checkpoints import check_weight_files
+
+        check_weight_files(self.weight_files())
 
     def weights_report(self) -> list[dict]:
         """Per weight file: its sha256 and whether it is a known released file (for provenance and the
@@ -88,28 +87,35 @@ class Matcher:
             files = self.weight_files()
         except UserError:
             return [{"file": "", "sha256": "", "status": "missing", "release": ""}]
-        return [verify(p) for p in files]
+        return [verify(getattr(f, "path", f)) for f in files]
 
     # -- what the harness calls ------------------------------------------------
+    def preflight(self) -> None:
+        """Everything checked before any work: settings, packages, weight files (nothing is loaded)."""
+        self.check()
+        self.check_weights()
+
     def load(self) -> "Matcher":
         if not self._loaded:
             self.check()
             self._load()
-            _apply_torch_threads()
+            apply_torch_threads()
             self._loaded = True
         return self
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         return self.match_batch([(image0, image1)])[0]
 
-    def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
-        """Several pairs at once (methods that batch on the device write ``_match_pairs``)."""
+    def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], run=None) -> list[Matches]:
+        """Several pairs at once (methods that batch on the device write ``_match_pairs``; ``run`` replaces
+        it for one call, e.g. to match from map observations)."""
         for a, b in pairs:
             check_image(a, 0)
             check_image(b, 1)
+        pairs = [(as_reading(a, self.image_reading), as_reading(b, self.image_reading)) for a, b in pairs]
         self.load()
         start = time.perf_counter()
-        out = self._match_pairs(pairs)
+        out = (run or self._match_pairs)(pairs)
         for m in out:  # a batch shares its time unless the method timed each pair
             m.timings.setdefault("match", (time.perf_counter() - start) / max(len(pairs), 1))
         return out
@@ -122,25 +128,23 @@ class Matcher:
             out[-1].timings.setdefault("match", time.perf_counter() - start)
         return out
 
+    def bound_to_map(self, points2d0) -> "Matcher":
+        """The matcher for one mapped reference image (image 0) whose map observations are ``points2d0``
+        (OpenCV pixels). Most methods ignore them; MASt3R's visloc mode (``pixel_tol`` > 0) starts from them."""
+        return self
+
     def pairs_per_batch(self) -> int:
         """Pairs the runner hands to ``match_batch`` at once (1: the method gains nothing from batches)."""
         return 1
 
     def cache_key(self) -> str:
-        """Changes whenever the matches could change: method name, config and weights."""
-        return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint()})
+        """Changes whenever the matches could change: method name, config, weights and how images are read."""
+        return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint(),
+                            "reading": asdict(self.image_reading)})
 
 
 def check_image(image, index: int) -> None:
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB array, got "
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8
+            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3))):
+        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB or (H, W) grey array, got "
                          f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
-
-
-def require_package(module: str, extra: str, what: str) -> None:
-    """Raise a one-sentence UserError when an optional package is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise UserError(f"The {what} needs the optional package '{module}'; install it with "
-                        f"pip install torch==2.13.0 -e '.[{extra}]'.")

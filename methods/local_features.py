@@ -1,9 +1,10 @@
 """Learned local features (DISK, ALIKED, XFeat through kornia; SuperPoint, our own) and their
 mutual-nearest-neighbour matcher ``mnn``.
 
-Every extractor maps a (B, 3, H, W) RGB batch in [0, 1] to per-image keypoints (x, y) in the pixels
-of that batch (OpenCV convention: kornia's DISK, ALIKED and XFeat and our SuperPoint all put pixel
-centres on integers), detection scores and L2-normalised descriptors.
+Each feature kind has its official pre-processing (``methods.preprocess``): DISK, ALIKED and SuperPoint
+LightGlue's ``Extractor.extract``, XFeat its ``match_xfeat``. Every extractor maps a (B, C, h, w) batch in
+[0, 1] to per-image keypoints (x, y) in the pixels of that batch, detection scores and L2-normalised
+descriptors; ALIKED and XFeat select keypoints as their reference code does (``methods.detection``).
 
 Config keys shared with ``lightglue`` (``FEATURE_CONF``): ``features`` (disk | aliked | xfeat |
 superpoint), ``max_keypoints`` (-1: all), ``detection_threshold`` and ``nms_radius`` (null: the
@@ -13,56 +14,67 @@ default below).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, ClassVar
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.registry import METHODS
 
 from . import kornia_cache
-from .learned import TORCH_CONF, SparseMatcher, gray, load_checkpoint, load_strict
+from .checkpoints import WeightFile, load_weight_file
+from .learned import TORCH_CONF, SparseMatcher, gray
 from .nn import mutual_nn_ratio
+from .preprocess import NetInput, lightglue_input, xfeat_input
+
+
+def _itself(obj):
+    return obj
 
 
 @dataclass(frozen=True)
 class FeatureKind:
+    what: str  # the extractor's name in messages
     weights: str  # default registered weights
     detection_threshold: float
     nms_radius: int | None  # None: fixed by the extractor
-    size_multiple: int
+    prepare: Callable  # the official input recipe (methods.preprocess)
     needs_kornia: bool
-    build: Callable  # (conf, weights path, device) -> callable(batch) -> list[dict]
+    network: Callable  # conf -> the extractor network, not loaded (its weight file fills it)
+    extract: Callable  # (conf, loaded network) -> callable(batch) -> list[dict]
+    module: Callable = _itself  # the part of the network the weight file fills (XFeat: .net)
+    state_dict: Callable = _itself  # the file's content -> that part's state dict
+    optional: tuple[str, ...] = ()  # buffers derived at run time, absent from the files
 
 
 def _limit(conf) -> int:
-    n = int(conf["max_keypoints"])
+    n = conf["max_keypoints"]
     return n if n > 0 else -1
 
 
-def _threshold(conf, kind: FeatureKind) -> float:
+def _threshold(conf, name: str) -> float:
     t = conf["detection_threshold"]
-    return float(kind.detection_threshold if t is None else t)
+    return FEATURES[name].detection_threshold if t is None else t
 
 
-def _radius(conf, kind: FeatureKind) -> int:
+def _radius(conf, name: str) -> int:
     r = conf["nms_radius"]
-    return int(kind.nms_radius if r is None else r)
+    return FEATURES[name].nms_radius if r is None else r
 
 
-def _build_disk(conf, path: Path, device):
+def _disk(conf):
     import kornia.feature as KF
 
-    what = "DISK"
-    raw = load_checkpoint(path, what)
-    net = KF.DISK()
-    load_strict(net, raw.get("extractor", raw) if isinstance(raw, dict) else raw, path, what)
-    net = net.eval().to(device)
-    kind = FEATURES["disk"]
+    return KF.DISK()
+
+
+def _disk_extract(conf, net):
     n = _limit(conf)
 
     def extract(batch):
-        out = net(batch, n=None if n < 0 else n, window_size=2 * _radius(conf, kind) + 1,
-                  score_threshold=_threshold(conf, kind), pad_if_not_divisible=True)
+        out = net(batch, n=None if n < 0 else n, window_size=2 * _radius(conf, "disk") + 1,
+                  score_threshold=_threshold(conf, "disk"), pad_if_not_divisible=True)
         return [{"keypoints": f.keypoints, "scores": f.detection_scores, "descriptors": f.descriptors} for f in out]
 
     return extract
@@ -71,58 +83,68 @@ def _build_disk(conf, path: Path, device):
 _ALIKED_MODELS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
 
 
-def _build_aliked(conf, path: Path, device):
+def _aliked(conf):
     import kornia.feature as KF
 
     spec = str(conf["detector_weights"] or FEATURES["aliked"].weights)
     # the architecture is named by the weights: a registered name, or a file called like one
     model = next((m for m in _ALIKED_MODELS if Path(spec).stem == m or spec == m), "aliked-n16")
-    kind = FEATURES["aliked"]
-    net = KF.ALIKED(model_name=model, max_num_keypoints=_limit(conf), detection_threshold=_threshold(conf, kind),
-                    nms_radius=_radius(conf, kind))
-    # dkd.hw_grid is a buffer derived from the image size, not a learned weight
-    load_strict(net, load_checkpoint(path, "ALIKED"), path, "ALIKED", ("dkd.hw_grid",))
-    net = net.eval().to(device)
+    return KF.ALIKED(model_name=model, max_num_keypoints=_limit(conf), detection_threshold=_threshold(conf, "aliked"),
+                     nms_radius=_radius(conf, "aliked"))
+
+
+def _aliked_extract(conf, net):
+    from .detection import aliked_keypoints  # torch: imported when the method loads, not when it is listed
+
+    n, threshold, radius = _limit(conf), _threshold(conf, "aliked"), _radius(conf, "aliked")
+    # LightGlue's ALIKED: top-k mode only without a positive threshold; at most 20000 points otherwise
+    top_k, n_limit = (-1 if threshold > 0 else n), (n if n > 0 else 20000)
 
     def extract(batch):
-        return [{"keypoints": f.keypoints, "scores": f.keypoint_scores, "descriptors": f.descriptors}
-                for f in net(batch)]
+        features, score_map = net.extract_dense_map(batch)
+        keypoints, scores = aliked_keypoints(score_map, radius, top_k, threshold, n_limit)
+        descriptors, _ = net.desc_head(features, keypoints)
+        size = batch.new_tensor([batch.shape[-1] - 1, batch.shape[-2] - 1])
+        return [{"keypoints": size * (k + 1) / 2.0, "scores": s, "descriptors": d}
+                for k, s, d in zip(keypoints, scores, descriptors)]
 
     return extract
 
 
-def _build_xfeat(conf, path: Path, device):
+def _xfeat(conf):
     import kornia.feature as KF
 
+    return KF.XFeat()
+
+
+def _xfeat_extract(conf, net):
+    from .detection import xfeat_detect_and_compute  # torch: imported when the method loads
+
     n = _limit(conf)
-    net = KF.XFeat(top_k=n if n > 0 else 1 << 30, detection_threshold=_threshold(conf, FEATURES["xfeat"]))
-    load_strict(net.net, load_checkpoint(path, "XFeat"), path, "XFeat")
-    net = net.eval().to(device)
-
-    def extract(batch):
-        # inputs are already multiples of 32, so XFeat's own resize is the identity and its integer
-        # keypoints are pixels of this batch
-        return net.detectAndCompute(batch)
-
-    return extract
+    return lambda batch: xfeat_detect_and_compute(net.net, batch, n if n > 0 else 1 << 30, _threshold(conf, "xfeat"))
 
 
-def _build_superpoint(conf, path: Path, device):
+def _superpoint(conf):
     from .superglue.superpoint import SuperPoint
 
-    kind = FEATURES["superpoint"]
-    net = SuperPoint(nms_radius=_radius(conf, kind), keypoint_threshold=_threshold(conf, kind),
-                     max_keypoints=_limit(conf), remove_borders=int(conf.get("remove_borders", 4)))
-    load_strict(net, load_checkpoint(path, "SuperPoint"), path, "SuperPoint")
-    net = net.eval().to(device)
-    return lambda batch: net(gray(batch))
+    return SuperPoint(nms_radius=_radius(conf, "superpoint"), keypoint_threshold=_threshold(conf, "superpoint"),
+                      max_keypoints=_limit(conf), remove_borders=conf.get("remove_borders", 4))
 
 
-FEATURES = {
-    "disk": FeatureKind("disk_depth", 0.0, 2, 1, True, _build_disk),
-    "aliked": FeatureKind("aliked-n16", 0.0, 2, 1, True, _build_aliked),  # threshold <= 0: top-k mode
-    "xfeat": FeatureKind("xfeat", 0.05, None, 32, True, _build_xfeat),
-    "superpoint": FeatureKind("superpoint_v1", 0.005, 4, 8, False, _build_superpoint),
+def _superpoint_extract(conf, net):
+    return lambda batch: net(batch if batch.shape[1] == 1 else gray(batch))
+
+
+FEATURES = {  # defaults of LightGlue's extractors and of XFeat
+    "disk": FeatureKind("DISK", "disk_depth", 0.0, 2, lightglue_input, True, _disk, _disk_extract,
+                        state_dict=lambda raw: raw.get("extractor", raw)),
+    # threshold <= 0: top-k mode; dkd.hw_grid is a buffer derived from the image size
+    "aliked": FeatureKind("ALIKED", "aliked-n16", 0.2, 2, lightglue_input, True, _aliked, _aliked_extract,
+                          optional=("dkd.hw_grid",)),
+    "xfeat": FeatureKind("XFeat", "xfeat", 0.05, None, xfeat_input, True, _xfeat, _xfeat_extract,
+                         module=lambda net: net.net),
+    "superpoint": FeatureKind("SuperPoint", "superpoint_v1", 0.005, 4, lightglue_input, False, _superpoint,
+                              _superpoint_extract),
 }
 
 FEATURE_CONF = {
@@ -133,6 +155,8 @@ FEATURE_CONF = {
     "nms_radius": None,
     "detector_weights": None,
 }
+FEATURE_TYPES = {"features": Key(str, choices=tuple(FEATURES)), "detection_threshold": float | None,
+                 "nms_radius": Key(int | None, min=0), "detector_weights": str | None}
 
 
 class FeatureMatcher(SparseMatcher):
@@ -140,6 +164,7 @@ class FeatureMatcher(SparseMatcher):
     class fixes them in ``features``)."""
 
     features: ClassVar[str | None] = None
+    conf_types = FEATURE_TYPES
 
     @property
     def features_name(self) -> str:
@@ -147,19 +172,13 @@ class FeatureMatcher(SparseMatcher):
 
     @property
     def kind(self) -> FeatureKind:
-        name = self.features_name
-        if name not in FEATURES:
-            raise UserError(f"method.features must be one of {', '.join(FEATURES)}, not '{name}'.")
-        return FEATURES[name]
-
-    @property
-    def size_multiple(self) -> int:  # type: ignore[override]
-        return self.kind.size_multiple
+        return FEATURES[self.features_name]
 
     def check(self) -> None:
         super().check()
         kind = self.kind
-        if kind.needs_kornia:
+        resizes = self.conf["resize_max"] is not None or self.conf["resize_to"] is not None
+        if kind.needs_kornia or (kind.prepare is lightglue_input and resizes):  # LightGlue resizes with kornia
             kornia_cache.require_kornia(f"'{self.features_name}' feature extractor")
         if kind.nms_radius is None and self.conf["nms_radius"] is not None:
             raise UserError(f"method.nms_radius cannot be set for {self.features_name} (its window is fixed); "
@@ -170,11 +189,19 @@ class FeatureMatcher(SparseMatcher):
         return kornia_cache.locate(self.conf["detector_weights"], self.kind.weights,
                                    f"{self.features_name} detector", setting="method.detector_weights")
 
-    def weight_files(self) -> list[Path]:
-        return [self.detector_path()]
+    def detector_file(self) -> WeightFile:
+        kind = self.kind
+        return WeightFile(self.detector_path(), kind.what, partial(kind.network, self.conf), kind.module,
+                          kind.state_dict, kind.optional)
+
+    def weight_files(self) -> list[WeightFile]:
+        return [self.detector_file()]
 
     def _load(self) -> None:
-        self._extractor = self.kind.build(self.conf, self.detector_path(), self.device)
+        self._extractor = self.kind.extract(self.conf, load_weight_file(self.detector_file(), self.device))
+
+    def prepare(self, image) -> NetInput:
+        return self.kind.prepare(image, **self.resize_conf())
 
     def _extract(self, batch) -> list[dict]:
         return self._extractor(batch)
@@ -191,9 +218,10 @@ class MutualNNMatcher(FeatureMatcher):
         "mutual": True,
         "max_distance": None,  # Euclidean distance between unit descriptors; null disables it
     }
+    conf_types = {"ratio": Key(float | None, above=0, max=1), "max_distance": Key(float | None, above=0)}
 
-    def _pair(self, feats0, feats1, size0, size1):
+    def _pair(self, feats0, feats1, input0, input1):
         pairs, dist = mutual_nn_ratio(feats0["descriptors"].float().cpu(), feats1["descriptors"].float().cpu(),
-                                      ratio=self.conf["ratio"], mutual=bool(self.conf["mutual"]),
+                                      ratio=self.conf["ratio"], mutual=self.conf["mutual"],
                                       max_distance=self.conf["max_distance"])
         return pairs, 1.0 - dist

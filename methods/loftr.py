@@ -3,10 +3,12 @@ implements it, loading the released checkpoints (a dict whose ``state_dict`` hol
 
 ``weights``: outdoor (MegaDepth) | indoor (ScanNet) | indoor_new (ScanNet, retrained with the
 positional-encoding fix) | a ``.ckpt`` path. None of them is on PyPI: put the file in the weights
-cache, or pass ``--set method.weights=PATH``. Protocols: ScanNet pairs at 640 x 480 (the dataset
-resizes), MegaDepth at 840 px on the long side (``resize_max: 840``); sides are rounded to multiples of
-8 as the reference implementation needs. ``match_threshold`` is the coarse-level confidence (0.2);
-``max_matches`` keeps the most confident ones (-1: all).
+cache, or pass ``--set method.weights=PATH``. Images are read as LoFTR's test loaders read them
+(straight to grey, resized as uint8; ``methods.preprocess.loftr_input``): ScanNet pairs at 640 x 480
+(the dataset resizes), MegaDepth with the long side at 840 px, sides floored to multiples of 8, zero-padded
+to a square with a mask (``resize_max: 840``, ``resize_force``, ``pad``). Keypoints come back as the
+official code reports them (network pixels times the resize factors). ``match_threshold`` is the
+coarse-level confidence (0.2); ``max_matches`` keeps the most confident ones (-1: all).
 """
 from __future__ import annotations
 
@@ -14,12 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.errors import UserError
+from benchmark.io import GRAY
 from benchmark.registry import METHODS
 from benchmark.types import Matches
 
 from . import kornia_cache
-from .learned import TORCH_CONF, TorchMatcher, gray, load_checkpoint, load_strict, to_original
+from .checkpoints import WeightFile, load_weight_file
+from .learned import TORCH_CONF, TorchMatcher
+from .preprocess import NetInput, loftr_input
 
 VARIANTS = {"outdoor": "loftr_outdoor", "indoor": "loftr_indoor", "indoor_new": "loftr_indoor_new"}
 
@@ -28,14 +34,16 @@ VARIANTS = {"outdoor": "loftr_outdoor", "indoor": "loftr_indoor", "indoor_new": 
 class LoFTRMatcher(TorchMatcher):
     """LoFTR detector-free dense matching (kornia), indoor or outdoor released weights."""
 
-    size_multiple = 8
+    image_reading = GRAY  # LoFTR's loaders: cv2.IMREAD_GRAYSCALE, then the resize on uint8
     default_conf = {
         **TORCH_CONF,
         "weights": "outdoor",
         "match_threshold": 0.2,
         "max_matches": -1,
         "temp_bug_fix": None,  # positional-encoding fix; null: true only for indoor_new (as trained)
+        "pad": False,  # zero-pad to a square with a mask, as the MegaDepth test loader
     }
+    conf_types = {"match_threshold": Key(float, min=0, max=1), "temp_bug_fix": bool | None}
 
     def check(self) -> None:
         super().check()
@@ -46,10 +54,7 @@ class LoFTRMatcher(TorchMatcher):
         spec = self.conf["weights"]
         return kornia_cache.locate(VARIANTS.get(spec, spec), "loftr_outdoor", "LoFTR")
 
-    def weight_files(self) -> list[Path]:
-        return [self.weights_path()]
-
-    def _load(self) -> None:
+    def _network(self):
         import copy
 
         import kornia.feature as KF
@@ -57,44 +62,58 @@ class LoFTRMatcher(TorchMatcher):
 
         cfg = copy.deepcopy(default_cfg)
         fix = self.conf["temp_bug_fix"]
-        cfg["coarse"]["temp_bug_fix"] = bool(self.conf["weights"] == "indoor_new" if fix is None else fix)
-        cfg["match_coarse"]["thr"] = float(self.conf["match_threshold"])
-        net = KF.LoFTR(pretrained=None, config=cfg)
+        cfg["coarse"]["temp_bug_fix"] = self.conf["weights"] == "indoor_new" if fix is None else fix
+        cfg["match_coarse"]["thr"] = self.conf["match_threshold"]
+        return KF.LoFTR(pretrained=None, config=cfg)
+
+    def weight_files(self) -> list[WeightFile]:
         path = self.weights_path()
-        ckpt = load_checkpoint(path, "LoFTR")
-        if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict)):
-            raise UserError(f"The LoFTR weight file {path} has no 'state_dict' entry; give a released LoFTR .ckpt.")
-        load_strict(net, dict(ckpt["state_dict"]), path, "LoFTR")
-        self._net = net.eval().to(self.device)
+
+        def state_dict(ckpt: dict) -> dict:
+            if not isinstance(ckpt.get("state_dict"), dict):
+                raise UserError(f"The LoFTR weight file {path} has no 'state_dict' entry; give a released LoFTR .ckpt.")
+            return dict(ckpt["state_dict"])
+
+        return [WeightFile(path, "LoFTR", self._network, state_dict=state_dict)]
+
+    def _load(self) -> None:
+        self._net = load_weight_file(self.weight_files()[0], self.device)
+
+    def prepare(self, image) -> NetInput:
+        return loftr_input(image, **self.resize_conf(), pad=self.conf["pad"])
 
     def _match_pairs(self, pairs) -> list[Matches]:
         import torch
 
-        inputs = [(self.network_input(a), self.network_input(b)) for a, b in pairs]
+        inputs = [(self.prepare(a), self.prepare(b)) for a, b in pairs]
         groups: dict[tuple, list[int]] = {}  # pairs whose two input sizes agree run as one batch
-        for i, ((n0, _), (n1, _)) in enumerate(inputs):
-            groups.setdefault((n0.shape, n1.shape), []).append(i)
+        for i, (n0, n1) in enumerate(inputs):
+            groups.setdefault((n0.image.shape, n1.image.shape), []).append(i)
         out: list[Matches | None] = [None] * len(pairs)
-        step = max(1, int(self.conf["batch_size"]) // 2)
+        step = max(1, self.conf["batch_size"] // 2)
         with torch.inference_mode():
             for index in groups.values():
                 for s in range(0, len(index), step):
                     chunk = index[s:s + step]
-                    batch = {f"image{k}": gray(self.to_tensor([inputs[i][k][0] for i in chunk])) for k in (0, 1)}
+                    batch = {}
+                    for k in (0, 1):
+                        batch[f"image{k}"] = torch.stack([inputs[i][k].image for i in chunk]).to(self.device)
+                        if inputs[chunk[0]][k].mask is not None:
+                            batch[f"mask{k}"] = torch.stack([inputs[i][k].mask for i in chunk]).to(self.device)
                     res = self._net(batch)
                     for j, i in enumerate(chunk):
                         sel = res["batch_indexes"] == j
-                        out[i] = self._to_matches(res["keypoints0"][sel], res["keypoints1"][sel],
-                                                  res["confidence"][sel], inputs[i][0][1], inputs[i][1][1])
+                        out[i] = self._to_matches(inputs[i][0].to_image(res["keypoints0"][sel]),
+                                                  inputs[i][1].to_image(res["keypoints1"][sel]), res["confidence"][sel])
         return out
 
-    def _to_matches(self, k0, k1, conf, scale0, scale1) -> Matches:
+    def _to_matches(self, k0, k1, conf) -> Matches:
         conf = conf.float().cpu().numpy().astype(np.float64)
         order = np.argsort(-conf, kind="stable")
-        if int(self.conf["max_matches"]) > 0:
-            order = order[:int(self.conf["max_matches"])]
-        # kornia documents LoFTR's keypoints in a frame with pixel centres at +0.5 (the released models'):
-        # subtracting 0.5 gives OpenCV pixels
-        k0 = k0.double().cpu().numpy()[order] - 0.5
-        k1 = k1.double().cpu().numpy()[order] - 0.5
-        return Matches(to_original(k0, scale0), to_original(k1, scale1), conf[order])
+        if self.conf["max_matches"] > 0:
+            order = order[:self.conf["max_matches"]]
+        # the official coordinates: kornia reads them in a frame with pixel centres at +0.5, but the published
+        # numbers were computed with them as they are (README, pre-processing)
+        k0 = k0.double().cpu().numpy().reshape(-1, 2)[order]
+        k1 = k1.double().cpu().numpy().reshape(-1, 2)[order]
+        return Matches(k0, k1, conf[order])

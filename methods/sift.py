@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.config_types import Key
 from benchmark.registry import METHODS
 from benchmark.types import Matches
 
@@ -20,6 +21,7 @@ def _rgb_to_gray(image: np.ndarray) -> np.ndarray:
 class SiftMatcher(Matcher):
     """SIFT (pycolmap, CPU) with mutual nearest neighbours and Lowe's ratio test."""
 
+    holds_gil = True  # pycolmap's extractor does not release the GIL (measured: benchmarks/harness_overhead.py)
     default_conf = {
         "max_keypoints": 4096,
         "peak_threshold": 0.0066667,  # COLMAP's default, 0.02 / octave_resolution
@@ -31,18 +33,20 @@ class SiftMatcher(Matcher):
         "max_distance": 0.7,  # Euclidean distance between unit descriptors (COLMAP's default)
         "num_threads": 1,
     }
+    conf_types = {"peak_threshold": Key(float, above=0), "edge_threshold": Key(float, above=0),
+                  "ratio": Key(float | None, above=0, max=1), "max_distance": Key(float | None, above=0)}
 
     def _load(self):
         import pycolmap
 
         pycolmap.logging.minloglevel = 2  # COLMAP prints an INFO line per extractor otherwise
         opts = pycolmap.FeatureExtractionOptions()
-        opts.num_threads = int(self.conf["num_threads"])
-        opts.sift.max_num_features = int(self.conf["max_keypoints"])
-        opts.sift.peak_threshold = float(self.conf["peak_threshold"])
-        opts.sift.edge_threshold = float(self.conf["edge_threshold"])
-        opts.sift.first_octave = int(self.conf["first_octave"])
-        opts.sift.upright = bool(self.conf["upright"])
+        opts.num_threads = self.conf["num_threads"]
+        opts.sift.max_num_features = self.conf["max_keypoints"]
+        opts.sift.peak_threshold = self.conf["peak_threshold"]
+        opts.sift.edge_threshold = self.conf["edge_threshold"]
+        opts.sift.first_octave = self.conf["first_octave"]
+        opts.sift.upright = self.conf["upright"]
         self._extractor = pycolmap.FeatureExtractor.create(opts, device=pycolmap.Device.cpu)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

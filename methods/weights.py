@@ -13,17 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from benchmark.environment import ENV_ALLOW_DOWNLOAD, ENV_CACHE, ENV_DIR
 from benchmark.errors import UserError
-
-ENV_DIR = "LOCBENCH_WEIGHTS"
-ENV_CACHE = "LOCBENCH_CACHE"
-ENV_ALLOW_DOWNLOAD = "LOCBENCH_ALLOW_DOWNLOAD"  # set by the CLI's --allow-download
 
 
 @dataclass(frozen=True)
@@ -138,19 +134,15 @@ def resolve(spec: str | os.PathLike | None, known_default: str, *, what: str,
 
 def download(known: KnownWeights) -> Path:
     """Fetch into the cache atomically, verifying the checksum when known."""
+    from benchmark.io import atomic_path
+
     dest = cache_dir() / known.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
-    os.close(fd)
     try:
-        with urllib.request.urlopen(known.url) as r, open(tmp, "wb") as f:  # noqa: S310 (user opted in)
-            shutil.copyfileobj(r, f)
-        if known.sha256 and sha256_file(Path(tmp)) != known.sha256:
-            raise UserError(f"Downloaded {known.url} but its sha256 does not match the registry; not using it.")
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            with urllib.request.urlopen(known.url) as r, open(tmp, "wb") as f:  # noqa: S310 (user opted in)
+                shutil.copyfileobj(r, f)
+            if known.sha256 and sha256_file(tmp) != known.sha256:
+                raise UserError(f"Downloaded {known.url} but its sha256 does not match the registry; not using it.")
     except OSError as exc:
         raise UserError(f"Could not download {known.url} ({exc}); download it by hand into {dest.parent}.") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest

@@ -29,3 +29,14 @@ def fixtures_dir(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def data_dir(shared_dir) -> Path:
     return shared_dir / "data"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread: two threads on a shared 2-core machine are slower than one."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -34,7 +34,7 @@ def test_run_writes_every_artifact_and_resumes(tiny, tmp_path):
     assert "VCRE<90px prec" in r.stdout and "too_few_matches 4" in r.stdout
     # every sample failed: the results are written, the exit code and one sentence say so
     assert r.returncode == 1 and "every one of the 4 samples failed (most often too_few_matches" in r.stderr
-    assert "4 x too_few_matches: 0 matches with valid depth" in r.stdout  # the reasons, counted
+    assert "4 x too_few_matches: 0 of 0 matches with a 3D point, need 5" in r.stdout  # the reasons, counted
     for name in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
                  "provenance.json", "submission.zip", "plots/error_curves.png", "plots/per_scene.png"):
         assert (out / name).is_file(), name
@@ -60,6 +60,15 @@ def test_cache_is_reused_and_bypassed(tiny, tmp_path):
     (["run", "--method", "sift", "--dataset", "demo", "--set", "method.max_kp=3"], "Unknown config key 'method.max_kp'"),
     (["run", "--method", "sift", "--dataset", "mapfree", "--set", "dataset.root=/nonexistent/mapfree"], "does not exist"),
     (["run", "--method", "sift", "--dataset", "demo", "--set", "novalue"], "must look like key.path=value"),
+    (["run", "--method", "sift", "--dataset", "demo", "--set", "run.shard_size=abc"],
+     "run.shard_size must be an integer >= 1, not 'abc' (in --set run.shard_size=abc)."),
+    (["run", "--method", "sift", "--dataset", "demo", "--set", "solver.ransac.max_error=abc"],
+     "solver.ransac.max_error must be a number or a list of numbers > 0, not 'abc'"),
+    (["run", "--method", "sift", "--dataset", "demo", "--output", "README.md"],
+     "README.md is a file, not a folder; choose another --output."),
+    (["ablate", "--method", "sift", "--dataset", "demo", "--sweep", "run.bootstrap=1,x"],
+     "run.bootstrap must be an integer >= 0, not 'x'"),
+    (["leaderboard", "configs"], "holds a finished run"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(args, message):
     r = cli(*args, check=False)
@@ -103,16 +112,17 @@ def test_leaderboard_groups_runs_and_marks_published(tiny, tmp_path):
     cli("run", "--method", "sift", *tiny, "--output", tmp_path / "r1", "--no-progress", check=False)
     cli("run", "--method", "sift", *tiny, "--set", "method.max_keypoints=100", "--output", tmp_path / "r2",
         "--no-progress", check=False)
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--published", "--output", tmp_path / "lb")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--published", "--output", tmp_path / "lb",
+            "--format", "md")
     assert "### mapfree (mapfree v1): mapfree" in r.stdout
     assert sum(line.startswith("| sift") for line in r.stdout.splitlines()) == 2
     assert "| sift (max_keypoints=100) |" in r.stdout and "[published]" in r.stdout
-    for fmt in ("md", "csv", "tex"):
+    for fmt in ("md", "csv", "tex", "html"):
         assert (tmp_path / "lb" / f"leaderboard.{fmt}").stat().st_size > 0
     summary = json.loads((tmp_path / "r2/summary.json").read_text())
     summary["protocol_version"] = "0"
     (tmp_path / "r2/summary.json").write_text(json.dumps(summary))
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--format", "md")
     assert r.stdout.count("### mapfree") == 2  # another protocol version: another table
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--mix-protocols")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--mix-protocols", "--format", "md")
     assert r.stdout.count("### mapfree") == 1

@@ -9,7 +9,7 @@ from benchmark.config import PROJECT_ROOT, load_yaml
 from benchmark.errors import UserError
 from benchmark.geometry import invert_pose, quat_to_rotmat, rotation_angle_deg
 from benchmark.localize import localize_query
-from benchmark.solvers import to_pycolmap_camera
+from benchmark.estimators import to_pycolmap_camera
 from benchmark.types import InvalidSample, QuerySample
 from datasets import aachen_mini
 from datasets.aachen import Aachen, read_retrieval_pairs, scene_of
@@ -148,7 +148,7 @@ def test_missing_files_raise_one_sentence(mini_copy):
         Aachen({"root": str(mini_copy), **MINI, "model": "3D-models/aachen_v_1_1"}).check()
     with pytest.raises(UserError, match="query list .* is missing"):
         Aachen({"root": str(mini_copy), **MINI, "queries": ["queries/other.txt"]}).check()
-    with pytest.raises(UserError, match="num_retrieved must be a positive integer"):
+    with pytest.raises(UserError, match="num_retrieved must be an integer >= 1, not 0"):
         Aachen({"root": str(mini_copy), **MINI, "num_retrieved": 0}).check()
     # a missing scene folder of database images: every image under it is one problem
     shutil.rmtree(mini_copy / "images_upright/db")
@@ -164,6 +164,23 @@ def test_real_hloc_retrieval_list(data_dir):
     scenes = {scene_of(n) for n in names}
     assert {"day/nexus4", "day/milestone", "night/nexus5x"} <= scenes
     assert sum(scene_of(n).startswith("day/") for n in names) == 834
+
+
+def test_kapture_pairs_file_is_ranked_by_score(tmp_path):
+    """kapture's pairs format (MASt3R's FIRe list fire_top50.txt): 'query, db, score', best score first."""
+    path = tmp_path / "fire_top50.txt"
+    path.write_text("# query_image, map_image, score\n"
+                    "query/day/a.jpg, db/1.jpg, 0.2\n"
+                    "query/day/a.jpg, db/2.jpg, 0.9\n"
+                    "query/night/b.jpg, db/3.jpg, 0.5\n"
+                    "query/day/a.jpg, db/3.jpg, 0.2\n"
+                    "query/night/b.jpg, db/1.jpg, high\n"
+                    "query/night/c.jpg db/1.jpg 0.3\n")
+    pairs, bad = read_retrieval_pairs(path)
+    assert pairs["query/day/a.jpg"] == [("db/2.jpg", 3), ("db/1.jpg", 2), ("db/3.jpg", 5)]  # ties: file order
+    assert pairs["query/night/b.jpg"] == [("db/3.jpg", 4)]
+    assert "line 6: the score 'high' is not a number" in bad["query/night/b.jpg"][0]
+    assert "line 7: expected 'query_name, db_name, score' (kapture)" in bad["query/night/c.jpg"][0]
 
 
 def test_ground_truth_from_a_colmap_model(mini_copy):

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.errors import SampleError, UserError
+from benchmark.errors import UserError
+from benchmark.types import InvalidSample
 from datasets.co3d import Co3dSequences, sequence_pairs
 
 
@@ -71,14 +72,33 @@ def test_nested_sequences_and_malformed_cameras(apple, tmp_path):
     (tmp_path / "apple/seq_a/frame000200.jpg").unlink()  # 19 frames for 20 cameras
     with np.load(apple / "gt_cameras.npz") as d:
         np.savez(tmp_path / "apple/seq_b/gt_cameras.npz", gtR=d["gtR"], gtT=d["gtT"])  # no focal lengths
-    with pytest.raises(SampleError, match=r"seq_a/gt_cameras.npz: gtR has shape \(20, 3, 3\), expected \(19, 3, 3\)"):
-        list(ds.samples("apple/seq_a"))
+    # an unusable cameras file fails every pair of its sequence, each one a row (171 = 19 * 18 / 2 pairs)
+    seq_a = list(ds.samples("apple/seq_a"))
+    assert len(seq_a) == 171 and all(isinstance(s, InvalidSample) for s in seq_a)
+    assert "seq_a/gt_cameras.npz: gtR has shape (20, 3, 3), expected (19, 3, 3)" in seq_a[0].reason
     problems = ds.problems()
     assert len(problems) == 2 and "lacks the arrays gtFL" in problems[1]
 
 
+def test_a_broken_frame_costs_only_the_pairs_it_is_in(apple, tmp_path):
+    seq = tmp_path / "apple"
+    shutil.copytree(apple, seq)
+    frames = sorted(seq.glob("*.jpg"))
+    frames[3].write_bytes(b"not a jpeg")
+    with np.load(apple / "gt_cameras.npz") as d:
+        arrays = {k: d[k].copy() for k in ("gtR", "gtT", "gtFL")}
+    arrays["gtT"][7, 0] = np.nan
+    np.savez(seq / "gt_cameras.npz", **arrays)
+    samples = list(Co3dSequences({"root": str(seq)}).samples("apple"))
+    assert len(samples) == 190  # every pair stays in the denominators
+    bad = [s for s in samples if isinstance(s, InvalidSample)]
+    assert len(bad) == 19 + 19 - 1  # the pairs with frame 3 or frame 7
+    assert all(frames[3].stem in s.id or frames[7].stem in s.id for s in bad)
+    assert any("cannot be read as an image" in s.reason for s in bad) and any("NaN" in s.reason for s in bad)
+
+
 def test_bad_settings_raise_one_sentence(apple, tmp_path):
-    with pytest.raises(UserError, match="resize_max must be a positive integer"):
+    with pytest.raises(UserError, match="resize_max must be an integer >= 1 or null, not -3"):
         Co3dSequences({"root": str(apple), "resize_max": -3}).check()
     with pytest.raises(UserError, match="sequences names nope"):
         Co3dSequences({"root": str(apple), "sequences": ["nope"]}).scenes()
@@ -90,10 +110,11 @@ def test_bad_settings_raise_one_sentence(apple, tmp_path):
 def test_sift_relative_poses_agree_with_the_converted_cameras(apple):
     """Real images: an essential matrix from SIFT matches recovers the converted GT pose of close frames,
     which checks the axis flip and the NDC focal length together."""
-    from benchmark import solvers
+    from benchmark import estimators
     from benchmark.config import load_yaml
     from benchmark.geometry import rotation_angle_deg
     from benchmark.io import read_image
+    from benchmark.types import PoseProblem
     from methods.sift import SiftMatcher
 
     conf = load_yaml(Path(__file__).resolve().parents[1] / "configs/default.yaml")["solver"]
@@ -104,7 +125,8 @@ def test_sift_relative_poses_agree_with_the_converted_cameras(apple):
         if (s.image0.stem, s.image1.stem) not in wanted:
             continue
         m = matcher.match(read_image(s.image0, s.resize0), read_image(s.image1, s.resize1))
-        est = solvers.essential(m, s.camera0, s.camera1, conf, 0)
-        R, t = s.T_0to1[:3, :3], s.T_0to1[:3, 3]
-        assert rotation_angle_deg(est.R.T @ R) < 3.0
-        assert np.degrees(np.arccos(abs(est.t @ t) / np.linalg.norm(t))) < 5.0
+        for solve in (estimators.essential, estimators.poselib_relative):
+            est = solve(PoseProblem(m, s.camera1, s.camera0), conf, 0)
+            R, t = s.T_0to1[:3, :3], s.T_0to1[:3, 3]
+            assert rotation_angle_deg(est.R.T @ R) < 3.0, solve
+            assert np.degrees(np.arccos(abs(est.t @ t) / np.linalg.norm(t))) < 5.0, solve

@@ -126,7 +126,7 @@ def test_whole_dataset_problems_raise_one_sentence(data_dir, tmp_path):
         ScanNet1500({}).check()
     with pytest.raises(UserError, match="pair list .* is missing; pass --set dataset.pairs"):
         ScanNet1500({"root": str(tmp_path)}).check()
-    with pytest.raises(UserError, match="list_format must be superglue or loftr"):
+    with pytest.raises(UserError, match="list_format must be one of superglue, loftr, not .megadepth."):
         ScanNet1500({"root": str(lists), "list_format": "megadepth"}).check()
     with pytest.raises(UserError, match="dataset.resize must be"):
         ScanNet1500({"root": str(lists), "resize": [640]}).check()

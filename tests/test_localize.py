@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from benchmark.config import PROJECT_ROOT, load_yaml
-from benchmark.errors import SampleError
+from benchmark.errors import SampleError, UserError
 from benchmark.geometry import rotation_angle_deg
 from benchmark.localize import lift_reference_points, localize_query
-from benchmark.solvers import to_pycolmap_camera
+from benchmark.estimators import to_pycolmap_camera
 from benchmark.types import OK, TOO_FEW_MATCHES, Camera, Matches, QuerySample, Reference
 from datasets.aachen_mini import pose_from
 from methods.base import Matcher
@@ -98,28 +98,30 @@ def _pose_errors(estimate, T):
     return np.linalg.norm(c_est - c_gt), rotation_angle_deg(estimate.R @ T[:3, :3].T)
 
 
-def test_nearest_lifting_pools_references_and_finds_the_pose(tmp_path):
+@pytest.mark.parametrize("absolute", ["pnp", "poselib"])
+def test_nearest_lifting_pools_references_and_finds_the_pose(tmp_path, absolute):
     sample, matcher, _ = _scene(tmp_path, outliers=0.25)
     cache = DictCache()
-    est, pooled, t_match, cached = localize_query(sample, matcher, cache, _solver_conf(), seed=1)
+    est, pooled, t_match, cached = localize_query(sample, matcher, cache, _solver_conf(absolute=absolute), seed=1)
     assert est.status == OK and not cached and matcher.calls == 3 and t_match >= 0
     dt, dr = _pose_errors(est, sample.T_w2c)
     assert dt < 1e-3 and dr < 1e-3
     assert len(pooled) == 900 and len(est.inliers) == 900
     assert 0.4 * 900 < est.num_inliers == est.inliers.sum() < 0.6 * 900  # 60 % observed, 25 % outliers
     assert est.confidence == est.num_inliers
-    again, _, _, cached = localize_query(sample, matcher, cache, _solver_conf(), seed=1)
+    again, _, _, cached = localize_query(sample, matcher, cache, _solver_conf(absolute=absolute), seed=1)
     assert cached and matcher.calls == 3 and again.num_inliers == est.num_inliers
 
 
-def test_pointmap_lifting_uses_the_matchers_3d_up_to_scale(tmp_path):
+@pytest.mark.parametrize("absolute", ["pnp", "poselib"])
+def test_pointmap_lifting_uses_the_matchers_3d_up_to_scale(tmp_path, absolute):
     sample, matcher, X = _scene(tmp_path, observed_fraction=0.05, predict_scale=0.37)
     ref, matches = sample.references[0], matcher.table[1]
     lifted = lift_reference_points(ref, matches, 2.0, "auto")
     np.testing.assert_allclose(lifted, X, atol=1e-9)  # every keypoint, not only the 5 % observed
     nearest = lift_reference_points(ref, matches, 2.0, "nearest")
     assert np.isfinite(nearest).all(1).sum() == len(ref.points3d)
-    est, _, _, _ = localize_query(sample, matcher, None, _solver_conf(), seed=0)
+    est, _, _, _ = localize_query(sample, matcher, None, _solver_conf(absolute=absolute), seed=0)
     assert est.ok and est.num_inliers == 900
     assert max(_pose_errors(est, sample.T_w2c)) < 1e-4
     # too few anchors for a scale: only the observed points are used
@@ -148,7 +150,8 @@ def test_failures_are_reported(tmp_path):
         r.points2d = r.points2d + 1000.0  # nothing within the radius
     est, pooled, _, _ = localize_query(far, matcher, None, _solver_conf(), seed=0)
     assert est.status == TOO_FEW_MATCHES and "900 matches over 3 references, 0 lifted to 3D" in est.reason
-    with pytest.raises(SampleError, match="solver.absolute must be pnp"):
+    with pytest.raises(UserError, match="Unknown solver.absolute 'essential'; known solvers for absolute pose "
+                                        "against a map: pnp, poselib"):
         localize_query(sample, matcher, None, _solver_conf(absolute="essential"), seed=0)
     with pytest.raises(SampleError, match="solver.lift=pointmap needs a method that predicts 3D points"):
         localize_query(sample, matcher, None, _solver_conf(lift="pointmap"), seed=0)

@@ -226,9 +226,9 @@ def test_wrong_family_missing_weights_and_bad_settings_are_one_sentence(tiny_pat
         Mast3rMatcher({}).check()
     with pytest.raises(UserError, match="does not exist"):
         Dust3rMatcher({"weights": str(tmp_path / "nope.pth")}).check()
-    for conf, message in (({"frm": {"max_iter": 0}}, "method.frm.max_iter must be a positive integer"),
-                          ({"size": 8}, "method.size must be an integer of at least 16"),
-                          ({"autocast": "int8"}, "method.autocast must be null, bfloat16 or float16"),
-                          ({"coarse_to_fine": {"overlap": 1.0}}, r"overlap must be in \[0, 1\)")):
+    for conf, message in (({"frm": {"max_iter": 0}}, "method.frm.max_iter must be an integer >= 1, not 0"),
+                          ({"size": 8}, "method.size must be an integer >= 16, not 8"),
+                          ({"autocast": "int8"}, "method.autocast must be one of bfloat16, bf16, float16, fp16, null"),
+                          ({"coarse_to_fine": {"overlap": 1.0}}, r"overlap must be a number in \[0, 1\), not 1.0")):
         with pytest.raises(UserError, match=message):
             Mast3rMatcher({"weights": str(tiny_paths["mast3r"]), **conf}).check()

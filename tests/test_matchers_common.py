@@ -15,8 +15,8 @@ import torch
 from benchmark.config import resolve as resolve_config
 from benchmark.errors import UserError
 from benchmark.registry import METHODS
-from methods import kornia_cache, weights
-from methods.learned import load_strict, target_size, to_original
+from methods import kornia_cache, preprocess, weights
+from methods.checkpoints import load_strict, read_weights
 
 PRESETS = ("disk_lightglue", "aliked_lightglue", "superpoint_lightglue", "xfeat_lighterglue", "xfeat", "disk_nn",
            "aliked_nn", "superglue_indoor", "superglue_outdoor", "loftr_indoor", "loftr_outdoor")
@@ -33,23 +33,47 @@ def offline_env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_target_size():
-    assert target_size(1296, 968, None, None) == (1296, 968)
-    assert target_size(1296, 968, 640, None) == (640, 478)
-    assert target_size(500, 400, 640, None) == (500, 400)  # resize_max only shrinks ...
-    assert target_size(500, 400, 640, None, force=True) == (640, 512)  # ... unless forced
-    assert target_size(1296, 968, 640, [320, 240]) == (320, 240)  # an exact size wins
-    assert target_size(741, 500, None, None, multiple=32) == (736, 512)
-    assert target_size(20, 10, None, None, multiple=8) == (24, 8)
+def test_official_size_rules():
+    # SuperGlue's process_resize and LoFTR's get_resized_wh: Python's round, halves to the even neighbour
+    assert preprocess.long_side_size(1296, 968, 640) == (640, 478)
+    assert preprocess.long_side_size(1000, 5, 500) == (500, 2)  # 2.5 -> 2
+    assert preprocess.long_side_size(1000, 7, 500) == (500, 4)  # 3.5 -> 4
+    grey = np.zeros((413, 541), np.uint8)
+    assert preprocess.superglue_input(grey).net_size == (541, 413)  # no multiple of 8 imposed
+    assert preprocess.superglue_input(grey, resize_to=[640, 480]).image.shape == (1, 480, 640)
+    assert preprocess.loftr_input(grey).net_size == (536, 408)  # floored to multiples of 8, not rounded
+    big = preprocess.loftr_input(np.zeros((1063, 1600), np.uint8), resize_max=840, pad=True)
+    assert big.net_size == (840, 552) and big.image.shape == (1, 840, 840)  # round(558.1) = 558 -> 552
+    assert big.mask.sum() == 840 * 552 and bool(big.mask[551, 839]) and not bool(big.mask[552, 0])
+    small = preprocess.loftr_input(np.zeros((100, 150), np.uint8), resize_max=840, force=False)
+    assert small.net_size == (144, 96)  # resize_force false leaves a smaller image alone, still floored
+    rgb = np.zeros((413, 541, 3), np.uint8)
+    assert preprocess.xfeat_input(rgb).net_size == (541, 413)  # the model floors to 32 itself
+    assert preprocess.xfeat_input(rgb, resize_max=1200).net_size == (1184, 896)  # 1200 x 916 floored to 32
+    assert preprocess.lightglue_input(rgb).image.shape == (3, 413, 541)
 
 
-def test_to_original_maps_pixel_centres_and_edges():
-    # 4 px wide -> 2 px: network pixel 0 covers original pixels 0 and 1, its centre is at 0.5
-    assert np.allclose(to_original([[0, 0], [1, 1]], (2.0, 2.0)), [[0.5, 0.5], [2.5, 2.5]])
-    # the outer edges (-0.5 and W - 0.5) map onto each other whatever the factors
-    w, h, W, H = 320, 216, 741, 500
-    edges = to_original([[-0.5, -0.5], [w - 0.5, h - 0.5]], (W / w, H / h))
-    assert np.allclose(edges, [[-0.5, -0.5], [W - 0.5, H - 0.5]])
+def test_keypoints_map_back_as_each_reference_does():
+    net = torch.tensor([[0.0, 0.0], [1.0, 1.0], [-0.5, -0.5]])
+    centres = preprocess.NetInput(torch.zeros(3, 2, 2), (4, 4), (2, 2), centres=True)
+    # LightGlue: (k + 0.5) / s - 0.5, pixel centres onto pixel centres and edges onto edges
+    assert torch.allclose(centres.to_image(net), torch.tensor([[0.5, 0.5], [2.5, 2.5], [-0.5, -0.5]]))
+    assert centres.to_image(net).dtype == torch.float32
+    factors = preprocess.NetInput(torch.zeros(1, 2, 2), (4, 6), (2, 2), centres=False)
+    # SuperGlue, LoFTR, XFeat: pure factors
+    expected = torch.tensor([[0.0, 0.0], [2.0, 3.0], [-1.0, -1.5]], dtype=torch.float64)
+    assert torch.allclose(factors.to_image(net), expected)
+
+
+def test_superglue_resize_float_resizes_before_quantising():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (97, 131), dtype=np.uint8)
+    as_uint8 = preprocess.superglue_input(grey, resize_max=64)
+    as_float = preprocess.superglue_input(grey, resize_max=64, resize_float=True)
+    assert as_uint8.net_size == as_float.net_size == (64, 47)
+    assert torch.all(torch.round(as_uint8.image * 255) == as_uint8.image * 255)  # resized as uint8
+    assert not torch.equal(as_uint8.image, as_float.image)
+    assert torch.allclose(as_uint8.image, as_float.image, atol=1 / 255 + 1e-6)
 
 
 def test_presets_resolve_to_registered_methods():
@@ -58,6 +82,10 @@ def test_presets_resolve_to_registered_methods():
         assert cfg["method"]["label"] == name
         assert cfg["method"]["name"] in ("lightglue", "mnn", "superglue", "loftr")
     assert resolve_config("superglue_outdoor", "demo")["method"]["resize_force"] is True
+    assert resolve_config("superglue_outdoor", "demo")["method"]["resize_float"] is True
+    for name in ("disk_lightglue", "aliked_lightglue", "disk_nn", "aliked_nn", "loftr_outdoor"):
+        assert resolve_config(name, "demo")["method"]["resize_force"] is True, name  # official: always resized
+    assert resolve_config("loftr_outdoor", "demo")["method"]["pad"] is True
     with pytest.raises(UserError, match="method.max_keypoint"):
         resolve_config("disk_lightglue", "demo", overrides=["method.max_keypoint=100"])
 
@@ -149,7 +177,7 @@ def test_lightglue_state_dict_layouts():
 def test_load_strict_names_the_file(tmp_path):
     net = torch.nn.Linear(3, 2)
     f = tmp_path / "w.pth"
-    with pytest.raises(UserError, match=r"w\.pth does not fit the network \(missing bias\)"):
+    with pytest.raises(UserError, match=r"w\.pth does not fit the network \(missing keys: bias\)"):
         load_strict(net, {"weight": torch.zeros(2, 3)}, f, "test")
     with pytest.raises(UserError, match="does not fit the network"):
         load_strict(net, {"weight": torch.zeros(5, 3), "bias": torch.zeros(2)}, f, "test")
@@ -158,12 +186,10 @@ def test_load_strict_names_the_file(tmp_path):
 
 
 def test_pickled_objects_are_refused(tmp_path):
-    from methods.learned import load_checkpoint
-
     f = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hook": Path("x")}, f)  # a non-tensor object needs full unpickling
-    with pytest.raises(UserError, match="cannot be read as plain tensors"):
-        load_checkpoint(f, "LoFTR")
+    with pytest.raises(UserError, match="holds Python objects other than tensors, which are not unpickled"):
+        read_weights(f, "LoFTR")
 
 
 def test_fingerprint_follows_file_content(tmp_path):

@@ -257,7 +257,8 @@ def test_superglue_matcher_end_to_end(tmp_path, resize_max):
     m = SuperGlueMatcher({"weights": str(sg), "detector_weights": str(sp), "device": "cpu", "resize_max": resize_max})
     m.load()
     m._extractor = _dot_extractor()
-    # 2x2 dots shrink to one pixel at half size, whose centre maps back onto the dot's centre
+    # 2x2 dots shrink to one pixel at half size, mapped back by pure factors as match_pairs.py does (it
+    # scales K by them): network pixel i is reported at 2 i, the dot's first pixel
     im0, im1 = _dot_images(dot=1 if resize_max is None else 2)
     res = m.match(im0, im1)
     assert res.num_keypoints0 == res.num_keypoints1 == 40
@@ -265,7 +266,7 @@ def test_superglue_matcher_end_to_end(tmp_path, resize_max):
     assert np.allclose(res.kpts1 - res.kpts0, [32, 16])
     assert np.all((res.scores > 0.2) & (res.scores <= 1.0))
     if resize_max:
-        assert np.allclose(res.kpts0 % 2, 0.5)  # the centre of a 2x2 dot at even coordinates
+        assert np.allclose(res.kpts0 % 2, 0.0)  # the dots sit at even coordinates
     batch = m.match_batch([(im0, im1), (im1, im0)])
     assert np.allclose(batch[0].kpts0, res.kpts0) and np.allclose(batch[1].kpts1 - batch[1].kpts0, [-32, -16])
 

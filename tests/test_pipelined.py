@@ -34,8 +34,9 @@ def synthetic_root(tmp_path):
 
 @pytest.mark.parametrize("method", ["synthetic_matcher", "synthetic_batching"])
 def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, method):
-    common = [f"dataset.root={synthetic_root(tmp_path)}", "run.shard_size=4", "solver.ransac.min_iterations=100"]
-    sequential = run(tmp_path, "seq", method, "synthetic_pairs", [*common, "run.pipeline=false"])
+    common = [f"dataset.root={synthetic_root(tmp_path)}", "run.shard_size=4", "solver.ransac.min_iterations=100",
+              "run.pipeline=true"]
+    sequential = run(tmp_path, "seq", method, "synthetic_pairs", [*common[:-1], "run.pipeline=false"])
     assert set(sequential["status"]) == {"ok", "error", "too_few_matches", "invalid_input"}
     assert list(sequential["cached"][:6]) == [False, False, True, False, False, True]  # the copies
     for variant in (["run.read_ahead=1", "run.solve_queue=1", "run.pipeline_threads=1"],
@@ -52,14 +53,23 @@ def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, metho
 def test_pipelined_rows_equal_sequential_rows_on_demo(tmp_path):
     common = ["run.max_samples=7", "run.shard_size=3"]
     same_rows(run(tmp_path, "seq", "sift", "demo", [*common, "run.pipeline=false"]),
-              run(tmp_path, "pipe", "sift", "demo", common))
+              run(tmp_path, "pipe", "sift", "demo", [*common, "run.pipeline=true"]))
 
 
 @pytest.mark.slow
 def test_pipelined_rows_equal_sequential_rows_on_all_of_demo(tmp_path):
     sequential = run(tmp_path, "seq", "sift", "demo", ["run.pipeline=false"])
-    same_rows(sequential, run(tmp_path, "threads", "sift", "demo", []))
-    same_rows(sequential, run(tmp_path, "processes", "sift", "demo", ["run.pipeline_processes=true"]))
+    same_rows(sequential, run(tmp_path, "threads", "sift", "demo", ["run.pipeline=true"]))
+    same_rows(sequential, run(tmp_path, "processes", "sift", "demo", ["run.pipeline=true", "run.pipeline_processes=true"]))
+
+
+def test_auto_pipelines_unless_the_matcher_holds_the_gil():
+    from benchmark.registry import METHODS
+    from benchmark.runner import pipelined
+
+    for mode, sift, other in (("auto", False, True), (True, True, True), (False, False, False)):
+        assert pipelined({"pipeline": mode}, METHODS.get("sift")({})) is sift
+        assert pipelined({"pipeline": mode}, METHODS.get("synthetic_matcher")({})) is other
 
 
 def test_pipeline_sizes(monkeypatch):
@@ -70,6 +80,6 @@ def test_pipeline_sizes(monkeypatch):
         monkeypatch.setattr(P, "available_cores", lambda: cores)
         assert pipeline_conf(run_conf, matcher).solvers == solvers  # never more than the free cores
     assert pipeline_conf({**run_conf, "pipeline_threads": 5}, 1).solvers == 5
-    for key, value in (("pipeline_threads", 0), ("read_ahead", "many"), ("solve_queue", True)):
-        with pytest.raises(UserError, match=f"run.{key} must be a positive integer"):
-            pipeline_conf({**run_conf, key: value}, 1)
+    for key, value in (("pipeline_threads", 0), ("read_ahead", "many"), ("solve_queue", "true"), ("pipeline", "maybe")):
+        with pytest.raises(UserError, match=f"run.{key} must be"):  # refused when the config is resolved
+            resolve("sift", "demo", None, [f"run.{key}={value}"])

@@ -10,9 +10,10 @@ scene's frames as failures (quirks 1-4, 9, 10).
 """
 from __future__ import annotations
 
-import io
+import logging
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple
 
@@ -24,6 +25,10 @@ from benchmark.io import atomic_path
 from datasets.mapfree_io import PoseLine, evaluated_entries, frame_number, parse_pose_lines, read_text_lines
 
 from .mapfree import CORRECTED, ROTATION_COS, ROTATION_SIN, ROT, SUBSAMPLE, TRANS, VCRE, aggregate, frame_errors_w2c
+
+
+log = logging.getLogger("locbench.score")
+MAX_LISTED = 5  # problems quoted in a warning (the count says how many there are)
 
 
 class SceneScore(NamedTuple):
@@ -83,10 +88,12 @@ def open_submission(zip_path: Path) -> zipfile.ZipFile:
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise UserError(f"The submission {zip_path} does not exist; pass the path of the ZIP file.")
+    what = "an empty file" if zip_path.stat().st_size == 0 else "not a ZIP file"
     try:
         return zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile:
-        raise UserError(f"The submission {zip_path} is not a ZIP file; write it with write_submission.") from None
+    except (zipfile.BadZipFile, OSError):
+        raise UserError(f"The submission {zip_path} is {what}; give the submission.zip that `python -m benchmark run` "
+                        f"writes, or a ZIP of pose_<scene>.txt files in the official format.") from None
 
 
 def submission_scenes(archive: zipfile.ZipFile) -> list[str]:
@@ -99,7 +106,11 @@ def _read_scene(archive: zipfile.ZipFile, zip_path, scene: str) -> tuple[dict, l
     if name not in archive.namelist():
         return None
     source = f"{zip_path}:{name}"
-    return parse_pose_lines(read_text_lines(archive.read(name), source), source, with_confidence=True)
+    try:
+        data = archive.read(name)
+    except (zipfile.BadZipFile, OSError, zlib.error) as exc:
+        raise UserError(f"{source} cannot be read from the ZIP ({exc}); write the submission again.") from None
+    return parse_pose_lines(read_text_lines(data, source), source, with_confidence=True)
 
 
 def read_submission(zip_path: Path, check_confidence: bool = True) -> dict[str, dict[int, PoseLine]]:
@@ -204,10 +215,15 @@ def evaluate_submission(split_dir: Path, zip_path: Path, corrected: bool = False
     """Per-scene results of a submission over every scene folder of ``split_dir``."""
     scenes = split_scenes(split_dir)
     with open_submission(zip_path) as archive:
-        out = {}
+        out, ignored = {}, []
         for scene in scenes:
             found = _read_scene(archive, zip_path, scene)
             out[scene] = score_scene(Path(split_dir) / scene, found[0] if found else None, corrected, str(zip_path))
+            ignored += found[1] if found else []
+    if ignored:  # the official scorer drops these lines without a word; the metrics follow it
+        shown = "; ".join(ignored[:MAX_LISTED]) + ("; ..." if len(ignored) > MAX_LISTED else "")
+        log.warning("%d line(s) of %s were skipped or overridden by the official scorer's rules (the metrics count "
+                    "those frames as it does): %s", len(ignored), zip_path, shown)
     return out
 
 

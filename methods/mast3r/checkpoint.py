@@ -20,7 +20,6 @@ import dataclasses
 import inspect
 import json
 import math
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 from benchmark.errors import UserError
+from methods.checkpoints import first_line, fit_problems, read_weights, shapes
 
 from .heads import HeadWidths
 from .model import NETWORKS, Dust3rNet, Mast3rNet
@@ -196,31 +196,7 @@ class CheckpointContent:
 
 
 def _torch_load(path: Path):
-    def load(mmap):
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-
-    try:
-        try:
-            return load(True)  # zip checkpoints: tensors stay file-backed until moved
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            return load(False)  # legacy (non-zip) format
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc) and "Unsupported global" in str(exc):
-            raise UserError(f"{path} contains Python objects other than tensors and an argparse.Namespace; refusing "
-                            "to unpickle it (use an official DUSt3R/MASt3R checkpoint).") from None
-        raise UserError(f"{path} is truncated or not a PyTorch checkpoint ({_first_line(exc)}); "
-                        "download it again.") from None
-    except Exception as exc:  # noqa: BLE001 - garbage input makes the unpickler raise almost anything
-        raise UserError(f"{path} is truncated or not a PyTorch checkpoint ({_first_line(exc)}); "
-                        "download it again.") from None
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return read_weights(path, "DUSt3R/MASt3R", (argparse.Namespace,))
 
 
 def _safetensors_load(path: Path) -> dict:
@@ -230,7 +206,7 @@ def _safetensors_load(path: Path) -> dict:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is truncated or not a safetensors file ({_first_line(exc)}); "
+        raise UserError(f"{path} is truncated or not a safetensors file ({first_line(exc)}); "
                         "download it again.") from None
 
 
@@ -278,40 +254,27 @@ def _with_aliases(sd: dict, expected) -> dict:
     return sd
 
 
-def _listing(keys, n=5) -> str:
-    keys = list(keys)
-    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+def _fitting(net, state_dict: dict, source: str) -> dict:
+    """The state dict (aliases filled) when every key is present, none extra, all shapes equal."""
+    sd = _with_aliases(state_dict, net.state_dict())
+    problems = fit_problems(shapes(net.state_dict()), shapes(sd))
+    if problems:
+        raise UserError(f"{source} does not fit the {type(net).official_name} built from its configuration "
+                        f"({'; '.join(problems)}); give the matching file.")
+    return sd
 
 
 def load_weights(net, state_dict: dict, source: str = "the state dict"):
     """Strict load: every key present, none extra, same shapes; tensors are used in place (float32)."""
-    expected = net.state_dict()
-    sd = _with_aliases(state_dict, expected)
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    mismatched = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                  if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
-    problems = [f"{what}: {_listing(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected),
-                 ("shape mismatch (file vs model)", mismatched))
-                if keys]
-    if problems:
-        raise UserError(f"{source} does not fit the {type(net).official_name} built from its configuration "
-                        f"({'; '.join(problems)}).")
+    sd = _fitting(net, state_dict, source)
     sd = {k: (v.float() if v.is_floating_point() and v.dtype != torch.float32 else v) for k, v in sd.items()}
     net.load_state_dict(sd, strict=True, assign=True)
     return net
 
 
 # -------------------------------------------------------------------------------------------------
-def load_model(path_or_name=None, device="cpu", *, config=None, head_widths: dict | None = None,
-               expect: str | None = None, inference_form: bool = True, allow_download: bool = False):
-    """Build the network a checkpoint describes, load its weights strictly, return it in eval mode on ``device``.
-
-    config: overrides/supplies the constructor (needed for bare state dicts). expect: "mast3r" or "dust3r"
-    to refuse the other family. inference_form: rewrite ManyAR_PatchEmbed -> PatchEmbedDust3R and
-    landscape_only -> False, as the official loaders do.
-    """
+def _network_and_weights(path_or_name, config, head_widths, expect, inference_form, allow_download):
+    """The network a checkpoint describes (built on the meta device: no memory) and the file's state dict."""
     if expect not in (None, "mast3r", "dust3r"):
         raise ValueError(f"expect must be None, 'mast3r' or 'dust3r', got {expect!r}")
     path = resolve_weights(path_or_name, allow_download)
@@ -328,7 +291,26 @@ def load_model(path_or_name=None, device="cpu", *, config=None, head_widths: dic
     spec = with_head_widths(spec, head_widths)
     if inference_form:
         spec = spec.inference_form()
-    net = build_network(spec, device="meta")
-    load_weights(net, content.state_dict, str(path))
+    return build_network(spec, device="meta"), content.state_dict, path
+
+
+def check_checkpoint(path_or_name, expect: str | None = None) -> None:
+    """Everything :func:`load_model` checks (readable, a checkpoint, the family, every key and shape), reading
+    only the file's keys and shapes (zip checkpoints are memory-mapped) and allocating no network."""
+    net, state_dict, path = _network_and_weights(path_or_name, None, None, expect, True, False)
+    _fitting(net, state_dict, str(path))
+
+
+def load_model(path_or_name=None, device="cpu", *, config=None, head_widths: dict | None = None,
+               expect: str | None = None, inference_form: bool = True, allow_download: bool = False):
+    """Build the network a checkpoint describes, load its weights strictly, return it in eval mode on ``device``.
+
+    config: overrides/supplies the constructor (needed for bare state dicts). expect: "mast3r" or "dust3r"
+    to refuse the other family. inference_form: rewrite ManyAR_PatchEmbed -> PatchEmbedDust3R and
+    landscape_only -> False, as the official loaders do.
+    """
+    net, state_dict, path = _network_and_weights(path_or_name, config, head_widths, expect, inference_form,
+                                                 allow_download)
+    load_weights(net, state_dict, str(path))
     net.source = str(path)
     return net.to(device).eval()

@@ -4,18 +4,22 @@ released Magic Leap weights).
 Defaults are those of the released ``match_pairs.py`` that produced the published ScanNet numbers:
 1024 keypoints, keypoint threshold 0.005, NMS radius 4, border 4, 20 Sinkhorn iterations (the network's
 own default is 100), match threshold 0.2; the image is used at the size the dataset gives (ScanNet:
-640 x 480); the outdoor preset resizes to 1600 px (YFCC protocol). ``weights``: indoor | outdoor | a
-file path.
+640 x 480); the outdoor preset resizes to 1600 px, on the float image (YFCC protocol: ``--resize 1600
+--resize_float``). Images are read as ``match_pairs.py`` reads them: straight to grey, resized as uint8
+(``methods.preprocess.superglue_input``). ``weights``: indoor | outdoor | a file path.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.errors import UserError
+from benchmark.config_types import Key
+from benchmark.io import GRAY
 from benchmark.registry import METHODS
 
-from ..learned import TORCH_CONF, load_checkpoint, load_strict
+from ..checkpoints import WeightFile, load_weight_file
+from ..learned import TORCH_CONF
 from ..local_features import FeatureMatcher
+from ..preprocess import NetInput, superglue_input
 from ..weights import KnownWeights, register_weights, resolve
 
 _RAW = "https://raw.githubusercontent.com/magicleap/SuperGluePretrainedNetwork/master/models/weights/{}"
@@ -36,6 +40,7 @@ class SuperGlueMatcher(FeatureMatcher):
     """Our SuperPoint + SuperGlue (indoor/outdoor), loading the released weight files."""
 
     features = "superpoint"
+    image_reading = GRAY  # match_pairs.py: cv2.IMREAD_GRAYSCALE, then the resize on uint8
     default_conf = {
         **TORCH_CONF,
         "weights": "indoor",  # indoor | outdoor | a superglue_*.pth path
@@ -46,12 +51,13 @@ class SuperGlueMatcher(FeatureMatcher):
         "remove_borders": 4,
         "sinkhorn_iterations": 20,
         "match_threshold": 0.2,
+        "resize_float": False,  # match_pairs.py --resize_float: resize the float image, not the uint8 one
     }
+    conf_types = {"remove_borders": Key(int, min=0), "sinkhorn_iterations": Key(int, min=1),
+                  "match_threshold": Key(float, min=0, max=1)}
 
     def check(self) -> None:
         super().check()
-        if int(self.conf["sinkhorn_iterations"]) < 1:
-            raise UserError(f"method.sinkhorn_iterations must be at least 1, not {self.conf['sinkhorn_iterations']!r}.")
         self.superglue_path()
 
     def superglue_path(self) -> Path:
@@ -60,20 +66,23 @@ class SuperGlueMatcher(FeatureMatcher):
             spec = f"superglue_{spec}"
         return resolve(spec, "superglue_indoor", what="SuperGlue")
 
-    def weight_files(self) -> list[Path]:
-        return [self.detector_path(), self.superglue_path()]
+    def prepare(self, image) -> NetInput:
+        return superglue_input(image, **self.resize_conf(), resize_float=self.conf["resize_float"])
 
-    def _load(self) -> None:
+    def _network(self):
         from .superglue import SuperGlue
 
-        super()._load()
-        path = self.superglue_path()
-        net = SuperGlue(sinkhorn_iterations=int(self.conf["sinkhorn_iterations"]),
-                        match_threshold=float(self.conf["match_threshold"]))
-        load_strict(net, load_checkpoint(path, "SuperGlue"), path, "SuperGlue")
-        self._superglue = net.eval().to(self.device)
+        return SuperGlue(sinkhorn_iterations=self.conf["sinkhorn_iterations"],
+                         match_threshold=self.conf["match_threshold"])
 
-    def _pair(self, feats0, feats1, size0, size1):
+    def weight_files(self) -> list[WeightFile]:
+        return [self.detector_file(), WeightFile(self.superglue_path(), "SuperGlue", self._network)]
+
+    def _load(self) -> None:
+        super()._load()
+        self._superglue = load_weight_file(self.weight_files()[1], self.device)
+
+    def _pair(self, feats0, feats1, input0, input1):
         import torch
 
         def batched(f):
@@ -81,6 +90,7 @@ class SuperGlueMatcher(FeatureMatcher):
 
         k0, s0, d0 = batched(feats0)
         k1, s1, d1 = batched(feats1)
-        matches0, prob = self._superglue(k0, s0, d0, size0, k1, s1, d1, size1)
+        # network-input pixels normalised by the network input's size, as match_pairs.py runs it
+        matches0, prob = self._superglue(k0, s0, d0, input0.net_size, k1, s1, d1, input1.net_size)
         i0 = torch.nonzero(matches0[0] >= 0).reshape(-1)
         return torch.stack([i0, matches0[0, i0]], dim=1), prob[0, i0]

@@ -12,24 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..detection import non_maximum_suppression
+
 CELL = 8  # pixels per side of one cell of the coarse grid (three 2x2 poolings)
-
-
-def non_maximum_suppression(heatmap: torch.Tensor, radius: int) -> torch.Tensor:
-    """Zero every score that is not the maximum of its (2r+1)^2 window.
-
-    Two extra rounds, as in the released detector, restore maxima of windows left free once the
-    neighbourhoods of the maxima already kept are blanked out (those would be lost otherwise).
-    """
-    def window_max(x):
-        return F.max_pool2d(x, kernel_size=2 * radius + 1, stride=1, padding=radius)
-
-    keep = heatmap == window_max(heatmap)
-    for _ in range(2):
-        covered = window_max(keep.float()) > 0
-        rest = heatmap.masked_fill(covered, 0.0)
-        keep = keep | ((rest == window_max(rest)) & ~covered)
-    return heatmap.masked_fill(~keep, 0.0)
 
 
 def sample_descriptors(xy: torch.Tensor, dense: torch.Tensor, cell: int = CELL) -> torch.Tensor:
