@@ -167,7 +167,8 @@ def start_plotter():
 
 
 def _import_plots() -> None:
-    from . import plots  # noqa: F401
+    """The plotter's start: everything drawing needs (this module holds the task's function)."""
+    from . import plots, report  # noqa: F401
 
 
 def draw_plots(output: Path, df: pd.DataFrame, per_scene: dict, cfg: dict, protocol, plotter=None):

@@ -150,7 +150,7 @@ def measure_matcher_only(args) -> dict:
     from benchmark.config import resolve
     from benchmark.pipeline import _pair_images
     from benchmark.runner import prepare, shard_samples
-    from methods.base import set_torch_threads
+    from benchmark.environment import set_torch_threads
 
     cfg = resolve(args.method, args.dataset, None, [f"run.torch_threads={args.threads}",
                                                     f"run.cache_dir={Path(args.work) / 'cache'}", *args.extra_sets])
