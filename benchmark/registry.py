@@ -50,6 +50,10 @@ class Registry:
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Forget the class registered under ``name`` (tests register their own classes for one test)."""
+        self._classes.pop(name, None)
+
     def _load_builtins(self):
         if not self._builtins_loaded:
             self._builtins_loaded = True

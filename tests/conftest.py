@@ -40,3 +40,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def register():
+    """``register(REGISTRY, name, cls)`` registers a test's own class for that test only: a class left in a
+    global registry would leak into every later test (and make a second registration of the name fail)."""
+    added = []
+
+    def add(registry, name: str, cls: type) -> type:
+        registry.register(name)(cls)
+        added.append((registry, name))
+        return cls
+
+    yield add
+    for registry, name in reversed(added):
+        registry.unregister(name)
+
+
+@pytest.fixture
+def synthetic_classes(register):
+    """The synthetic pair dataset and matcher of ``tests/synthetic.py``, registered for one test."""
+    from benchmark.registry import DATASETS, METHODS
+
+    from . import synthetic
+
+    register(DATASETS, "synthetic_pairs", synthetic.SyntheticPairs)
+    register(METHODS, "synthetic_matcher", synthetic.SyntheticMatcher)
