@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
+
+# torch is imported where it is used: the method registry imports this module to list the methods
 
 
 @dataclass
@@ -43,16 +44,19 @@ class NetInput:
         (w, h), (W, H) = self.net_size, self.size
         if self.centres:  # float32 arithmetic, as LightGlue's Extractor.extract
             kpts = kpts.float()
-            s = torch.tensor([w / W, h / H], dtype=kpts.dtype, device=kpts.device)
+            s = kpts.new_tensor([w / W, h / H])
             return (kpts + 0.5) / s - 0.5
         if (w, h) == (W, H):
             return kpts
-        return kpts.double() * torch.tensor([W / w, H / h], dtype=torch.float64, device=kpts.device)
+        kpts = kpts.double()
+        return kpts * kpts.new_tensor([W / w, H / h])
 
 
 def float_image(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) or (H, W) -> float32 (C, H, W) in [0, 1] (the same values as every reference's
     ``image / 255``, in float64 or float32)."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(image))
     t = t.permute(2, 0, 1) if t.ndim == 3 else t[None]
     return t.float() / 255.0
@@ -103,6 +107,8 @@ def superglue_input(image: np.ndarray, resize_max=None, resize_to=None, force: b
         size = (int(resize_to[0]), int(resize_to[1]))
     elif _wants_resize(w, h, resize_max, force):
         size = long_side_size(w, h, int(resize_max))
+    import torch
+
     frame = _cv2_resize(image.astype(np.float32) if resize_float else image, size).astype(np.float32)
     return NetInput(torch.from_numpy(frame / 255.0)[None], (w, h), size, centres=False)
 
@@ -117,6 +123,8 @@ def loftr_input(image: np.ndarray, resize_max=None, resize_to=None, force: bool 
     else:
         size = long_side_size(w, h, int(resize_max)) if _wants_resize(w, h, resize_max, force) else (w, h)
         size = tuple(max(multiple, v // multiple * multiple) for v in size)
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(_cv2_resize(image, size))).float()[None] / 255
     mask = None
     if pad:
