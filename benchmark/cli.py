@@ -17,7 +17,7 @@ def _common(p: argparse.ArgumentParser, method: bool = True) -> None:
     if method:
         p.add_argument("--method", help="registered method or configs/methods/<name>.yaml preset")
     p.add_argument("--dataset", help="registered dataset or configs/datasets/<name>.yaml preset")
-    p.add_argument("--experiment", help="an experiment YAML (configs/experiments/...)")
+    p.add_argument("--experiment", help="an experiment YAML (e.g. configs/experiments/frm_max_iter.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value with a dotted key, e.g. method.max_keypoints=2048")
 
@@ -51,10 +51,31 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="one table comparing runs")
     p.add_argument("runs", nargs="+", help="results folders (e.g. results/*)")
-    p.add_argument("--output", help="folder for leaderboard.md/.csv/.tex (default: print Markdown only)")
+    p.add_argument("--output", help="folder for leaderboard.md/.csv/.tex/.html (default: print only)")
     p.add_argument("--published", action="store_true", help="add the published reference rows (configs/published)")
     p.add_argument("--mix-protocols", action="store_true", help="allow runs of different protocol versions in one column")
-    p.add_argument("--format", choices=["md", "csv", "tex"], default="md", help="what to print")
+    p.add_argument("--format", choices=["term", "md", "csv", "tex", "html"], default="term",
+                   help="what to print: term (fits 100 columns, the default), md, csv, tex or html (a whole page)")
+
+    p = sub.add_parser("show", help="draw samples of a finished run: matches coloured by their error")
+    p.add_argument("run", help="a run folder (results/<run id>)")
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument("--sample", help="the sample_id to draw (see samples.csv)")
+    pick.add_argument("--worst", type=int, metavar="N", help="the N worst samples (failed first, then by error)")
+    p.add_argument("--scene", help="only samples of this scene (all of them without --worst)")
+    p.add_argument("--output", help="a .png/.jpg file for one sample, else a folder (default: RUN/viz/)")
+    p.add_argument("--max-error", type=float, default=10.0, metavar="PX",
+                   help="error (pixels) drawn fully red (default 10)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the run's config, e.g. dataset.root=PATH when the data moved")
+
+    p = sub.add_parser("compare", help="two runs: config differences, metric differences with paired intervals")
+    p.add_argument("run_a", metavar="RUN_A", help="a run folder (the baseline, A)")
+    p.add_argument("run_b", metavar="RUN_B", help="a run folder (B)")
+    p.add_argument("--output", help="folder for compare.md/.html/.png (default results/compare_<A>_vs_<B>)")
+    p.add_argument("--force", action="store_true", help="compare runs over different evaluation sets anyway")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="compare.bootstrap (1000), compare.seed (0), compare.max_listed (50)")
 
     sub.add_parser("list", help="registered methods, datasets (with their solver key), solvers and protocols")
 
@@ -98,7 +119,9 @@ def run_config(args, extra: list[str] = ()) -> dict:
 
 def cmd_run(args, cfg: dict | None = None, output: Path | None = None, quiet: bool = False) -> dict:
     from . import provenance, report
+    from .run_report import write_report
     from .runner import execute, prepare
+    from .show import write_worst
 
     cfg = cfg or run_config(args)
     _set_threads(cfg)
@@ -112,15 +135,22 @@ def cmd_run(args, cfg: dict | None = None, output: Path | None = None, quiet: bo
     log.info("stage 2/3: scoring %d samples", len(df))
     prov = provenance.collect(cfg, prepared)
     summary = report.summarize_run(df, protocol, cfg, run_id, prov)
-    log.info("stage 3/3: writing tables, plots and submission files")
+    log.info("stage 3/3: writing tables, plots, report and submission files")
     report.write_results(output, df, summary, cfg, protocol, bool(cfg["run"]["plots"]))
     for path in protocol.write_submission(df, prepared.dataset, output):
         log.info("submission file: %s", path)
+    try:
+        worst = write_worst(output, df, cfg, prepared.dataset, prepared.method, protocol, cfg["run"]["viz_worst"])
+    except Exception as exc:  # the results are written: a picture that cannot be drawn must not lose them
+        log.warning("the worst samples could not be drawn (%s: %s); report.html is written without them",
+                    type(exc).__name__, exc)
+        worst = []
+    log.info("report: %s", write_report(output, df, summary, cfg, protocol, worst))
     if not quiet:
         print(f"\n{summary['method']} on {summary['dataset']} ({protocol.name} metrics)")
         print(report.summary_table(summary, label=protocol.label))
         print(f"results: {output}")
-    return summary
+    return {**summary, "output": str(output)}  # where it was written (not part of summary.json)
 
 
 def cmd_ablate(args) -> int:
@@ -150,17 +180,36 @@ def cmd_score(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    from .io import write_text_atomic
     from .leaderboard import build_leaderboard, render
+    from .leaderboard_pages import render_html, render_term
 
-    tables = build_leaderboard([Path(r) for r in args.runs], published=args.published, mix=args.mix_protocols)
+    paths = [Path(r) for r in args.runs]
+    tables = build_leaderboard(paths, published=args.published, mix=args.mix_protocols)
+    page = render_html(tables, paths) if args.output or args.format == "html" else None
     if args.output:
         out = Path(args.output)
         for fmt in ("md", "csv", "tex"):
-            from .io import write_text_atomic
-
             write_text_atomic(out / f"leaderboard.{fmt}", render(tables, fmt))
-        log.info("wrote %s/leaderboard.{md,csv,tex}", out)
-    print(render(tables, args.format))
+        write_text_atomic(out / "leaderboard.html", page)
+        log.info("wrote %s/leaderboard.{md,csv,tex,html}", out)
+    print({"term": lambda: render_term(tables), "html": lambda: page}.get(args.format, lambda: render(tables, args.format))())
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .show import show
+
+    show(Path(args.run), args.overrides, args.sample, args.worst, args.scene,
+         Path(args.output) if args.output else None, args.max_error)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare_pages import run_compare
+
+    run_compare(Path(args.run_a), Path(args.run_b), args.overrides, args.force,
+                Path(args.output) if args.output else None)
     return 0
 
 
@@ -215,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _setup_logging(args.verbose)
     if getattr(args, "allow_download", False):
-        from methods.weights import ENV_ALLOW_DOWNLOAD
+        from .environment import ENV_ALLOW_DOWNLOAD
 
         os.environ[ENV_ALLOW_DOWNLOAD] = "1"
     try:
@@ -230,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.verb == "datasets":
             return cmd_datasets_check(args)
-        return {"ablate": cmd_ablate, "score": cmd_score, "leaderboard": cmd_leaderboard, "list": cmd_list}[args.verb](args)
+        return {"ablate": cmd_ablate, "score": cmd_score, "leaderboard": cmd_leaderboard, "list": cmd_list,
+                "show": cmd_show, "compare": cmd_compare}[args.verb](args)
     except (UserError, SampleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

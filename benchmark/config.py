@@ -105,15 +105,6 @@ def nested(keys: list[str], value: Any) -> dict:
     return out
 
 
-def get_dotted(cfg: dict, dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise UserError(f"Unknown config key '{dotted}'.")
-        node = node[part]
-    return node
-
-
 def apply_overrides(cfg: dict, overrides: list[str], schema: dict | None = None) -> dict:
     schema = build_schema(cfg, {}) if schema is None else schema
     for text in overrides:
@@ -155,6 +146,8 @@ CORE_TYPES = {
     "run.max_samples": Key(int | None, min=1),
     "run.bootstrap": Key(int, min=0),
     "run.torch_threads": Key(int, min=1),
+    "run.viz_worst": Key(int, min=0),
+    "run.plots_log_x": Key(str | bool, choices=("auto", True, False)),
     "solver.min_matches": Key(int, min=1),
     "solver.confidence": Key(str, choices=("inliers", "inlier_ratio", "mean_score")),
     "solver.scale_threshold": Key(float, above=0),

@@ -174,6 +174,8 @@ def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = Fa
     groups: dict[str, tuple[str, list]] = {}
     for run in load_runs(paths):
         key, heading = evaluation_set(run, mix)
+        if key not in groups and any(h == heading for h, _ in groups.values()):
+            heading = f"{heading} [{run['_path']}]"  # another evaluation set with the same description
         groups.setdefault(key, (heading, []))[1].append(run)
     extra = load_published() if published else []
     tables = {}

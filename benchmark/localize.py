@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 
 from .errors import SampleError
 from .io import read_image
+from .matching import MatchKeys, match_pair
 from .types import ERROR, TASK_ABSOLUTE, TOO_FEW_MATCHES, Estimate, Matches, PoseProblem, QuerySample, Reference
 
 MIN_SCALE_ANCHORS = 5  # predicted-to-map scale from fewer points is too easily wrong
@@ -82,8 +83,6 @@ def query_problem(sample: QuerySample, method, cache, solver_conf: dict, keys=No
     Returns (PoseProblem, all matches pooled over references, matching seconds, every pair from the
     cache); raises SampleError (too_few_matches) when no retrieved reference observes a map point.
     """
-    from .pipeline import MatchKeys, match_pair
-
     keys = keys or MatchKeys(method.cache_key())
     query_image = []
 

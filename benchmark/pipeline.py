@@ -13,12 +13,14 @@ import zlib
 
 import numpy as np
 
-from . import identity, solvers
+from . import solvers
 from .cache import MatchCache
 from .errors import SampleError, UserError
 from .geometry import rotmat_to_quat
 from .io import read_image
-from .types import ERROR, OK, Estimate, InvalidSample, Matches, PairSample, QuerySample, Reference, ResultRow
+from .localize import query_problem
+from .matching import MatchKeys, match_pair
+from .types import ERROR, OK, Estimate, InvalidSample, Matches, PairSample, QuerySample, ResultRow
 
 log = logging.getLogger("locbench.pipeline")
 
@@ -26,47 +28,6 @@ log = logging.getLogger("locbench.pipeline")
 def sample_seed(run_seed: int, sample_id: str) -> int:
     """Per-sample RANSAC seed: independent of the order and sharding of the run."""
     return (int(run_seed) * 1_000_003 + zlib.crc32(sample_id.encode())) % (2**31 - 1)
-
-
-class MatchKeys:
-    """Match-cache keys of a shard's pairs (``benchmark.identity.match_key``) from the file digests the
-    driver computed while planning; a file it did not see is hashed here."""
-
-    def __init__(self, method_key: str, digests: dict | None = None):
-        self.method_key = method_key
-        self.digests = dict(digests or {})
-        self._ids = identity.FileIdentities()
-
-    def digest(self, path) -> str:
-        found = self.digests.get(str(path))
-        return found if found is not None else self._ids.digest(path)
-
-    def pair(self, sample: PairSample) -> str:
-        read0, read1 = identity.pair_read_params(sample)
-        return identity.match_key(self.method_key, self.digest(sample.image0), self.digest(sample.image1), read0, read1)
-
-    def localization(self, reference: Reference, query: QuerySample, seeds=None) -> str:
-        """The reference is image 0, the query image 1, both read as they are on disk; ``seeds``: the map
-        observations a matcher bound to the map starts from (they change its matches)."""
-        seeded = () if seeds is None else ("seeds", identity.array_digest(seeds))
-        return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image), seeded)
-
-
-def match_pair(method, cache: MatchCache | None, key: str, load_pair,
-               prefetched: dict | None = None) -> tuple[Matches, bool]:
-    """Matches for one image pair, from the cache when present, else from ``prefetched`` (computed in a
-    batch by :func:`prefetch_pairs`), else computed now and cached at once (a run killed later keeps
-    them). ``load_pair()`` reads the two images lazily."""
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit, True
-    matches = (prefetched or {}).pop(key, None)
-    if matches is None:
-        matches = method.match(*load_pair())
-    if cache is not None:
-        cache.put(key, matches)
-    return matches, False
 
 
 def _pair_images(sample: PairSample, method):
@@ -148,8 +109,6 @@ def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf,
         seed = sample_seed(run_seed, sample.id)
         solver = solvers.SOLVERS.get(task, solver_conf[task])
         if isinstance(sample, QuerySample):
-            from .localize import query_problem
-
             problem, matches, t_match, cached = query_problem(sample, method, cache, solver_conf, keys)
         else:
             start = time.perf_counter()

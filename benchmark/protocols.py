@@ -12,11 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .metrics import aachen as A
-from .metrics import mapfree as M
-from .metrics import relpose as P
-from .metrics import rra as RR
-from .metrics import submission as S
+from .metrics import aachen, mapfree, relpose, rra, submission
 from .registry import load_plugin, plugin_entry_points
 from .types import OK, Estimate, Matches
 
@@ -32,6 +28,7 @@ class Protocol:
     lower_is_better: tuple[str, ...] = ()  # headline columns where smaller is better (medians of errors)
     curves: list[tuple] = []  # (column, label, unit, threshold) for the cumulative error plot
     short: dict[str, str] = {}  # compact column titles for printed tables
+    worst_by: tuple[str, ...] = ()  # per-sample error columns whose maximum ranks the worst samples
 
     def label(self, key: str) -> str:
         return self.short.get(key, key)
@@ -54,25 +51,26 @@ class MapFreeProtocol(Protocol):
     """Map-free: VCRE and metric pose of each query against the reference frame (PROTOCOLS 1)."""
 
     name = "mapfree"
-    headline = [M.KEY_PREC_VCRE, M.KEY_AUC_VCRE, M.KEY_REPROJ, M.KEY_PREC_POSE, M.KEY_AUC_POSE, M.KEY_TRANS,
-                M.KEY_ROT, M.KEY_ESTIMATES]
-    rank_by = (M.KEY_AUC_VCRE, False)
-    lower_is_better = (M.KEY_REPROJ, M.KEY_TRANS, M.KEY_ROT)
-    short = {M.KEY_PREC_VCRE: "VCRE<90px prec", M.KEY_AUC_VCRE: "VCRE AUC", M.KEY_REPROJ: "med VCRE px",
-             M.KEY_PREC_POSE: "pose<25cm,5deg prec", M.KEY_AUC_POSE: "pose AUC", M.KEY_TRANS: "med trans m",
-             M.KEY_ROT: "med rot deg", M.KEY_ESTIMATES: "estimated"}
-    curves = [(M.VCRE, "VCRE", "px", M.VCRE_THRESHOLD), (M.TRANS, "translation error", "m", M.T_THRESHOLD),
-              (M.ROT, "rotation error", "deg", M.R_THRESHOLD)]
+    headline = [mapfree.KEY_PREC_VCRE, mapfree.KEY_AUC_VCRE, mapfree.KEY_REPROJ, mapfree.KEY_PREC_POSE, mapfree.KEY_AUC_POSE, mapfree.KEY_TRANS,
+                mapfree.KEY_ROT, mapfree.KEY_ESTIMATES]
+    rank_by = (mapfree.KEY_AUC_VCRE, False)
+    lower_is_better = (mapfree.KEY_REPROJ, mapfree.KEY_TRANS, mapfree.KEY_ROT)
+    short = {mapfree.KEY_PREC_VCRE: "VCRE<90px prec", mapfree.KEY_AUC_VCRE: "VCRE AUC", mapfree.KEY_REPROJ: "med VCRE px",
+             mapfree.KEY_PREC_POSE: "pose<25cm,5deg prec", mapfree.KEY_AUC_POSE: "pose AUC", mapfree.KEY_TRANS: "med trans m",
+             mapfree.KEY_ROT: "med rot deg", mapfree.KEY_ESTIMATES: "estimated"}
+    curves = [(mapfree.VCRE, "VCRE", "px", mapfree.VCRE_THRESHOLD), (mapfree.TRANS, "translation error", "m", mapfree.T_THRESHOLD),
+              (mapfree.ROT, "rotation error", "deg", mapfree.R_THRESHOLD)]
+    worst_by = (mapfree.VCRE,)
 
     def sample_errors(self, sample, estimate, matches):
         if not estimate.ok or sample.T_0to1 is None:
-            return _nan_errors((M.TRANS, M.ROT, M.VCRE))
+            return _nan_errors((mapfree.TRANS, mapfree.ROT, mapfree.VCRE))
         T = sample.T_0to1
-        return M.frame_errors_w2c(T[:3, :3], T[:3, 3], estimate.R, estimate.t, sample.camera1.K,
+        return mapfree.frame_errors_w2c(T[:3, :3], T[:3, 3], estimate.R, estimate.t, sample.camera1.K,
                                   sample.camera1.width, sample.camera1.height)
 
     def summarize(self, df):
-        return M.summarize_mapfree(df)
+        return mapfree.summarize_mapfree(df)
 
     def write_submission(self, df, dataset, output):
         """``submission.zip`` in the official format: one ``pose_<scene>.txt`` per scene, estimates only."""
@@ -80,12 +78,12 @@ class MapFreeProtocol(Protocol):
         for r in df[df["status"] == OK].itertuples(index=False):
             frame = r.sample_id.split("/", 1)[1]
             poses[r.scene].append((frame, (r.qw, r.qx, r.qy, r.qz), (r.tx, r.ty, r.tz), r.confidence))
-        return [S.write_submission(output / "submission.zip", poses)]
+        return [submission.write_submission(output / "submission.zip", poses)]
 
     def score_submission(self, dataset, path):
         if not Path(path).is_file():
             raise UserError(f"The submission {path} is not a file; pass the path of the submission ZIP.")
-        return S.score_submission(dataset.split_dir, Path(path))
+        return submission.score_submission(dataset.split_dir, Path(path))
 
 
 class RelativePoseProtocol(Protocol):
@@ -94,28 +92,29 @@ class RelativePoseProtocol(Protocol):
     name = "relpose"
     headline = ["AUC@5", "AUC@10", "AUC@20", "Prec", "MScore"]
     rank_by = ("AUC@10", False)
-    curves = [(P.POSE_ERR, "pose error max(R, t)", "deg", 10.0), (P.ERR_R, "rotation error", "deg", 10.0),
-              (P.ERR_T, "translation angle error", "deg", 10.0)]
+    curves = [(relpose.POSE_ERR, "pose error max(R, t)", "deg", 10.0), (relpose.ERR_R, "rotation error", "deg", 10.0),
+              (relpose.ERR_T, "translation angle error", "deg", 10.0)]
+    worst_by = (relpose.POSE_ERR,)
 
     def sample_errors(self, sample, estimate, matches):
-        out = _nan_errors((P.ERR_R, P.ERR_T, P.POSE_ERR))
+        out = _nan_errors((relpose.ERR_R, relpose.ERR_T, relpose.POSE_ERR))
         if sample.T_0to1 is None:
             return out
         if estimate.ok:
-            out.update(P.pair_errors(sample.T_0to1, estimate.R, estimate.t))
+            out.update(relpose.pair_errors(sample.T_0to1, estimate.R, estimate.t))
         else:
-            out[P.POSE_ERR] = P.FAILURE
+            out[relpose.POSE_ERR] = relpose.FAILURE
         if matches is not None and len(matches):
-            errs = P.epipolar_errors(matches.kpts0, matches.kpts1, sample.T_0to1, sample.camera0.K, sample.camera1.K)
-            threshold = sample.extra.get("epipolar_threshold", P.EPIPOLAR_THRESHOLD)  # MegaDepth: 1e-4
-            out[P.PRECISION] = P.epipolar_precision(errs, threshold)
-            out[P.MSCORE] = P.matching_score(errs, matches.num_keypoints0 or len(errs), threshold)
+            errs = relpose.epipolar_errors(matches.kpts0, matches.kpts1, sample.T_0to1, sample.camera0.K, sample.camera1.K)
+            threshold = sample.extra.get("epipolar_threshold", relpose.EPIPOLAR_THRESHOLD)  # MegaDepth: 1e-4
+            out[relpose.PRECISION] = relpose.epipolar_precision(errs, threshold)
+            out[relpose.MSCORE] = relpose.matching_score(errs, matches.num_keypoints0 or len(errs), threshold)
         else:
-            out[P.PRECISION] = out[P.MSCORE] = 0.0  # a pair without matches counts as precision 0 (quirk 15)
+            out[relpose.PRECISION] = out[relpose.MSCORE] = 0.0  # a pair without matches counts as precision 0 (quirk 15)
         return out
 
     def summarize(self, df):
-        return P.summarize_relpose(df)
+        return relpose.summarize_relpose(df)
 
 
 class MultiViewProtocol(Protocol):
@@ -124,41 +123,43 @@ class MultiViewProtocol(Protocol):
     name = "rra"
     headline = ["RRA@15", "RTA@15", "mAA@30", "RRA@5", "RTA@5"]
     rank_by = ("mAA@30", False)
-    curves = [(RR.RRE, "relative rotation error", "deg", 15.0), (RR.RTE, "relative translation error", "deg", 15.0)]
+    curves = [(rra.RRE, "relative rotation error", "deg", 15.0), (rra.RTE, "relative translation error", "deg", 15.0)]
+    worst_by = (rra.RRE, rra.RTE)
 
     def sample_errors(self, sample, estimate, matches):
         # PoseDiffusion pools the pairs of a category's sequences: the summary groups by this column
         category = {"category": str(sample.extra.get("category", sample.scene))}
         if not estimate.ok or sample.T_0to1 is None:
-            return {**_nan_errors((RR.RRE, RR.RTE)), **category}
+            return {**_nan_errors((rra.RRE, rra.RTE)), **category}
         T = sample.T_0to1
-        rre = RR.rotation_angle_deg(T[None, :3, :3], np.asarray(estimate.R)[None])[0]
-        rte = RR.translation_angle_deg(T[None, :3, 3], np.asarray(estimate.t).reshape(1, 3))[0]
-        return {RR.RRE: float(rre), RR.RTE: float(rte), **category}
+        rre = rra.rotation_angle_deg(T[None, :3, :3], np.asarray(estimate.R)[None])[0]
+        rte = rra.translation_angle_deg(T[None, :3, 3], np.asarray(estimate.t).reshape(1, 3))[0]
+        return {rra.RRE: float(rre), rra.RTE: float(rte), **category}
 
     def summarize(self, df):
-        return RR.summarize_rra(df)
+        return rra.summarize_rra(df)
 
 
 class AachenProtocol(Protocol):
     """Aachen Day-Night v1.1: position/orientation errors of each query, day and night percentages."""
 
     name = "aachen"
-    headline = [f"{c}/{A.accuracy_key(t, r)}" for c in A.CONDITIONS for t, r in A.THRESHOLDS[1:]]
+    headline = [f"{c}/{aachen.accuracy_key(t, r)}" for c in aachen.CONDITIONS for t, r in aachen.THRESHOLDS[1:]]
     rank_by = (headline[0], False)
-    curves = [(A.TRANS, "position error", "m", 0.5), (A.ROT, "orientation error", "deg", 5.0)]
+    curves = [(aachen.TRANS, "position error", "m", 0.5), (aachen.ROT, "orientation error", "deg", 5.0)]
+    worst_by = (aachen.TRANS,)
 
     def sample_errors(self, sample, estimate, matches):
         if sample.T_w2c is None:
             return {}
         T = sample.T_w2c
-        t_err, r_err = A.pose_error_w2c(T[:3, :3], T[:3, 3], estimate.R if estimate.ok else None, estimate.t)
-        return {A.TRANS: t_err, A.ROT: r_err}
+        t_err, r_err = aachen.pose_error_w2c(T[:3, :3], T[:3, 3], estimate.R if estimate.ok else None, estimate.t)
+        return {aachen.TRANS: t_err, aachen.ROT: r_err}
 
     def summarize(self, df):
-        if A.TRANS not in df.columns:  # no ground truth (the official Aachen queries): only coverage
+        if aachen.TRANS not in df.columns:  # no ground truth (the official Aachen queries): only coverage
             return {"localized %": float(100 * np.mean(df["status"] == OK)) if len(df) else float("nan")}
-        return A.summarize_aachen(df)
+        return aachen.summarize_aachen(df)
 
     def write_submission(self, df, dataset, output):
         """``submission.txt`` for visuallocalization.net (basenames; failed queries as identity)."""
@@ -168,7 +169,7 @@ class AachenProtocol(Protocol):
         for r in df.itertuples(index=False):
             ok = r.status == OK
             poses[r.sample_id] = (quat_to_rotmat((r.qw, r.qx, r.qy, r.qz)), (r.tx, r.ty, r.tz)) if ok else None
-        return [A.write_submission(output / "submission.txt", poses)]
+        return [aachen.write_submission(output / "submission.txt", poses)]
 
 
 PROTOCOLS = {p.name: p for p in (MapFreeProtocol(), RelativePoseProtocol(), MultiViewProtocol(), AachenProtocol())}

@@ -19,9 +19,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from methods.weights import ENV_ALLOW_DOWNLOAD, ENV_CACHE, ENV_DIR
-
 from .config import PROJECT_ROOT
+from .environment import PROJECT_ENV, require_package
 from .errors import SampleError, UserError
 
 log = logging.getLogger("locbench.ray")
@@ -30,7 +29,6 @@ log = logging.getLogger("locbench.ray")
 # joins a cluster need the same ~/.ray/auth_token).
 ENV_DEFAULTS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 # The project's own variables (methods.weights), passed to every worker.
-PROJECT_ENV = (ENV_DIR, ENV_CACHE, ENV_ALLOW_DOWNLOAD)
 # Tasks return a few numbers and take a config dict: a small object store is plenty.
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2
 # Shards submitted per available task slot: enough to keep workers busy, few enough that a failure
@@ -74,8 +72,6 @@ class RayExecutor:
     """Shard jobs as Ray tasks; progress advances as shards finish, in any order."""
 
     def __init__(self, conf: dict, torch_threads: int = 1):
-        from methods.base import require_package
-
         require_package("ray", "ray", "Ray executor (--executor ray)")
         self.conf = conf  # typed and range-checked by the config (benchmark.config.CORE_TYPES)
         self.torch_threads = torch_threads

@@ -162,14 +162,16 @@ def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict, prot
     written += [output / n for n in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
                                      "provenance.json")]
     if plots:
-        from . import plots as P
+        from .plots import error_curves, scene_bars
 
         (output / "plots").mkdir(exist_ok=True)
         title = f"{summary['method']} on {summary['dataset']}"
-        written.append(P.error_curves(df, protocol.curves, title, output / "plots" / "error_curves.png"))
+        written.append(error_curves(df, protocol.curves, title, output / "plots" / "error_curves.png",
+                                      cfg["run"].get("plots_log_x", "auto")))
         bar_metric = protocol.headline[0]
-        written.append(P.scene_bars(summary["per_scene"], bar_metric, f"{title}: {bar_metric} per scene",
-                                    output / "plots" / "per_scene.png"))
+        all_failed = [s for s, g in df.groupby("scene", sort=False) if (g["status"] != "ok").all()]
+        written.append(scene_bars(summary["per_scene"], bar_metric, f"{title}: {bar_metric} per scene",
+                                    output / "plots" / "per_scene.png", all_failed))
     return written
 
 

@@ -168,7 +168,8 @@ def _worker_parts(cfg: dict, classes: tuple | None):
 def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digests: dict, cache_root: str | None,
               classes: tuple | None = None) -> dict:
     """Process one shard and publish its rows; returns counts. Runs in any worker process."""
-    from .pipeline import MatchKeys, prefetch_pairs, process_sample
+    from .matching import MatchKeys
+    from .pipeline import prefetch_pairs, process_sample
 
     dataset, method, protocol = _worker_parts(cfg, classes)
     cache = MatchCache(Path(cache_root)) if cache_root else None

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import estimators as E
+from . import estimators
 from .errors import SampleError, UserError
 from .registry import load_plugin, plugin_entry_points
 from .types import (ERROR, TASK_ABSOLUTE, TASK_METRIC_RELATIVE, TASK_RELATIVE, TASKS, Estimate, Matches,
@@ -115,26 +115,26 @@ class SolverRegistry:
 
 SOLVERS = SolverRegistry()
 for _name, _solver in (
-    ("essential", Solver(TASK_RELATIVE, NEEDS_MATCHES, E.essential,
+    ("essential", Solver(TASK_RELATIVE, NEEDS_MATCHES, estimators.essential,
                          "essential matrix, pycolmap LO-RANSAC + refinement, pixel threshold")),
-    ("essential_opencv", Solver(TASK_RELATIVE, NEEDS_MATCHES, E.essential_opencv,
+    ("essential_opencv", Solver(TASK_RELATIVE, NEEDS_MATCHES, estimators.essential_opencv,
                                 "the SuperGlue/LoFTR ScanNet recipe: OpenCV RANSAC, threshold / mean focal")),
-    ("poselib", Solver(TASK_RELATIVE, NEEDS_MATCHES, E.poselib_relative,
+    ("poselib", Solver(TASK_RELATIVE, NEEDS_MATCHES, estimators.poselib_relative,
                        "PoseLib estimate_relative_pose: LO-RANSAC (Sampson) + refinement, both cameras")),
-    ("pnp_depth", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, E.pnp,
+    ("pnp_depth", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, estimators.pnp,
                          "reference keypoints lifted with the depth map, pycolmap PnP")),
-    ("pnp_pts3d", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, E.pnp,
+    ("pnp_pts3d", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, estimators.pnp,
                          "PnP (pycolmap) against the method's 3D points of the reference")),
-    ("essential_depth", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, E.essential_scaled,
+    ("essential_depth", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, estimators.essential_scaled,
                                "essential matrix (pycolmap), metric scale from the depth map")),
-    ("essential_pts3d", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, E.essential_scaled,
+    ("essential_pts3d", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, estimators.essential_scaled,
                                "essential matrix (pycolmap), metric scale from the method's depth")),
-    ("pnp_depth_poselib", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, E.poselib_pnp,
+    ("pnp_depth_poselib", Solver(TASK_METRIC_RELATIVE, NEEDS_DATASET_DEPTH, estimators.poselib_pnp,
                                  "reference keypoints lifted with the depth map, PoseLib PnP")),
-    ("pnp_pts3d_poselib", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, E.poselib_pnp,
+    ("pnp_pts3d_poselib", Solver(TASK_METRIC_RELATIVE, NEEDS_METHOD_POINTS, estimators.poselib_pnp,
                                  "PnP (PoseLib) against the method's 3D points of the reference")),
-    ("pnp", Solver(TASK_ABSOLUTE, NEEDS_MAP, E.pnp, "PnP against the lifted map points, pycolmap")),
-    ("poselib", Solver(TASK_ABSOLUTE, NEEDS_MAP, E.poselib_pnp,
+    ("pnp", Solver(TASK_ABSOLUTE, NEEDS_MAP, estimators.pnp, "PnP against the lifted map points, pycolmap")),
+    ("poselib", Solver(TASK_ABSOLUTE, NEEDS_MAP, estimators.poselib_pnp,
                        "PnP against the lifted map points, PoseLib (MASt3R's --pnp_mode poselib)")),
 ):
     SOLVERS.register(_name, _solver)
@@ -229,8 +229,8 @@ def pair_problem(solver: Solver, sample: PairSample, matches: Matches) -> PosePr
             raise SampleError(f"this dataset config gives no reference depth (set dataset.depth) for "
                               f"solver.{solver.task}={solver.name}", status=ERROR)
         depth_map = read_depth(sample.depth0, sample.depth_scale)
-        depth0 = E.sample_depth(depth_map, matches.kpts0, sample.camera0.width, sample.camera0.height)
-        problem.points3d = E.backproject(matches.kpts0, depth0, sample.camera0)
+        depth0 = estimators.sample_depth(depth_map, matches.kpts0, sample.camera0.width, sample.camera0.height)
+        problem.points3d = estimators.backproject(matches.kpts0, depth0, sample.camera0)
     return problem
 
 

@@ -120,3 +120,8 @@ class Dataset:
     def __iter__(self):
         for scene in self.scenes():
             yield from self.samples(scene)
+
+    def has_ground_truth_depth(self) -> bool:
+        """True when the pair samples' ``depth0`` is ground truth (not a network's estimate): match
+        pictures then colour matches by their reprojection error through it."""
+        return False

@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmark.config import config_hash, merge
 from benchmark.config_types import class_schema
+from benchmark.environment import require_package  # noqa: F401 (methods import it from here)
 from benchmark.errors import UserError
 from benchmark.io import RGB, ImageReading, as_reading
 from benchmark.types import Matches
@@ -147,12 +148,3 @@ def check_image(image, index: int) -> None:
             and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3))):
         raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB or (H, W) grey array, got "
                          f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
-
-
-def require_package(module: str, extra: str, what: str) -> None:
-    """Raise a one-sentence UserError when an optional package is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise UserError(f"The {what} needs the optional package '{module}'; install it with "
-                        f"pip install torch==2.13.0 -e '.[{extra}]'.")

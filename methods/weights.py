@@ -18,11 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from benchmark.environment import ENV_ALLOW_DOWNLOAD, ENV_CACHE, ENV_DIR
 from benchmark.errors import UserError
-
-ENV_DIR = "LOCBENCH_WEIGHTS"
-ENV_CACHE = "LOCBENCH_CACHE"
-ENV_ALLOW_DOWNLOAD = "LOCBENCH_ALLOW_DOWNLOAD"  # set by the CLI's --allow-download
 
 
 @dataclass(frozen=True)

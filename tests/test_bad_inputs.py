@@ -306,7 +306,7 @@ REFUSALS = {
                                       " (`python -m benchmark list` shows them).")),
     "unknown override key": lambda c: Row(["run", *c.args, "--set", "run.shard_sise=5", "--output", str(c.prev)],
                                           ("error: Unknown config key 'run.shard_sise' in --set run.shard_sise=5; "
-                                           "known keys here: ", "torch_threads.")),
+                                           "known keys here: ", "torch_threads, viz_worst.")),
     "malformed override": lambda c: Row(["run", *c.args, "--set", "novalue", "--output", str(c.prev)],
                                         "error: Override 'novalue' must look like key.path=value (e.g. --set "
                                         "method.max_keypoints=2048)."),

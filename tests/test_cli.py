@@ -112,16 +112,17 @@ def test_leaderboard_groups_runs_and_marks_published(tiny, tmp_path):
     cli("run", "--method", "sift", *tiny, "--output", tmp_path / "r1", "--no-progress", check=False)
     cli("run", "--method", "sift", *tiny, "--set", "method.max_keypoints=100", "--output", tmp_path / "r2",
         "--no-progress", check=False)
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--published", "--output", tmp_path / "lb")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--published", "--output", tmp_path / "lb",
+            "--format", "md")
     assert "### mapfree (mapfree v1): mapfree" in r.stdout
     assert sum(line.startswith("| sift") for line in r.stdout.splitlines()) == 2
     assert "| sift (max_keypoints=100) |" in r.stdout and "[published]" in r.stdout
-    for fmt in ("md", "csv", "tex"):
+    for fmt in ("md", "csv", "tex", "html"):
         assert (tmp_path / "lb" / f"leaderboard.{fmt}").stat().st_size > 0
     summary = json.loads((tmp_path / "r2/summary.json").read_text())
     summary["protocol_version"] = "0"
     (tmp_path / "r2/summary.json").write_text(json.dumps(summary))
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--format", "md")
     assert r.stdout.count("### mapfree") == 2  # another protocol version: another table
-    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--mix-protocols")
+    r = cli("leaderboard", tmp_path / "r1", tmp_path / "r2", "--mix-protocols", "--format", "md")
     assert r.stdout.count("### mapfree") == 1

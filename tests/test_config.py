@@ -130,3 +130,14 @@ def test_experiment_sweep_is_refused_by_run(tmp_path):
     with pytest.raises(UserError, match="has a sweep: of method.ratio, which only `python -m benchmark ablate "):
         resolve(None, None, exp)
     assert resolve(None, None, exp, allow_sweep=True)["method"]["ratio"] == 0.8
+
+
+def test_the_example_experiment_resolves_and_only_ablate_runs_its_sweep():
+    from benchmark.config import CONFIG_DIR
+    from benchmark.errors import UserError
+
+    path = CONFIG_DIR / "experiments/frm_max_iter.yaml"
+    cfg = resolve(None, None, path, [], allow_sweep=True)
+    assert cfg["method"]["name"] == "mast3r" and cfg["dataset"]["name"] == "demo" and cfg["run"]["max_samples"] == 10
+    with pytest.raises(UserError, match="sweep: of method.frm.max_iter"):
+        resolve(None, None, path, [])

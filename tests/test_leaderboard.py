@@ -61,3 +61,16 @@ def test_published_rows_join_full_evaluation_sets_only(runs):
 def test_leaderboard_of_folders_without_runs_is_refused(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert "holds a finished run (a summary.json)" in capsys.readouterr().err
+
+
+def test_runs_from_before_evaluation_sets_each_keep_their_table(runs, tmp_path):
+    folders = []
+    for name in ("a", "b"):
+        summary = json.loads((runs / "partial/summary.json").read_text())
+        del summary["provenance"]["evaluation_set"]  # as an older locbench wrote it
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(summary))
+        folders.append(folder)
+    tables = build_leaderboard(folders)
+    assert len(tables) == 2 and all("evaluation set not recorded" in h for h in tables)

@@ -117,12 +117,12 @@ def test_summarize_relpose_and_pair_errors(sc, pose_case):
     rows = []
     for k in range(len(inputs["kind"])):
         R, t = (None, None) if inputs["failed"][k] else (inputs["R_est"][k], inputs["t_est"][k])
-        if k < 8:
+        rows.append(P.pair_errors(inputs["T_0to1"][k], R, t))
+        if k < 8:  # the epipolar columns, as the relative-pose protocol adds them
             num_kpts0 = exp["superglue_precision_per_pair"][k]["num_kpts0"]
-            rows.append(P.pair_errors(inputs["T_0to1"][k], R, t, ep[f"kpts0_{k}"], ep[f"kpts1_{k}"], ep["K0"], ep["K1"],
-                                      num_kpts0))
-        else:
-            rows.append(P.pair_errors(inputs["T_0to1"][k], R, t))
+            errs_k = P.epipolar_errors(ep[f"kpts0_{k}"], ep[f"kpts1_{k}"], inputs["T_0to1"][k], ep["K0"], ep["K1"])
+            rows[-1][P.PRECISION] = P.epipolar_precision(errs_k, P.EPIPOLAR_THRESHOLD)
+            rows[-1][P.MSCORE] = P.matching_score(errs_k, num_kpts0, P.EPIPOLAR_THRESHOLD)
     df = pd.DataFrame(rows)
     df.loc[inputs["failed"], [P.ERR_R, P.ERR_T]] = np.nan  # our table stores a failure as NaN
     np.testing.assert_allclose(df[P.POSE_ERR], outputs["pose_err"], **PER_ITEM)

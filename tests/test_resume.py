@@ -153,7 +153,7 @@ def test_sigkill_then_the_same_command_finishes_with_the_same_results(request, t
 def _entry(cfg, sample_id: str) -> Path:
     """The match-cache file of one synthetic pair."""
     from benchmark.cache import MatchCache, method_cache_dir
-    from benchmark.pipeline import MatchKeys
+    from benchmark.matching import MatchKeys
 
     dataset, method, _ = runner.build(cfg)
     sample = next(s for s in dataset.samples(sample_id.split("/")[0]) if s.id == sample_id)

@@ -137,17 +137,10 @@ def aggregate_metrics_loftr(identifiers, R_errs, t_errs, epi_errs, epi_err_thr: 
     return {**pose_auc_loftr(errs), **epidist_prec([epi_errs[i] for i in keep], (epi_err_thr,))}
 
 
-def pair_errors(T_0to1, R_est, t_est, kpts0=None, kpts1=None, K0=None, K1=None, num_kpts0: int | None = None,
-                epi_threshold: float = EPIPOLAR_THRESHOLD) -> dict:
-    """Per-pair columns for our table: angular errors, pose error and, given the matches, the
-    epipolar precision and matching score (``num_kpts0`` defaults to the number of matches)."""
+def pair_errors(T_0to1, R_est, t_est) -> dict:
+    """Per-pair pose columns for our table: rotation and translation angle errors and the pose error."""
     err_t, err_R = relative_pose_error(T_0to1, R_est, t_est)
-    out = {ERR_R: err_R, ERR_T: err_t, POSE_ERR: float(pose_error(err_t, err_R))}
-    if kpts0 is not None:
-        errs = epipolar_errors(kpts0, kpts1, T_0to1, K0, K1)
-        out[PRECISION] = epipolar_precision(errs, epi_threshold)
-        out[MSCORE] = matching_score(errs, len(errs) if num_kpts0 is None else num_kpts0, epi_threshold)
-    return out
+    return {ERR_R: err_R, ERR_T: err_t, POSE_ERR: float(pose_error(err_t, err_R))}
 
 
 def summarize_relpose(df: pd.DataFrame, thresholds=AUC_THRESHOLDS) -> dict:

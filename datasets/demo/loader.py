@@ -19,3 +19,6 @@ class Demo(MapFree):
 
     default_conf = {**MapFree.default_conf, "root": str(DATA_DIR), "depth": "gt"}
     download_hint = "the bundled demo data lives in datasets/demo/data; rebuild it with python -m datasets.demo.generate"
+
+    def has_ground_truth_depth(self) -> bool:
+        return self.conf["depth"] == "gt"  # rendered exactly with the images
