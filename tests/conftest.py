@@ -1,6 +1,7 @@
 """Shared test fixtures. Reference material lives in ../shared (relative to the project root)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -45,17 +46,10 @@ def one_torch_thread():
 @pytest.fixture
 def register():
     """``register(REGISTRY, name, cls)`` registers a test's own class for that test only: a class left in a
-    global registry would leak into every later test (and make a second registration of the name fail)."""
-    added = []
-
-    def add(registry, name: str, cls: type) -> type:
-        registry.register(name)(cls)
-        added.append((registry, name))
-        return cls
-
-    yield add
-    for registry, name in reversed(added):
-        registry.unregister(name)
+    global registry would leak into every later test (and make a second registration of the name fail).
+    Module-scoped fixtures use ``with REGISTRY.registered(name, cls):`` instead."""
+    with contextlib.ExitStack() as stack:
+        yield lambda registry, name, cls: stack.enter_context(registry.registered(name, cls))
 
 
 @pytest.fixture

@@ -20,12 +20,13 @@ def test_a_class_registered_for_one_test_is_gone_afterwards():
     class Probe:
         pass
 
-    reg.register("probe")(Probe)
-    assert reg.get("probe") is Probe and Probe.name == "probe"
-    reg.unregister("probe")
+    with reg.registered("probe", Probe):
+        assert reg.get("probe") is Probe and Probe.name == "probe"
     with pytest.raises(UserError, match="Unknown method 'probe'"):
         reg.get("probe")
-    reg.register("probe")(type("Other", (), {}))  # the name is free again
+    other = reg.register("probe")(type("Other", (), {}))  # the name is free again
+    reg.unregister("probe")
+    assert "probe" not in reg.names() and other.name == "probe"
 
 
 def test_registries_hold_no_test_classes():
