@@ -27,7 +27,8 @@ MATCHER_WEIGHTS = {"disk": "disk_lightglue", "aliked": "aliked_lightglue", "xfea
 _URL = "https://github.com/cvg/LightGlue/releases/download/v0.1_arxiv/{}_lightglue.pth"
 _SOURCE = "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue"
 kornia_cache.register_kornia_weights(
-    KnownWeights("disk_lightglue", "disk_lightglue.pth", _URL.format("disk"), "Apache-2.0", _SOURCE, method="lightglue"),
+    KnownWeights("disk_lightglue", "disk_lightglue.pth", _URL.format("disk"), "Apache-2.0", _SOURCE,
+                 method="lightglue"),
     KnownWeights("aliked_lightglue", "aliked_lightglue.pth", _URL.format("aliked"), "Apache-2.0", _SOURCE,
                  method="lightglue"),
     KnownWeights("superpoint_lightglue", "superpoint_lightglue.pth", _URL.format("superpoint"), "Apache-2.0",
