@@ -10,6 +10,7 @@ with the same two helpers.
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 
 from .errors import UserError
@@ -49,6 +50,19 @@ class Registry:
             return cls
 
         return deco
+
+    def unregister(self, name: str) -> None:
+        """Forget the class registered under ``name`` (tests register their own classes for one test)."""
+        self._classes.pop(name, None)
+
+    @contextmanager
+    def registered(self, name: str, cls: type):
+        """``cls`` registered under ``name`` inside the ``with`` block only (a test's or a script's own class)."""
+        self.register(name)(cls)
+        try:
+            yield cls
+        finally:
+            self.unregister(name)
 
     def _load_builtins(self):
         if not self._builtins_loaded:

@@ -10,6 +10,9 @@ one pair of images::
         def _load(self): ...                      # heavy imports and weights here
         def _match(self, image0, image1) -> Matches: ...
 
+A method running torch networks derives from ``methods.learned.TorchMatcher`` instead, which matches
+the pairs of a batch together (``_match_pairs``) and never calls ``_match``.
+
 Images are ``numpy.uint8`` as read from disk (after any resize the benchmark protocol asks for), in
 the form the method's ``image_reading`` declares: (H, W, 3) RGB, or (H, W) grey decoded straight from
 the file as the method's official reader does (SuperGlue, LoFTR). ``match`` also takes the other form
@@ -107,8 +110,8 @@ class Matcher:
         return self.match_batch([(image0, image1)])[0]
 
     def match_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]], run=None) -> list[Matches]:
-        """Several pairs at once (methods that batch on the device write ``_match_pairs``; ``run`` replaces
-        it for one call, e.g. to match from map observations)."""
+        """Several pairs at once, through ``_match_pairs`` (``run`` replaces it for one call, e.g. to match
+        from map observations)."""
         for a, b in pairs:
             check_image(a, 0)
             check_image(b, 1)
@@ -121,6 +124,7 @@ class Matcher:
         return out
 
     def _match_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[Matches]:
+        """The pairs of one batch, one ``_match`` each, each timed (``TorchMatcher`` batches them instead)."""
         out = []
         for a, b in pairs:
             start = time.perf_counter()

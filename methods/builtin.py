@@ -2,5 +2,5 @@
 
 Modules must not import optional packages (kornia, ...) at import time."""
 from . import sift  # noqa: F401
-from . import lightglue, local_features, loftr, superglue  # noqa: F401,E401
+from . import dual_softmax, lightglue, loftr, mnn, superglue  # noqa: F401,E401
 from .mast3r import matcher as _mast3r  # noqa: F401

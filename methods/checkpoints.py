@@ -1,7 +1,8 @@
 """Weight files: read safely, checked against the network before any work, loaded the same way.
 
 A method lists its weight files as :class:`WeightFile` (path, what it is, the network the file must
-fill, how the file's content maps onto that network's state dict). :func:`check_weight_files` runs
+fill, how the file's content maps onto that network's state dict; or, for a file that names its own
+architecture, its own check). :func:`check_weight_files` runs
 before any work: it reads each file's keys and tensor shapes (zip checkpoints are memory-mapped, so a
 large file is not read into memory), builds the network on torch's ``meta`` device (no memory, no
 weights) and names the first few missing, unexpected or mis-shaped keys. An unreadable, truncated or
@@ -27,10 +28,12 @@ def _itself(obj):
 class WeightFile:
     path: Path
     what: str  # "DISK", "LightGlue", ...: names the file in messages
-    network: Callable[[], Any]  # builds the object the file fills (called on the meta device for the check)
+    network: Callable[[], Any] | None  # builds the object the file fills (called on the meta device for the check)
     module: Callable[[Any], Any] = _itself  # the torch module inside it that the state dict fits (XFeat: .net)
     state_dict: Callable[[Any], dict] = _itself  # the file's content -> that module's state dict
     optional: tuple[str, ...] = ()  # derived buffers the file may lack
+    # a file that names its own architecture (DUSt3R/MASt3R checkpoints) brings its own check instead
+    check: Callable[[Path], None] | None = None
 
 
 def first_line(exc: BaseException) -> str:
@@ -144,6 +147,9 @@ def check_weight_files(files: list[WeightFile]) -> None:
     import torch
 
     for wf in files:
+        if wf.check is not None:
+            wf.check(wf.path)
+            continue
         st = Path(wf.path).stat()
         with torch.device("meta"):
             expected = shapes(wf.module(wf.network()).state_dict())

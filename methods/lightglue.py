@@ -17,18 +17,33 @@ from benchmark.registry import METHODS
 
 from . import kornia_cache
 from .checkpoints import WeightFile, load_weight_file
-from .local_features import FEATURE_CONF, FeatureMatcher
+from .learned import KEYPOINT_CONF, TorchMatcher
+from .local_features import XFEAT_URL
+from .weights import KnownWeights
 
 MATCHER_WEIGHTS = {"disk": "disk_lightglue", "aliked": "aliked_lightglue", "xfeat": "xfeat_lighterglue",
                    "superpoint": "superpoint_lightglue"}
 
+_URL = "https://github.com/cvg/LightGlue/releases/download/v0.1_arxiv/{}_lightglue.pth"
+_SOURCE = "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue"
+kornia_cache.register_kornia_weights(
+    KnownWeights("disk_lightglue", "disk_lightglue.pth", _URL.format("disk"), "Apache-2.0", _SOURCE,
+                 method="lightglue"),
+    KnownWeights("aliked_lightglue", "aliked_lightglue.pth", _URL.format("aliked"), "Apache-2.0", _SOURCE,
+                 method="lightglue"),
+    KnownWeights("superpoint_lightglue", "superpoint_lightglue.pth", _URL.format("superpoint"), "Apache-2.0",
+                 f"{_SOURCE}; SuperPoint itself is non-commercial", method="lightglue"),
+    KnownWeights("xfeat_lighterglue", "xfeat-lighterglue.pt", XFEAT_URL.format("xfeat-lighterglue.pt"), "Apache-2.0",
+                 "LighterGlue for XFeat, verlab/accelerated_features", method="lightglue"),
+)
+
 
 @METHODS.register("lightglue")
-class LightGlueMatcher(FeatureMatcher):
+class LightGlueMatcher(TorchMatcher):
     """DISK / ALIKED / XFeat / SuperPoint keypoints matched by LightGlue (kornia), released weights."""
 
     default_conf = {
-        **FEATURE_CONF,
+        **KEYPOINT_CONF,
         "weights": None,
         "filter_threshold": None,  # LightGlue: 0.1
         "depth_confidence": None,  # LightGlue: 0.95 (LighterGlue: -1)
@@ -43,29 +58,27 @@ class LightGlueMatcher(FeatureMatcher):
         self.matcher_path()
 
     def matcher_path(self) -> Path:
-        return kornia_cache.locate(self.conf["weights"], MATCHER_WEIGHTS[self.features_name],
-                                   f"{self.features_name}+LightGlue")
+        name = self.extractor.name
+        return kornia_cache.locate(self.conf["weights"], MATCHER_WEIGHTS[name], f"{name}+LightGlue")
 
     def _network(self):
         import kornia.feature as KF
 
-        conf = {k: v for k, v in KF.LightGlue.features[self.features_name].items() if k != "weights"}
+        conf = {k: v for k, v in KF.LightGlue.features[self.extractor.name].items() if k != "weights"}
         for key in ("filter_threshold", "depth_confidence", "width_confidence"):
             if self.conf[key] is not None:
                 conf[key] = self.conf[key]
         return KF.LightGlue(None, **conf)
 
-    def matcher_file(self) -> WeightFile:
-        # confidence_thresholds is a buffer LightGlue derives from its config
-        return WeightFile(self.matcher_path(), "LightGlue", self._network,
-                          state_dict=kornia_cache.lightglue_state_dict, optional=("confidence_thresholds",))
-
     def weight_files(self) -> list[WeightFile]:
-        return [self.detector_file(), self.matcher_file()]
+        # confidence_thresholds is a buffer LightGlue derives from its config
+        return super().weight_files() + [WeightFile(self.matcher_path(), "LightGlue", self._network,
+                                                    state_dict=kornia_cache.lightglue_state_dict,
+                                                    optional=("confidence_thresholds",))]
 
     def _load(self) -> None:
         super()._load()
-        self._lightglue = load_weight_file(self.matcher_file(), self.device)
+        self._lightglue = load_weight_file(self.weight_files()[-1], self.device)
 
     def _pair(self, feats0, feats1, input0, input1):
         import torch

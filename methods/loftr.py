@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from benchmark.config_types import Key
 from benchmark.errors import UserError
 from benchmark.io import GRAY
@@ -24,10 +22,19 @@ from benchmark.types import Matches
 
 from . import kornia_cache
 from .checkpoints import WeightFile, load_weight_file
-from .learned import TORCH_CONF, TorchMatcher
+from .learned import TORCH_CONF, TorchMatcher, as_numpy, strongest, to_matches
 from .preprocess import NetInput, loftr_input
+from .weights import KnownWeights
 
 VARIANTS = {"outdoor": "loftr_outdoor", "indoor": "loftr_indoor", "indoor_new": "loftr_indoor_new"}
+
+_URL = "https://huggingface.co/kornia/loftr/resolve/main/{}"
+_SOURCE = "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR"
+kornia_cache.register_kornia_weights(*(
+    KnownWeights(name, file, _URL.format(file), "Apache-2.0", f"{_SOURCE}, {trained}", method="loftr")
+    for name, file, trained in (("loftr_outdoor", "loftr_outdoor.ckpt", "MegaDepth"),
+                                ("loftr_indoor", "loftr_indoor.ckpt", "ScanNet"),
+                                ("loftr_indoor_new", "loftr_indoor_ds_new.ckpt", "ScanNet, retrained"))))
 
 
 @METHODS.register("loftr")
@@ -83,37 +90,29 @@ class LoFTRMatcher(TorchMatcher):
         return loftr_input(image, **self.resize_conf(), pad=self.conf["pad"])
 
     def _match_pairs(self, pairs) -> list[Matches]:
+        """Pairs whose two input sizes agree share forward passes."""
         import torch
 
         inputs = [(self.prepare(a), self.prepare(b)) for a, b in pairs]
-        groups: dict[tuple, list[int]] = {}  # pairs whose two input sizes agree run as one batch
-        for i, (n0, n1) in enumerate(inputs):
-            groups.setdefault((n0.image.shape, n1.image.shape), []).append(i)
-        out: list[Matches | None] = [None] * len(pairs)
-        step = max(1, self.conf["batch_size"] // 2)
         with torch.inference_mode():
-            for index in groups.values():
-                for s in range(0, len(index), step):
-                    chunk = index[s:s + step]
-                    batch = {}
-                    for k in (0, 1):
-                        batch[f"image{k}"] = torch.stack([inputs[i][k].image for i in chunk]).to(self.device)
-                        if inputs[chunk[0]][k].mask is not None:
-                            batch[f"mask{k}"] = torch.stack([inputs[i][k].mask for i in chunk]).to(self.device)
-                    res = self._net(batch)
-                    for j, i in enumerate(chunk):
-                        sel = res["batch_indexes"] == j
-                        out[i] = self._to_matches(inputs[i][0].to_image(res["keypoints0"][sel]),
-                                                  inputs[i][1].to_image(res["keypoints1"][sel]), res["confidence"][sel])
-        return out
+            return self.in_batches(inputs, lambda p: (p[0].image.shape, p[1].image.shape), self._forward,
+                                   self.pairs_per_batch())
 
-    def _to_matches(self, k0, k1, conf) -> Matches:
-        conf = conf.float().cpu().numpy().astype(np.float64)
-        order = np.argsort(-conf, kind="stable")
-        if self.conf["max_matches"] > 0:
-            order = order[:self.conf["max_matches"]]
-        # the official coordinates: kornia reads them in a frame with pixel centres at +0.5, but the published
-        # numbers were computed with them as they are (README, pre-processing)
-        k0 = k0.double().cpu().numpy().reshape(-1, 2)[order]
-        k1 = k1.double().cpu().numpy().reshape(-1, 2)[order]
-        return Matches(k0, k1, conf[order])
+    def _forward(self, chunk: list[tuple[NetInput, NetInput]]) -> list[Matches]:
+        import torch
+
+        batch = {}
+        for k in (0, 1):
+            batch[f"image{k}"] = torch.stack([p[k].image for p in chunk]).to(self.device)
+            if chunk[0][k].mask is not None:
+                batch[f"mask{k}"] = torch.stack([p[k].mask for p in chunk]).to(self.device)
+        res = self._net(batch)
+        out = []
+        for j, (input0, input1) in enumerate(chunk):
+            sel = res["batch_indexes"] == j
+            confidence = as_numpy(res["confidence"][sel])
+            # the official coordinates: kornia reads them in a frame with pixel centres at +0.5, but the
+            # published numbers were computed with them as they are (README, pre-processing); most confident first
+            out.append(to_matches(input0.to_image(res["keypoints0"][sel]), input1.to_image(res["keypoints1"][sel]),
+                                  confidence, keep=strongest(confidence, self.conf["max_matches"])))
+        return out

@@ -48,11 +48,12 @@ class NetInput:
         (w, h), (W, H) = self.net_size, self.size
         if self.centres:  # float32 arithmetic, as LightGlue's Extractor.extract
             kpts = kpts.float()
-            s = torch.tensor([w / W, h / H], dtype=kpts.dtype, device=kpts.device)
+            s = kpts.new_tensor([w / W, h / H])
             return (kpts + 0.5) / s - 0.5
         if (w, h) == (W, H):
             return kpts
-        return kpts.double() * torch.tensor([W / w, H / h], dtype=torch.float64, device=kpts.device)
+        kpts = kpts.double()
+        return kpts * kpts.new_tensor([W / w, H / h])
 
 
 def float_image(image: np.ndarray) -> torch.Tensor:

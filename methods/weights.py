@@ -44,6 +44,14 @@ def register_weights(*entries: KnownWeights) -> None:
         KNOWN[e.name] = e
 
 
+def known() -> dict[str, KnownWeights]:
+    """Every registered weight file. Each method registers its own beside it, when its module is imported:
+    the built-in ones are imported first, so a name resolves whichever module asks."""
+    from . import builtin  # noqa: F401
+
+    return KNOWN
+
+
 _SHA_MEMO: dict[tuple, str] = {}
 
 
@@ -62,15 +70,14 @@ def verify(path: Path) -> dict:
     here), ``modified`` (a released name with another checksum than the registered one), ``unknown``."""
     path = Path(path)
     digest = sha256_cached(path)
-    for known in KNOWN.values():
-        if digest == known.sha256 or digest in known.copies_sha256:
-            return {"file": path.name, "sha256": digest, "status": "released", "release": known.name}
-    names = {k.filename: k for k in KNOWN.values()}
-    known = names.get(path.name)
-    if known is None:
+    for entry in known().values():
+        if digest == entry.sha256 or digest in entry.copies_sha256:
+            return {"file": path.name, "sha256": digest, "status": "released", "release": entry.name}
+    entry = {k.filename: k for k in KNOWN.values()}.get(path.name)
+    if entry is None:
         return {"file": path.name, "sha256": digest, "status": "unknown", "release": ""}
-    status = "modified" if (known.sha256 or known.copies_sha256) else "unverified"
-    return {"file": path.name, "sha256": digest, "status": status, "release": known.name}
+    status = "modified" if (entry.sha256 or entry.copies_sha256) else "unverified"
+    return {"file": path.name, "sha256": digest, "status": status, "release": entry.name}
 
 
 def cache_dir() -> Path:
@@ -110,25 +117,25 @@ def resolve(spec: str | os.PathLike | None, known_default: str, *, what: str,
     Raises UserError with where the file comes from.
     """
     spec = str(spec) if spec not in (None, "") else known_default
-    known = KNOWN.get(spec)
-    if known is None:
+    entry = known().get(spec)
+    if entry is None:
         path = Path(spec).expanduser()
         if path.exists():
             return path
         if os.sep in spec or spec.endswith((".pth", ".pt", ".ckpt", ".safetensors")) or path.suffix:
             raise UserError(f"The {what} weight file {spec} does not exist; check --set {setting}=PATH.")
-        names = ", ".join(sorted(k for k, v in KNOWN.items())) or "none"
+        names = ", ".join(sorted(KNOWN)) or "none"
         raise UserError(f"Unknown {what} weights '{spec}'; give a file path or one of: {names}.")
-    places = candidates(known.filename, extra_dirs) + [Path(f) for f in extra_files]
+    places = candidates(entry.filename, extra_dirs) + [Path(f) for f in extra_files]
     for p in places:
         if p.exists():
             return p
-    if downloads_allowed() and known.url:
-        return download(known)
+    if downloads_allowed() and entry.url:
+        return download(entry)
     how = f"{hint}, or download" if hint else "download"
     raise UserError(
-        f"The {what} weights '{known.name}' ({known.filename}, licence {known.licence}) are not on this machine: "
-        f"{how} {known.url} and put it in {cache_dir()} (or in the folder named by ${ENV_DIR}, "
+        f"The {what} weights '{entry.name}' ({entry.filename}, licence {entry.licence}) are not on this machine: "
+        f"{how} {entry.url} and put it in {cache_dir()} (or in the folder named by ${ENV_DIR}, "
         f"or pass --set {setting}=PATH; --allow-download fetches it for you).")
 
 

@@ -1,6 +1,7 @@
 """Shared test fixtures. Reference material lives in ../shared (relative to the project root)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -40,3 +41,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def register():
+    """``register(REGISTRY, name, cls)`` registers a test's own class for that test only: a class left in a
+    global registry would leak into every later test (and make a second registration of the name fail).
+    Module-scoped fixtures use ``with REGISTRY.registered(name, cls):`` instead."""
+    with contextlib.ExitStack() as stack:
+        yield lambda registry, name, cls: stack.enter_context(registry.registered(name, cls))
+
+
+@pytest.fixture
+def synthetic_classes(register):
+    """The synthetic pair dataset and matcher of ``tests/synthetic.py``, registered for one test."""
+    from benchmark.registry import DATASETS, METHODS
+
+    from . import synthetic
+
+    register(DATASETS, "synthetic_pairs", synthetic.SyntheticPairs)
+    register(METHODS, "synthetic_matcher", synthetic.SyntheticMatcher)

@@ -5,6 +5,9 @@ ground-truth relative pose from the sample id; the matcher decodes the seed from
 returns noisy correspondences of random 3-D points under that same pose, plus outliers, so the
 RANSAC solver does real, seed-dependent work. Modes: 0 normal, 1 too few matches, 2 the matcher
 raises. A file ``BROKEN_AFTER_<k>`` in a scene folder makes that scene fail after k samples.
+
+Nothing registers at import: a test asks for the ``synthetic_classes`` fixture (``tests/conftest.py``),
+which registers both classes for that test only.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ import numpy as np
 
 from benchmark.errors import SampleError, UserError
 from benchmark.geometry import pose_matrix
-from benchmark.registry import DATASETS, METHODS
 from benchmark.types import TASK_RELATIVE, Camera, Matches, PairSample
 from datasets.base import Dataset
 from methods.base import Matcher
@@ -56,7 +58,6 @@ def write_dataset(root: Path, scenes: int = 2, pairs: int = 5, modes: dict | Non
     return root
 
 
-@DATASETS.register("synthetic_pairs")
 class SyntheticPairs(Dataset):
     """Synthetic pairs (tests only): pose from the sample id, one tiny PNG per pair."""
 
@@ -77,7 +78,6 @@ class SyntheticPairs(Dataset):
             yield PairSample(sample_id, scene, image, image, camera(), camera(), relative_pose(pair_seed(sample_id)))
 
 
-@METHODS.register("synthetic_matcher")
 class SyntheticMatcher(Matcher):
     """Correspondences from the pose encoded in the image (tests only; no model)."""
 

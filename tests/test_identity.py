@@ -17,6 +17,8 @@ from benchmark.runner import execute, prepare
 
 from . import synthetic as S
 
+pytestmark = pytest.mark.usefixtures("synthetic_classes")
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "datasets/demo/data/val"
 VOLATILE = ["time_match_s", "time_solve_s", "cached", "shard"]

@@ -26,7 +26,6 @@ def rows_of(text: str, table_id: str) -> int:
     return body.group(1).count("<tr>") if body else -1
 
 
-@METHODS.register("orb_test")
 class OrbTest(Matcher):
     """ORB + mutual nearest neighbours (tests only: a real matcher that costs milliseconds)."""
 
@@ -43,6 +42,12 @@ class OrbTest(Matcher):
                        np.array([k1[m.trainIdx].pt for m in found]).reshape(-1, 2),
                        np.array([1.0 / (1.0 + m.distance) for m in found]), num_keypoints0=len(k0),
                        num_keypoints1=len(k1))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def orb_test():
+    with METHODS.registered("orb_test", OrbTest):
+        yield
 
 
 @pytest.fixture(scope="module")

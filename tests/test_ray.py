@@ -24,6 +24,7 @@ from . import synthetic as S  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "datasets/demo/data"
 VOLATILE = ["time_match_s", "time_solve_s", "cached"]  # wall-clock and cache provenance differ between runs
+pytestmark = pytest.mark.usefixtures("synthetic_classes")
 
 
 @pytest.fixture(scope="module")
@@ -69,21 +70,18 @@ def test_user_errors_from_workers_keep_their_sentence(cluster, tmp_path):
     assert not list((tmp_path / "out/shards").glob("*.parquet"))
 
 
-def test_classes_defined_in_a_function_reach_the_workers(cluster, tmp_path):
+def test_classes_defined_in_a_function_reach_the_workers(cluster, tmp_path, register):
     """A script's own dataset (not importable by name on a worker) travels with the job."""
     from benchmark.registry import DATASETS
 
     class ScriptPairs(S.SyntheticPairs):
         pass
 
-    DATASETS.register("script_pairs")(ScriptPairs)
-    try:
-        root = S.write_dataset(tmp_path / "data", scenes=2, pairs=3)
-        cfg = resolve("synthetic_matcher", "script_pairs", None,
-                      [f"dataset.root={root}", f"run.cache_dir={tmp_path / 'cache'}", "run.shard_size=2"])
-        df = execute(cfg, tmp_path / "out", executor=RayExecutor(cfg["executor"]), progress=False)
-    finally:
-        DATASETS._classes.pop("script_pairs")
+    register(DATASETS, "script_pairs", ScriptPairs)
+    root = S.write_dataset(tmp_path / "data", scenes=2, pairs=3)
+    cfg = resolve("synthetic_matcher", "script_pairs", None,
+                  [f"dataset.root={root}", f"run.cache_dir={tmp_path / 'cache'}", "run.shard_size=2"])
+    df = execute(cfg, tmp_path / "out", executor=RayExecutor(cfg["executor"]), progress=False)
     assert len(df) == 6 and (df["status"] == "ok").all()
 
 

@@ -14,6 +14,30 @@ def test_builtins_are_registered():
     assert {"demo", "mapfree"} <= set(DATASETS.names())
 
 
+def test_a_class_registered_for_one_test_is_gone_afterwards():
+    reg = Registry("method", "locbench.no_such_group", ())
+
+    class Probe:
+        pass
+
+    with reg.registered("probe", Probe):
+        assert reg.get("probe") is Probe and Probe.name == "probe"
+    with pytest.raises(UserError, match="Unknown method 'probe'"):
+        reg.get("probe")
+    other = reg.register("probe")(type("Other", (), {}))  # the name is free again
+    reg.unregister("probe")
+    assert "probe" not in reg.names() and other.name == "probe"
+
+
+def test_registries_hold_no_test_classes():
+    """Tests register their classes through the ``register`` fixture (removed after the test), never at
+    import: every test module is imported before the first test runs, so a stray shows here."""
+    for reg in (METHODS, DATASETS):
+        reg.names()
+        strays = {n: c.__module__ for n, c in reg._classes.items() if not c.__module__.startswith(("methods.", "datasets."))}
+        assert not strays, f"{reg.kind}s registered outside methods/ and datasets/: {strays}"
+
+
 def test_entry_point_plugin(monkeypatch):
     mod = types.ModuleType("locbench_test_plugin")
 

@@ -20,6 +20,8 @@ from benchmark.runner import execute
 
 from . import synthetic as S
 
+pytestmark = pytest.mark.usefixtures("synthetic_classes")
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "datasets/demo/data"
 VOLATILE = ["time_match_s", "time_solve_s", "cached", "shard"]

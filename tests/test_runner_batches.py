@@ -1,6 +1,7 @@
 """The runner hands methods that batch (``pairs_per_batch`` > 1) several pairs per ``match_batch`` call;
 results equal the pair-by-pair run, and a pair that breaks a batch still costs only itself."""
 import pandas as pd
+import pytest
 
 from benchmark.config import resolve
 from benchmark.registry import METHODS
@@ -11,7 +12,6 @@ from . import synthetic as S
 VOLATILE = ["time_match_s", "time_solve_s", "cached", "shard"]
 
 
-@METHODS.register("synthetic_batching")
 class BatchingMatcher(S.SyntheticMatcher):
     """The synthetic matcher, asking for batches of 3 pairs (tests only)."""
 
@@ -23,6 +23,11 @@ class BatchingMatcher(S.SyntheticMatcher):
     def match_batch(self, pairs):
         type(self).batches.append(len(pairs))
         return super().match_batch(pairs)
+
+
+@pytest.fixture(autouse=True)
+def classes(synthetic_classes, register):
+    register(METHODS, "synthetic_batching", BatchingMatcher)
 
 
 def run(tmp_path, method, name, cache=None):

@@ -23,7 +23,6 @@ from methods.base import Matcher
 OFFSETS = np.array([0.0, 2.5, 5.0, 7.5, 40.0])  # pixels added to the exact partner: the reprojection errors
 
 
-@METHODS.register("fixed_matches")
 class FixedMatches(Matcher):
     """Returns ``FixedMatches.matches`` for any pair (tests only)."""
 
@@ -33,6 +32,13 @@ class FixedMatches(Matcher):
     def _match(self, image0, image1):
         type(self).calls += 1
         return self.matches
+
+
+@pytest.fixture(autouse=True)
+def test_classes(register):
+    register(METHODS, "fixed_matches", FixedMatches)
+    register(METHODS, "fixed_matches_grey", FixedMatchesGrey)
+    register(DATASETS, "query_from_demo", QueryFromDemo)
 
 
 def first_pair():
@@ -154,7 +160,6 @@ def test_without_gt_depth_the_colour_is_the_epipolar_distance(tmp_path, monkeypa
         assert tuple(pic[int(round(k0[1])), int(round(k0[0]))]) == tuple(c)
 
 
-@DATASETS.register("query_from_demo")
 class QueryFromDemo(Demo):
     """The demo's first pair as an absolute-localization query: two references (the reference image,
     then again with no map), map points from the GT depth (tests only)."""
@@ -242,7 +247,7 @@ def test_a_scaled_picture_keeps_keypoints_on_their_scaled_pixels():
     assert tuple(pic[40, 50]) == viz.RED and tuple(pic[130, 210 + 300 + viz.GAP]) == viz.RED
 
 
-def test_failed_samples_in_a_run_with_crashes(tmp_path, capsys):
+def test_failed_samples_in_a_run_with_crashes(tmp_path, capsys, synthetic_classes):
     """A run whose matcher crashed on one pair and found too few matches on another: the report's
     pictures skip the crash (it crashes again) and keep the rest; ``show`` of the crash is one sentence."""
     from benchmark.cli import main
@@ -266,7 +271,6 @@ def test_failed_samples_in_a_run_with_crashes(tmp_path, capsys):
     assert "run.viz_worst must be" in capsys.readouterr().err
 
 
-@METHODS.register("fixed_matches_grey")
 class FixedMatchesGrey(FixedMatches):
     """FixedMatches reading its images grey, as SuperPoint-like readers do (tests only)."""
 

@@ -118,12 +118,19 @@ def _attend(q, k, v, scale):
     return ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1) @ v
 
 
-class Attention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+class _Heads(nn.Module):
+    """What both attentions share: the split into heads and the softmax scale."""
+
+    def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
+
+
+class Attention(_Heads):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__(dim, num_heads)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -136,12 +143,9 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_Heads):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        super().__init__(dim, num_heads)
         self.projq = nn.Linear(dim, dim, bias=qkv_bias)
         self.projk = nn.Linear(dim, dim, bias=qkv_bias)
         self.projv = nn.Linear(dim, dim, bias=qkv_bias)

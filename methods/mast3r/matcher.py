@@ -38,40 +38,48 @@ from benchmark.errors import UserError
 from benchmark.registry import METHODS
 from benchmark.types import Matches
 
-from ..base import Matcher
-from ..learned import check_device, files_fingerprint, torch_device
+from ..checkpoints import WeightFile
+from ..learned import TorchMatcher, strongest, to_matches
 from . import coarse_to_fine as c2f
-from .releases import DUST3R_DEFAULT, MAST3R_DEFAULT, resolve_weights
+from .releases import DISPLAY, DUST3R_DEFAULT, MAST3R_DEFAULT, resolve_weights
 
-# the network modules (torch) are imported where they are used: listing the methods and running
-# another method must not pay for importing torch
+# the network modules (torch) are imported where they are used: listing the methods, or running
+# another method, must not pay for importing torch
 
 AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 PREPROCESS = {"load_images": "images.preprocess_image", "visloc": "visloc.prepare_visloc_image"}  # module.function
 
+FAMILY_CONF = {  # what both networks' configs hold
+    "weights": None,  # path or released name; null: the released checkpoint of this family
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "size": 512,  # long side of the network input (224 for the 224 checkpoints)
+    "autocast": None,  # bfloat16 (CUDA or CPU) | float16 (CUDA); null runs float32
+    "batch_size": 1,  # pairs per forward pass (consecutive pairs of equal image sizes)
+    "max_matches": None,  # keep this many best-scoring matches; null keeps all
+    "preprocess": "load_images",  # load_images (dust3r's loader) | visloc (MASt3R's visloc.py datasets)
+}
 
-class _Dust3rFamily(Matcher):
-    """What the two networks share: weights, device, pre-processing, the forward pass, keypoints to pixels."""
 
-    family: ClassVar[str] = "?"
-    default_weights: ClassVar[str] = "?"
+@METHODS.register("dust3r")
+class Dust3rMatcher(TorchMatcher):
+    """DUSt3R: reciprocal nearest neighbours between the two predicted 3D point maps. Also the pipeline MASt3R
+    extends: weights, pre-processing, the batched forward pass, network pixels back to the images'."""
+
+    family: ClassVar[str] = "dust3r"
+    default_weights: ClassVar[str] = DUST3R_DEFAULT
     predicts_geometry = True
     default_conf: ClassVar[dict] = {
-        "weights": None,  # path or released name; null: the released checkpoint of this family
-        "device": "auto",  # auto | cpu | cuda | cuda:N
-        "size": 512,  # long side of the network input (224 for the 224 checkpoints)
-        "autocast": None,  # bfloat16 (CUDA or CPU) | float16 (CUDA); null runs float32
-        "batch_size": 1,  # pairs per forward pass (consecutive pairs of equal image sizes)
-        "max_matches": None,  # keep this many best-scoring matches; null keeps all
-        "preprocess": "load_images",  # load_images (dust3r's loader) | visloc (MASt3R's visloc.py datasets)
+        **FAMILY_CONF,
+        "conf_threshold": 3.0,  # minimum point confidence at both ends (1 + exp(x) >= 1); DUSt3R demo: 3
+        "border": 0,
     }
-    conf_types: ClassVar[dict] = {"weights": str | None, "size": Key(int, min=16), "batch_size": Key(int, min=1),
+    conf_types: ClassVar[dict] = {"weights": str | None, "size": Key(int, min=16),
                                   "autocast": Key(str | None, choices=tuple(k for k in AUTOCAST if k)),
                                   "max_matches": Key(int | None, min=1), "border": Key(int, min=0),
                                   "preprocess": Key(str, choices=tuple(PREPROCESS))}
 
     def check(self) -> None:
-        check_device(self.conf["device"])
+        super().check()
         from .visloc import TRAINING_RESOLUTIONS
 
         if AUTOCAST[self.conf["autocast"]] == "float16" and self.device.type == "cpu":
@@ -82,26 +90,17 @@ class _Dust3rFamily(Matcher):
                             f"not {self.conf['size']!r}.")
         self.weights_path()
 
-    def check_weights(self) -> None:
-        from .checkpoint import check_checkpoint
-
-        check_checkpoint(self.weights_path(), expect=self.family)
-
     def weights_path(self) -> Path:
         return resolve_weights(self.conf["weights"] or self.default_weights)
 
-    def weight_files(self) -> list[Path]:
-        return [self.weights_path()]
+    def weight_files(self) -> list[WeightFile]:
+        # the checkpoint names its own architecture: checked by what load_model checks, not a state dict
+        return [WeightFile(self.weights_path(), DISPLAY[self.family], network=None, check=self._check_checkpoint)]
 
-    def weights_fingerprint(self) -> str:
-        try:
-            return files_fingerprint([self.weights_path()])
-        except UserError:  # check() says so before any run
-            return "missing"
+    def _check_checkpoint(self, path: Path) -> None:
+        from .checkpoint import check_checkpoint
 
-    @property
-    def device(self):
-        return torch_device(self.conf["device"])
+        check_checkpoint(path, expect=self.family)
 
     def _load(self) -> None:
         import torch
@@ -112,44 +111,38 @@ class _Dust3rFamily(Matcher):
         name = AUTOCAST[self.conf["autocast"]]
         self._autocast = getattr(torch, name) if name else None
 
+    def pairs_per_batch(self) -> int:
+        return self.conf["batch_size"]  # counts pairs here
+
     # -- one pair -----------------------------------------------------------------------------
-    def _views(self, image0: np.ndarray, image1: np.ndarray):
-        """Both images as ``method.preprocess`` prepares them: (view dict, transform to the original) each."""
+    def prepare(self, image: np.ndarray) -> tuple[dict, object]:
+        """One image as ``method.preprocess`` prepares it: (view dict, transform to the original)."""
         import importlib
 
         module, function = PREPROCESS[self.conf["preprocess"]].split(".")
-        prepare = getattr(importlib.import_module(f".{module}", __package__), function)
-        out = []
-        for image in (image0, image1):
-            img, true_shape, transform = prepare(image, self.conf["size"])
-            out.append(({"img": img, "true_shape": true_shape}, transform))
-        return out
+        recipe = getattr(importlib.import_module(f".{module}", __package__), function)
+        img, true_shape, transform = recipe(image, self.conf["size"])
+        return {"img": img, "true_shape": true_shape}, transform
 
     @property
     def query_first(self) -> bool:
         """True when image 1 (the query) is the network's view 1."""
         return False
 
-    def pairs_per_batch(self) -> int:
-        return self.conf["batch_size"]
-
-    def _forward(self, pairs_of_views: list) -> list:
-        from .inference import infer_pairs
-
-        return infer_pairs(self.model, pairs_of_views, self.conf["batch_size"], self.device, self._autocast)
-
     def _dense(self, out0: dict, out1: dict, transform0, seeds):
         """Network-pixel matches from the outputs for image 0 and image 1 (``seeds``: map observations of
         image 0 to start from, or None)."""
-        raise NotImplementedError
+        from .dense import pointmap_matches
+
+        return pointmap_matches(out0, out1, conf_threshold=self.conf["conf_threshold"], border=self.conf["border"])
 
     def _best(self, matches: Matches) -> Matches:
-        k = self.conf["max_matches"]
-        if k is None or len(matches) <= k:
+        """The ``max_matches`` best-scored, in their order."""
+        if self.conf["max_matches"] is None or len(matches) <= self.conf["max_matches"]:
             return matches
-        return matches.subset(np.sort(np.argsort(-matches.scores, kind="stable")[:k]))
+        return matches.subset(np.sort(strongest(matches.scores, self.conf["max_matches"])))
 
-    def _to_matches(self, dense, t0, t1, timings: dict, seeds=None) -> Matches:
+    def _to_pixels(self, dense, t0, t1, timings: dict, seeds=None) -> Matches:
         if seeds is None:
             kpts0 = t0.to_original(dense.xy1)
         else:  # a seeded match starts at a map observation: report that observation
@@ -159,8 +152,8 @@ class _Dust3rFamily(Matcher):
             w = t0.network_size[0]
             kpts0 = np.asarray(seeds, np.float64).reshape(-1, 2)[
                 owners[np.searchsorted(starts[:, 1] * w + starts[:, 0], dense.xy1[:, 1] * w + dense.xy1[:, 0])]]
-        return self._best(Matches(kpts0, t1.to_original(dense.xy2), dense.scores, dense.pts3d1, dense.pts3d2,
-                                  timings=timings))
+        return self._best(to_matches(kpts0, t1.to_original(dense.xy2), dense.scores, pts3d0=dense.pts3d1,
+                                     pts3d1=dense.pts3d2, timings=timings))
 
     def _match_pairs(self, pairs: list) -> list[Matches]:
         return [m for m, _ in self._match_pairs_with_outputs(pairs)]
@@ -170,11 +163,14 @@ class _Dust3rFamily(Matcher):
         transform1). ``seeds``: per pair, map observations of image 0 to start from (or None)."""
         if not pairs:
             return []
+        from .inference import infer_pairs
+
         seeds = seeds or [None] * len(pairs)
         tic = time.perf_counter()
-        views = [self._views(a, b) for a, b in pairs]
+        views = [(self.prepare(a), self.prepare(b)) for a, b in pairs]
         flip = self.query_first
-        outputs = self._forward([(v1, v0) if flip else (v0, v1) for (v0, _), (v1, _) in views])
+        outputs = infer_pairs(self.model, [(v1, v0) if flip else (v0, v1) for (v0, _), (v1, _) in views],
+                              self.conf["batch_size"], self.device, self._autocast)
         t_forward = (time.perf_counter() - tic) / len(pairs)
         out = []
         for ((_, t0), (_, t1)), (res1, res2), seed in zip(views, outputs, seeds):
@@ -182,18 +178,18 @@ class _Dust3rFamily(Matcher):
             tic = time.perf_counter()
             dense = self._dense(out0, out1, t0, seed)
             timings = {"forward": t_forward, "reciprocal": time.perf_counter() - tic}
-            out.append((self._to_matches(dense, t0, t1, timings, seed), (out0, out1, t0, t1)))
+            out.append((self._to_pixels(dense, t0, t1, timings, seed), (out0, out1, t0, t1)))
         return out
 
 
 @METHODS.register("mast3r")
-class Mast3rMatcher(_Dust3rFamily):
+class Mast3rMatcher(Dust3rMatcher):
     """MASt3R descriptors matched by Fast Reciprocal Matching, with predicted metric 3D points (opt. coarse-to-fine)."""
 
     family = "mast3r"
     default_weights = MAST3R_DEFAULT
     default_conf = {
-        **_Dust3rFamily.default_conf,
+        **FAMILY_CONF,
         "frm": {
             "subsample": 8,  # grid step of the start points in image 0 (official: 8)
             "max_iter": 10,  # official cap
@@ -305,24 +301,6 @@ class Mast3rMatcher(_Dust3rFamily):
         timings["fine"] = time.perf_counter() - tic
         merged = Matches(**{k: v[keep] for k, v in joined.items()}, timings=timings)
         return self._best(merged)
-
-
-@METHODS.register("dust3r")
-class Dust3rMatcher(_Dust3rFamily):
-    """DUSt3R: reciprocal nearest neighbours between the two predicted 3D point maps."""
-
-    family = "dust3r"
-    default_weights = DUST3R_DEFAULT
-    default_conf = {
-        **_Dust3rFamily.default_conf,
-        "conf_threshold": 3.0,  # minimum point confidence at both ends (1 + exp(x) >= 1); DUSt3R demo: 3
-        "border": 0,
-    }
-
-    def _dense(self, out0, out1, transform0, seeds):
-        from .dense import pointmap_matches
-
-        return pointmap_matches(out0, out1, conf_threshold=self.conf["conf_threshold"], border=self.conf["border"])
 
 
 class MapSeeded:

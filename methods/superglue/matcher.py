@@ -17,17 +17,14 @@ from benchmark.io import GRAY
 from benchmark.registry import METHODS
 
 from ..checkpoints import WeightFile, load_weight_file
-from ..learned import TORCH_CONF
-from ..local_features import FeatureMatcher
+from ..learned import TORCH_CONF, TorchMatcher
 from ..preprocess import NetInput, superglue_input
 from ..weights import KnownWeights, register_weights, resolve
 
 _RAW = "https://raw.githubusercontent.com/magicleap/SuperGluePretrainedNetwork/master/models/weights/{}"
 _LICENCE = "academic/non-commercial (Magic Leap)"
 _SOURCE = "SuperGlue (Sarlin et al., CVPR 2020), magicleap/SuperGluePretrainedNetwork"
-register_weights(
-    KnownWeights("superpoint_v1", "superpoint_v1.pth", _RAW.format("superpoint_v1.pth"), _LICENCE,
-                 "SuperPoint (DeTone et al., CVPRW 2018), magicleap/SuperGluePretrainedNetwork", method="superglue"),
+register_weights(  # SuperPoint's weights are registered beside its extractor (methods.local_features)
     KnownWeights("superglue_indoor", "superglue_indoor.pth", _RAW.format("superglue_indoor.pth"), _LICENCE, _SOURCE,
                  method="superglue"),
     KnownWeights("superglue_outdoor", "superglue_outdoor.pth", _RAW.format("superglue_outdoor.pth"), _LICENCE,
@@ -36,7 +33,7 @@ register_weights(
 
 
 @METHODS.register("superglue")
-class SuperGlueMatcher(FeatureMatcher):
+class SuperGlueMatcher(TorchMatcher):
     """Our SuperPoint + SuperGlue (indoor/outdoor), loading the released weight files."""
 
     features = "superpoint"
@@ -76,11 +73,11 @@ class SuperGlueMatcher(FeatureMatcher):
                          match_threshold=self.conf["match_threshold"])
 
     def weight_files(self) -> list[WeightFile]:
-        return [self.detector_file(), WeightFile(self.superglue_path(), "SuperGlue", self._network)]
+        return super().weight_files() + [WeightFile(self.superglue_path(), "SuperGlue", self._network)]
 
     def _load(self) -> None:
         super()._load()
-        self._superglue = load_weight_file(self.weight_files()[1], self.device)
+        self._superglue = load_weight_file(self.weight_files()[-1], self.device)
 
     def _pair(self, feats0, feats1, input0, input1):
         import torch
