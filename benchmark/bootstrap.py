@@ -85,16 +85,21 @@ def reference_draws(df: pd.DataFrame, summarize: Callable, scenes, picks: np.nda
     return draws
 
 
-def bootstrap(df: pd.DataFrame, protocol, n: int, seed: int, level: float = 0.95) -> dict:
-    """95 % (``level``) percentile intervals of every summary metric, resampling whole scenes."""
-    codes, scenes = pd.factorize(df["scene"])
-    if n <= 0 or len(scenes) < 2:
-        return {}
-    picks = draw_scenes(len(scenes), n, seed)
+def resample_draws(df: pd.DataFrame, protocol, scenes: list, picks: np.ndarray) -> Draws:
+    """Each resample's summary metrics; ``picks`` index ``scenes`` (rows of other scenes are left out)."""
+    df = df[df["scene"].isin(scenes)]
     resampler = getattr(protocol, "resampler", None)
     if resampler is None:
-        return intervals(reference_draws(df, protocol.summarize, list(scenes), picks), n, level)
-    evaluate, row_width = resampler(df, codes, len(scenes))
+        return reference_draws(df, protocol.summarize, scenes, picks)
+    evaluate, row_width = resampler(df, pd.Index(scenes).get_indexer(df["scene"]), len(scenes))
     step = max(1, CHUNK_ELEMENTS // max(1, row_width))
-    parts = [evaluate(picks[i:i + step]) for i in range(0, n, step)]
-    return intervals({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, n, level)
+    parts = [evaluate(picks[i:i + step]) for i in range(0, len(picks), step)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def bootstrap(df: pd.DataFrame, protocol, n: int, seed: int, level: float = 0.95) -> dict:
+    """95 % (``level``) percentile intervals of every summary metric, resampling whole scenes."""
+    scenes = list(pd.unique(df["scene"]))
+    if n <= 0 or len(scenes) < 2:
+        return {}
+    return intervals(resample_draws(df, protocol, scenes, draw_scenes(len(scenes), n, seed)), n, level)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .bootstrap import draw_scenes, resample_draws
 from .config import apply_overrides
 from .errors import UserError
 from .types import OK
@@ -87,20 +88,6 @@ def evaluation_set_problems(a: Run, b: Run) -> list[str]:
     return out
 
 
-def _draws(df: pd.DataFrame, protocol, scenes: list, picks: np.ndarray) -> dict[str, np.ndarray]:
-    """{metric: one value per resample}: the summary of the table of each resample's drawn scenes
-    (a scene drawn twice counts as two scenes); NaN where a metric is missing or not finite."""
-    groups = {s: g for s, g in df.groupby("scene", sort=False)}
-    draws: dict[str, np.ndarray] = {}
-    for i, pick in enumerate(picks):
-        table = pd.concat([groups[scenes[s]].assign(scene=f"{scenes[s]}#{j}") for j, s in enumerate(pick)],
-                          ignore_index=True)
-        for k, v in protocol.summarize(table).items():
-            if _is_number(v):
-                draws.setdefault(k, np.full(len(picks), np.nan))[i] = float(v)
-    return draws
-
-
 def paired_intervals(a: pd.DataFrame, b: pd.DataFrame, protocol, n: int, seed: int, level: float = 0.95) -> dict:
     """{metric: [lo, hi]}: percentile intervals of B - A over ``n`` resamples of whole scenes, each
     resample's scenes drawn once and used for both runs (only the scenes both runs have)."""
@@ -108,8 +95,8 @@ def paired_intervals(a: pd.DataFrame, b: pd.DataFrame, protocol, n: int, seed: i
     scenes = [s for s in pd.unique(a["scene"]) if s in shared]
     if n <= 0 or len(scenes) < 2:
         return {}
-    picks = np.random.default_rng(seed).integers(0, len(scenes), size=(n, len(scenes)))
-    da, db = (_draws(df[df["scene"].isin(scenes)], protocol, scenes, picks) for df in (a, b))
+    picks = draw_scenes(len(scenes), n, seed)
+    da, db = (resample_draws(df, protocol, scenes, picks) for df in (a, b))
     out = {}
     for key in da:
         if key in db:

@@ -134,3 +134,40 @@ def test_small_chunks_change_nothing(monkeypatch):
     whole = bootstrap(df, PROTOCOLS["mapfree"], 50, 0)
     monkeypatch.setattr(B, "CHUNK_ELEMENTS", 1)  # one resample at a time
     assert bootstrap(df, PROTOCOLS["mapfree"], 50, 0) == whole
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resampled_scene_subsets_equal_the_loop(case):
+    """``compare`` resamples the scenes two runs share, in A's order: the fast path on a subset of the
+    table's scenes, listed in another order than the table's, gives the loop's values."""
+    from benchmark.bootstrap import reference_draws, resample_draws
+
+    df = CASES[case](np.random.default_rng(11), 9)
+    protocol = PROTOCOLS[case.split("_")[0]]
+    scenes = list(pd.unique(df["scene"]))[::-2]  # every other scene, reversed
+    picks = draw_scenes(len(scenes), 30, 4)
+    fast = resample_draws(df, protocol, scenes, picks)
+    slow = reference_draws(df[df["scene"].isin(scenes)], protocol.summarize, scenes, picks)
+    assert set(slow) <= set(fast)
+    for k, v in slow.items():
+        np.testing.assert_array_equal(np.where(np.isfinite(fast[k]), fast[k], np.nan), v, err_msg=k)
+
+
+def test_paired_intervals_use_the_shared_scenes_of_both_runs():
+    from benchmark.bootstrap import reference_draws
+    from benchmark.compare import paired_intervals
+
+    rng = np.random.default_rng(5)
+    a = mapfree_table(rng, 8)
+    b = mapfree_table(rng, 8)
+    b = b[b["scene"] != "scene3"]  # B lacks a scene: it is left out of both sides
+    protocol = PROTOCOLS["mapfree"]
+    got = paired_intervals(a, b, protocol, 40, 2)
+    scenes = [s for s in pd.unique(a["scene"]) if s != "scene3"]
+    picks = draw_scenes(len(scenes), 40, 2)
+    da, db = (reference_draws(df[df["scene"].isin(scenes)], protocol.summarize, scenes, picks) for df in (a, b))
+    assert got and set(got) <= set(da)
+    for k, (lo, hi) in got.items():
+        d = db[k] - da[k]
+        d = d[np.isfinite(d)]
+        assert [lo, hi] == [float(np.percentile(d, (1 - 0.95) * 50)), float(np.percentile(d, (1 + 0.95) * 50))]

@@ -9,9 +9,16 @@ from benchmark.pipelined import pipeline_conf
 from benchmark.runner import execute
 
 from . import synthetic as S
-from .test_runner_batches import BatchingMatcher  # noqa: F401  (registers synthetic_batching)
+from .test_runner_batches import BatchingMatcher
 
 VOLATILE = ["time_match_s", "time_solve_s"]
+
+
+@pytest.fixture
+def classes(synthetic_classes, register):
+    from benchmark.registry import METHODS
+
+    register(METHODS, "synthetic_batching", BatchingMatcher)
 
 
 def run(tmp_path, name, method, dataset, overrides, cache=None):
@@ -33,7 +40,7 @@ def synthetic_root(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["synthetic_matcher", "synthetic_batching"])
-def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, method):
+def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, method, classes):
     common = [f"dataset.root={synthetic_root(tmp_path)}", "run.shard_size=4", "solver.ransac.min_iterations=100",
               "run.pipeline=true"]
     sequential = run(tmp_path, "seq", method, "synthetic_pairs", [*common[:-1], "run.pipeline=false"])
@@ -63,7 +70,7 @@ def test_pipelined_rows_equal_sequential_rows_on_all_of_demo(tmp_path):
     same_rows(sequential, run(tmp_path, "processes", "sift", "demo", ["run.pipeline=true", "run.pipeline_processes=true"]))
 
 
-def test_auto_pipelines_unless_the_matcher_holds_the_gil():
+def test_auto_pipelines_unless_the_matcher_holds_the_gil(synthetic_classes):
     from benchmark.registry import METHODS
     from benchmark.runner import pipelined
 
