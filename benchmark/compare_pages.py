@@ -47,8 +47,9 @@ def text_table(c: Comparison, label) -> str:
     header = ["metric", "A", "B", "B-A", "95 % interval of B-A"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     widths[0] = min(widths[0], 24)
-    fmt = lambda r: "  ".join((v[:widths[0]].ljust(widths[0]) if i == 0 else v.rjust(widths[i]))
-                              for i, v in enumerate(r))
+    def fmt(r):
+        return "  ".join((v[:widths[0]].ljust(widths[0]) if i == 0 else v.rjust(widths[i]))
+                                  for i, v in enumerate(r))
     out += ["", fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)]
     out.append(textwrap.fill(f"({c.interval_note()}; *: the interval excludes 0)", WIDTH))
     out.append(change_counts(c))

@@ -75,7 +75,8 @@ def term_table(title: str, df: pd.DataFrame, width: int = WIDTH) -> str:
     metrics = [(c, _column(_short(c, protocol), df[c])) for c in _metric_columns(df)]
     tail = [_column(c, df[c]) for c in ("samples", "failed") if c in df]
     method_w = max([len("method"), *map(len, methods)])
-    total = lambda: method_w + sum(c[2] + 2 for c in [rank, *(m for _, m in metrics), *tail])
+    def total():
+        return method_w + sum(c[2] + 2 for c in [rank, *(m for _, m in metrics), *tail])
     method_w = min(method_w, max(MIN_METHOD, method_w - (total() - width)))
     dropped = []
     while total() > width and (len(metrics) > 1 or tail):

@@ -207,7 +207,8 @@ def format_value(v) -> str:
 def text_table(header: list[str], lines: list[list[str]]) -> list[str]:
     """Aligned plain-text lines: first column left, the others right."""
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
-    fmt = lambda r: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+    def fmt(r):
+        return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
     return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
 
 

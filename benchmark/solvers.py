@@ -28,8 +28,17 @@ import numpy as np
 from . import estimators
 from .errors import SampleError, UserError
 from .registry import load_plugin, plugin_entry_points
-from .types import (ERROR, TASK_ABSOLUTE, TASK_METRIC_RELATIVE, TASK_RELATIVE, TASKS, Estimate, Matches,
-                    PairSample, PoseProblem)
+from .types import (
+    ERROR,
+    TASK_ABSOLUTE,
+    TASK_METRIC_RELATIVE,
+    TASK_RELATIVE,
+    TASKS,
+    Estimate,
+    Matches,
+    PairSample,
+    PoseProblem,
+)
 
 NEEDS_MATCHES = "matches"
 NEEDS_METHOD_POINTS = "method_points"

@@ -167,7 +167,8 @@ class Matches:
         return len(self.kpts0)
 
     def subset(self, index) -> "Matches":
-        pick = lambda a: None if a is None else a[index]
+        def pick(a):
+            return None if a is None else a[index]
         return Matches(self.kpts0[index], self.kpts1[index], self.scores[index], pick(self.pts3d0),
                        pick(self.pts3d1), self.num_keypoints0, self.num_keypoints1, dict(self.timings))
 

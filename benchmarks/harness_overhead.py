@@ -148,9 +148,9 @@ def measure_sift_run(args) -> dict:
 def measure_matcher_only(args) -> dict:
     """The matcher alone over the run's pairs: images decoded and weights loaded beforehand."""
     from benchmark.config import resolve
+    from benchmark.environment import set_torch_threads
     from benchmark.pipeline import _pair_images
     from benchmark.runner import prepare, shard_samples
-    from benchmark.environment import set_torch_threads
 
     cfg = resolve(args.method, args.dataset, None, [f"run.torch_threads={args.threads}",
                                                     f"run.cache_dir={Path(args.work) / 'cache'}", *args.extra_sets])
@@ -257,7 +257,8 @@ def print_latency(results: dict, args) -> None:
           f"{'peak RSS MB':>13}{'same rows':>11}")
     for (path, latency, pairs), r in results.items():
         seq = results.get(("sequential", latency, pairs), r)
-        eff = lambda x: pairs * latency / (x["wall_s"] - 1.0)
+        def eff(x):
+            return pairs * latency / (x["wall_s"] - 1.0)
         print(f"{path:<14}{latency:>6}{pairs:>7}{r['wall_s']:>12.2f}{pairs * latency:>8.1f}{eff(r):>12.3f}"
               f"{eff(r) / eff(seq):>14.2f}{r['peak_rss_mb']:>13.0f}{'yes' if r['digest'] == seq['digest'] else 'NO':>11}")
     print("target: efficiency >= 0.95 at both L")

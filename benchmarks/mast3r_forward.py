@@ -151,7 +151,8 @@ def main():
           f"{os.getloadavg()[0]:.1f}")
     print(f"{'device/precision/attention':<28}{'s/pair':>9}{'first':>9}{'x baseline':>11}{'x official':>11}"
           f"{'peak RSS GB':>12}{'RSS@build':>10}{'GPU peak GB':>12}")
-    fastest = lambda r: min(r["warm_s"]) if r["warm_s"] else r["first_s"]
+    def fastest(r):
+        return min(r["warm_s"]) if r["warm_s"] else r["first_s"]
     base = {key[:2]: fastest(r) for key, r in rows if key[2] == "explicit"}
     for key, r in rows:
         best = fastest(r)

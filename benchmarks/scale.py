@@ -82,8 +82,10 @@ class ScaleMatcher(Matcher):
         seed = (r << 16) | (g << 8) | b
         T, rng, n = pose_of(seed), np.random.default_rng(seed + 1), int(self.conf["num"])
         points = rng.uniform((-2.0, -1.5, 3.0), (2.0, 1.5, 8.0), (n, 3))
-        project = lambda X: (X @ CAMERA.K.T)[:, :2] / X[:, 2:]
-        noise = lambda: rng.normal(0.0, self.conf["noise_px"], (n, 2))
+        def project(X):
+            return (X @ CAMERA.K.T)[:, :2] / X[:, 2:]
+        def noise():
+            return rng.normal(0.0, self.conf["noise_px"], (n, 2))
         kpts0, kpts1 = project(points) + noise(), project(points @ T[:3, :3].T + T[:3, 3]) + noise()
         bad = rng.random(n) < self.conf["outliers"]
         kpts1[bad] = rng.uniform((0, 0), (640, 480), (int(bad.sum()), 2))

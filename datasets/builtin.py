@@ -1,4 +1,9 @@
 """Imports every built-in dataset module so its @DATASETS.register runs."""
-from . import mapfree  # noqa: F401
+from . import (  # noqa: F401
+    aachen,
+    co3d,
+    mapfree,  # noqa: F401
+    megadepth,
+    scannet,
+)
 from .demo import loader  # noqa: F401
-from . import aachen, co3d, megadepth, scannet  # noqa: F401

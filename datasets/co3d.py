@@ -157,7 +157,8 @@ class Co3dSequences(Dataset):
         file is unusable) is an InvalidSample that says why: it stays in every denominator."""
         paths = self.frame_paths(scene)
         pairs = sequence_pairs(len(paths), self.conf["max_pairs"], self.conf["seed"], scene)
-        pair_id = lambda i, j: f"{scene}/{paths[i].stem}-{paths[j].stem}"
+        def pair_id(i, j):
+            return f"{scene}/{paths[i].stem}-{paths[j].stem}"
         try:
             paths, poses, cameras, resizes, broken = self.frames(scene)
         except SampleError as exc:

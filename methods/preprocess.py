@@ -43,8 +43,6 @@ class NetInput:
 
     def to_image(self, kpts: torch.Tensor) -> torch.Tensor:
         """(N, 2) x, y in network-input pixels -> pixels of the image the method was given."""
-        import torch
-
         (w, h), (W, H) = self.net_size, self.size
         if self.centres:  # float32 arithmetic, as LightGlue's Extractor.extract
             kpts = kpts.float()

@@ -103,7 +103,8 @@ class SyntheticMatcher(Matcher):
         n = 3 if mode == FEW else int(self.conf["num"])
         points = rng.uniform((-2.0, -1.5, 3.0), (2.0, 1.5, 8.0), (n, 3))
         K = camera().K
-        project = lambda X: (X @ K.T)[:, :2] / X[:, 2:]
+        def project(X):
+            return (X @ K.T)[:, :2] / X[:, 2:]
         kpts0 = project(points) + rng.normal(0.0, self.conf["noise_px"], (n, 2))
         kpts1 = project(points @ T[:3, :3].T + T[:3, 3]) + rng.normal(0.0, self.conf["noise_px"], (n, 2))
         bad = rng.random(n) < self.conf["outliers"]

@@ -7,9 +7,9 @@ import pytest
 
 from benchmark.config import PROJECT_ROOT, load_yaml
 from benchmark.errors import UserError
+from benchmark.estimators import to_pycolmap_camera
 from benchmark.geometry import invert_pose, quat_to_rotmat, rotation_angle_deg
 from benchmark.localize import localize_query
-from benchmark.estimators import to_pycolmap_camera
 from benchmark.types import InvalidSample, QuerySample
 from datasets import aachen_mini
 from datasets.aachen import Aachen, read_retrieval_pairs, scene_of

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from benchmark.errors import SampleError, UserError
-from benchmark.metrics.submission import evaluated_frames
 from benchmark.geometry import quat_to_rotmat
+from benchmark.metrics.submission import evaluated_frames
 from benchmark.types import InvalidSample, PairSample
 from datasets.mapfree import MapFree
 from datasets.mapfree_io import read_poses
@@ -63,7 +63,7 @@ def test_bad_inputs_give_one_sentence(fixtures_dir, tmp_path):
 
 def _break_line(path, needle, edit):
     lines = path.read_text().splitlines()
-    index = next(i for i, l in enumerate(lines) if needle in l)
+    index = next(i for i, line in enumerate(lines) if needle in line)
     lines[index] = edit(lines[index])
     path.write_text("\n".join(lines) + "\n")
     return index + 1
@@ -75,8 +75,8 @@ def test_a_broken_pose_line_costs_its_frame_only_as_the_scorer_decides(fixtures_
     evaluates exactly those frames (not one invalid row for the scene)."""
     root = _copy_tiny(fixtures_dir, tmp_path)
     poses = root / "val/s00460/poses.txt"
-    edit = {"a field short": lambda l: " ".join(l.split()[:-1]), "not a number": lambda l: l.replace("0.", "x.", 1),
-            "two spaces": lambda l: l.replace(" ", "  ", 1), "nan": lambda l: l.rsplit(" ", 1)[0] + " nan"}[broken]
+    edit = {"a field short": lambda line: " ".join(line.split()[:-1]), "not a number": lambda line: line.replace("0.", "x.", 1),
+            "two spaces": lambda line: line.replace(" ", "  ", 1), "nan": lambda line: line.rsplit(" ", 1)[0] + " nan"}[broken]
     _break_line(poses, "seq1/frame_00002.jpg", edit)
     samples = list(MapFree({"root": str(root)}).samples("s00460"))
     assert all(isinstance(s, PairSample) for s in samples)
@@ -89,9 +89,9 @@ def test_a_broken_pose_line_costs_its_frame_only_as_the_scorer_decides(fixtures_
 
 
 @pytest.mark.parametrize("edit, reason", [
-    (lambda l: " ".join([l.split()[0], "0", *l.split()[2:]]), "focal lengths must be positive"),
-    (lambda l: l.split()[0] + " 59.1 x 29 36 54 72", "must be numbers"),
-    (lambda l: " ".join(l.split()[:-1]), "7 fields"),
+    (lambda line: " ".join([line.split()[0], "0", *line.split()[2:]]), "focal lengths must be positive"),
+    (lambda line: line.split()[0] + " 59.1 x 29 36 54 72", "must be numbers"),
+    (lambda line: " ".join(line.split()[:-1]), "7 fields"),
 ])
 def test_a_broken_intrinsics_line_fails_its_frame_only(fixtures_dir, tmp_path, edit, reason):
     root = _copy_tiny(fixtures_dir, tmp_path)
@@ -108,7 +108,7 @@ def test_a_broken_intrinsics_line_fails_its_frame_only(fixtures_dir, tmp_path, e
 
 def test_a_broken_reference_intrinsics_line_fails_every_frame_of_its_scene(fixtures_dir, tmp_path):
     root = _copy_tiny(fixtures_dir, tmp_path)
-    _break_line(root / "val/s00460/intrinsics.txt", "seq0/frame_00000.jpg", lambda l: l.replace("54 72", "0 72"))
+    _break_line(root / "val/s00460/intrinsics.txt", "seq0/frame_00000.jpg", lambda line: line.replace("54 72", "0 72"))
     items = list(MapFree({"root": str(root)}).samples("s00460"))
     assert len(items) == 4 and all(isinstance(i, InvalidSample) and "line 1" in i.reason for i in items)
 
@@ -116,7 +116,7 @@ def test_a_broken_reference_intrinsics_line_fails_every_frame_of_its_scene(fixtu
 def test_missing_intrinsics_line_is_recorded_not_fatal(fixtures_dir, tmp_path):
     root = _copy_tiny(fixtures_dir, tmp_path)
     intr = root / "val/s00460/intrinsics.txt"
-    intr.write_text("\n".join(l for l in intr.read_text().splitlines() if "frame_00005" not in l or "seq0" in l))
+    intr.write_text("\n".join(line for line in intr.read_text().splitlines() if "frame_00005" not in line or "seq0" in line))
     ds = MapFree({"root": str(root)})
     items = list(ds.samples("s00460"))
     bad = [i for i in items if isinstance(i, InvalidSample)]

@@ -11,8 +11,16 @@ from scipy.spatial.transform import Rotation
 
 from benchmark.geometry import quat_to_rotmat
 from datasets.demo import render, textures
-from datasets.demo.generate import (DEFAULT_OUT, DEPTH_SUFFIX, HEIGHT, REFERENCE, SPLIT, WIDTH, evaluated_queries,
-                                    generate_scene)
+from datasets.demo.generate import (
+    DEFAULT_OUT,
+    DEPTH_SUFFIX,
+    HEIGHT,
+    REFERENCE,
+    SPLIT,
+    WIDTH,
+    evaluated_queries,
+    generate_scene,
+)
 from datasets.demo.scenes import SCENES
 from datasets.mapfree_io import frame_number, read_intrinsics, read_poses
 

@@ -58,7 +58,8 @@ def test_an_edited_image_is_matched_again_through_the_cache_and_through_resume(d
     fresh = _rows(execute(cfg(), tmp_path / "b", progress=False))
     assert not fresh.loc[target, "cached"] and fresh.drop(index=target)["cached"].all()
     # the old output: its finished shards are resumed, except the one that read the edited image
-    stamps = lambda: {p.name: p.stat().st_mtime_ns for p in (tmp_path / "a/shards").glob("*.parquet")}
+    def stamps():
+        return {p.name: p.stat().st_mtime_ns for p in (tmp_path / "a/shards").glob("*.parquet")}
     before = stamps()
     resumed = _rows(execute(cfg(), tmp_path / "a", progress=False))
     assert resumed.loc[target, "cached"]  # recomputed, with the matches the run into b just made

@@ -8,9 +8,9 @@ import pytest
 
 from benchmark.config import PROJECT_ROOT, load_yaml
 from benchmark.errors import SampleError, UserError
+from benchmark.estimators import to_pycolmap_camera
 from benchmark.geometry import rotation_angle_deg
 from benchmark.localize import lift_reference_points, localize_query
-from benchmark.estimators import to_pycolmap_camera
 from benchmark.types import OK, TOO_FEW_MATCHES, Camera, Matches, QuerySample, Reference
 from datasets.aachen_mini import pose_from
 from methods.base import Matcher

@@ -38,7 +38,8 @@ def test_descriptor_matches_drop_the_border_and_carry_confidences_and_points():
     res2 = {"desc": d2[None], "desc_conf": c2, "pts3d_in_other_view": pixel_coded_points(40, 56, 1.0)}
     m = descriptor_matches(res1, res2, subsample=4, border=3)
     full = fast_reciprocal_matching(d1, d2, subsample=4)
-    inside = lambda xy: (xy >= 3).all(1) & (xy[:, 0] < 53) & (xy[:, 1] < 37)
+    def inside(xy):
+        return (xy >= 3).all(1) & (xy[:, 0] < 53) & (xy[:, 1] < 37)
     keep = inside(full.xy1) & inside(full.xy2)
     assert 0 < len(m) == keep.sum() < len(full)
     np.testing.assert_array_equal(m.xy1, full.xy1[keep])

@@ -4,7 +4,6 @@ disparity; the SuperGlue ScanNet sample pairs: relative pose). LoFTR has no publ
 runs with random ones (shapes and types only)."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest

@@ -9,8 +9,13 @@ import torch
 
 from benchmark.errors import UserError
 from methods.superglue.matcher import SuperGlueMatcher
-from methods.superglue.superglue import (MultiHeadedAttention, SuperGlue, log_optimal_transport, mutual_matches,
-                                         normalize_keypoints)
+from methods.superglue.superglue import (
+    MultiHeadedAttention,
+    SuperGlue,
+    log_optimal_transport,
+    mutual_matches,
+    normalize_keypoints,
+)
 from methods.superglue.superpoint import SuperPoint, non_maximum_suppression, sample_descriptors
 
 

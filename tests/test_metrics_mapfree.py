@@ -43,7 +43,8 @@ def test_virtual_grid_is_the_official_one(mf):
 def test_unit_metrics_every_case(mf):
     u = np.load(mf / "mapfree_unit_metrics.npz", allow_pickle=False)
     n = len(u["case"])
-    args = lambda i: (u["q_gt"][i], u["t_gt"][i], u["q_est"][i], u["t_est"][i], u["K"][i], u["W"][i], u["H"][i])
+    def args(i):
+        return (u["q_gt"][i], u["t_gt"][i], u["q_est"][i], u["t_est"][i], u["K"][i], u["W"][i], u["H"][i])
     errors = [M.frame_errors(*args(i)) for i in range(n)]
     for key, ref in (("trans_err", M.TRANS), ("rot_err", M.ROT), ("reproj_err", M.VCRE)):
         np.testing.assert_allclose([e[ref] for e in errors], u[key], **PER_ITEM, err_msg=key)

@@ -53,7 +53,6 @@ def orb_test():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pages")
-    out = {}
     settings = ["run.bootstrap=200", f"run.cache_dir={tmp / 'cache'}"]
     assert main(["run", "--method", "orb_test", "--dataset", "demo", "--output", str(tmp / "a"), "--no-progress",
                  "--set", "method.max_features=1000", *(x for s in settings for x in ("--set", s))]) == 0

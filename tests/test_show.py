@@ -9,13 +9,13 @@ import yaml
 from benchmark import viz
 from benchmark.config import resolve
 from benchmark.errors import UserError
+from benchmark.estimators import sample_depth
 from benchmark.geometry import pose_matrix
 from benchmark.io import GRAY, read_depth, read_image
 from benchmark.protocols import get_protocol
 from benchmark.registry import DATASETS, METHODS
 from benchmark.runner import build
 from benchmark.show import draw_sample, open_run, show, worst_order
-from benchmark.estimators import sample_depth
 from benchmark.types import TASK_ABSOLUTE, Camera, Matches, QuerySample, Reference
 from datasets.demo.loader import Demo
 from methods.base import Matcher

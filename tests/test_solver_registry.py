@@ -76,7 +76,8 @@ def test_up_front_check_reads_the_declarations():
     scannet = _ns(name="scannet1500", task=TASK_RELATIVE, conf={"root": "x"})
     mapfree = _ns(name="mapfree", task=TASK_METRIC_RELATIVE, conf={"depth": None})
     aachen = _ns(name="aachen", task=TASK_ABSOLUTE, conf={})
-    conf = lambda **kw: {**SOLVER_CONF, **kw}
+    def conf(**kw):
+        return {**SOLVER_CONF, **kw}
     assert solvers.check_solver(conf(relative="poselib"), scannet, sparse).name == "poselib"
     assert solvers.check_solver(conf(metric_relative="pnp_pts3d_poselib"), mapfree, dense).estimate is not None
     with pytest.raises(UserError, match="solver.metric_relative=pnp_pts3d_poselib needs a method that predicts 3D "
@@ -103,7 +104,8 @@ def test_up_front_check_reads_the_declarations():
 
 def test_thresholds_number_or_list():
     ransac = SOLVER_CONF["ransac"]
-    conf = lambda **kw: {**SOLVER_CONF, "ransac": {**ransac, **kw}}
+    def conf(**kw):
+        return {**SOLVER_CONF, "ransac": {**ransac, **kw}}
     assert solvers.sweep_thresholds(conf(max_error=2)) is None
     assert solvers.sweep_thresholds(conf(max_error=[0.5, 1, 2.0])) == [0.5, 1.0, 2.0]
     assert [c["ransac"]["max_error"] for c in solvers.threshold_confs(conf(max_error=[2, 0.5]))] == [2.0, 0.5]

@@ -146,7 +146,8 @@ def frame_errors_w2c(q_gt, t_gt, q_est, t_est, K, W, H, rotation: str = ROTATION
     """The per-frame errors from our world-to-camera convention (quaternion wxyz or 3x3 rotation;
     for Map-free the world is the reference camera), converted and cast as the scorer does
     (K to float32, quirk 10)."""
-    as_quat = lambda q: rotmat_to_quat(q) if np.shape(q) == (3, 3) else np.asarray(q, np.float64)
+    def as_quat(q):
+        return rotmat_to_quat(q) if np.shape(q) == (3, 3) else np.asarray(q, np.float64)
     gt = w2c_to_c2w(as_quat(q_gt), t_gt)
     est = w2c_to_c2w(as_quat(q_est), t_est)
     K32 = np.asarray(K, dtype=np.float32)

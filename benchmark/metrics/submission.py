@@ -24,8 +24,7 @@ from benchmark.geometry import rotmat_to_quat
 from benchmark.io import atomic_path
 from datasets.mapfree_io import PoseLine, evaluated_entries, frame_number, parse_pose_lines, read_text_lines
 
-from .mapfree import CORRECTED, ROTATION_COS, ROTATION_SIN, ROT, SUBSAMPLE, TRANS, VCRE, aggregate, frame_errors_w2c
-
+from .mapfree import CORRECTED, ROT, ROTATION_COS, ROTATION_SIN, SUBSAMPLE, TRANS, VCRE, aggregate, frame_errors_w2c
 
 log = logging.getLogger("locbench.score")
 MAX_LISTED = 5  # problems quoted in a warning (the count says how many there are)

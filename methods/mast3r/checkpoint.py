@@ -31,8 +31,7 @@ from methods.checkpoints import first_line, fit_problems, read_weights, shapes
 
 from .heads import HeadWidths
 from .model import NETWORKS, Dust3rNet, Mast3rNet
-from .releases import (DISPLAY, DUST3R_DEFAULT, KNOWN_NAMES, MAST3R_DEFAULT,  # noqa: F401  (re-exported)
-                       RELEASED_CONSTRUCTORS, resolve_weights)
+from .releases import DISPLAY, DUST3R_DEFAULT, KNOWN_NAMES, MAST3R_DEFAULT, RELEASED_CONSTRUCTORS, resolve_weights  # noqa: F401  (re-exported)
 
 HEAD_WIDTH_KEYS = tuple(f.name for f in dataclasses.fields(HeadWidths))
 _ALIAS = re.compile(r"^(.*\.scratch\.)(?:layer_rn\.(\d)|layer(\d)_rn)\.weight$")

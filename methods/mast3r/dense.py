@@ -37,7 +37,8 @@ class DenseMatches:
         return len(self.xy1)
 
     def subset(self, keep) -> "DenseMatches":
-        pick = lambda a: None if a is None else a[keep]
+        def pick(a):
+            return None if a is None else a[keep]
         return DenseMatches(self.xy1[keep], self.xy2[keep], self.scores[keep], pick(self.pts3d1), pick(self.pts3d2),
                             self.stats)
 

@@ -241,7 +241,7 @@ class Mast3rMatcher(Dust3rMatcher):
                                   points=points)
 
     # -- starting from the map (absolute localization) ----------------------------------------
-    def bound_to_map(self, points2d0) -> Matcher:
+    def bound_to_map(self, points2d0) -> Mast3rMatcher | MapSeeded:
         if self.conf["pixel_tol"] <= 0 or points2d0 is None or len(points2d0) == 0:
             return self
         return MapSeeded(self, np.asarray(points2d0, np.float64).reshape(-1, 2))

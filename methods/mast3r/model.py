@@ -15,7 +15,7 @@ from torch import nn
 
 from benchmark.errors import UserError
 
-from .blocks import DecoderBlock, EncoderBlock, LN_EPS, ManyARPatchEmbed, PatchEmbed, RoPE2D
+from .blocks import LN_EPS, DecoderBlock, EncoderBlock, ManyARPatchEmbed, PatchEmbed, RoPE2D
 from .heads import CatMlpDPTHead, DPTHead, HeadWidths, LinearHead
 
 PATCH_EMBEDS = {"PatchEmbedDust3R": PatchEmbed, "ManyAR_PatchEmbed": ManyARPatchEmbed}
