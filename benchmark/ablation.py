@@ -4,6 +4,7 @@ Any config key can be swept. A method may declare baselines for keys it owns
 (``Matcher.ablation_baselines``: key prefix -> extra overrides), e.g. MASt3R adds a
 brute-force reciprocal-matching run to sweeps of ``method.frm.*``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,10 @@ def sweep_of(args) -> tuple[str, list]:
         return parse_sweep(args.sweep)
     if from_file:
         return next(iter(from_file.items()))
-    raise UserError("Say what to sweep: --sweep KEY=V1,V2,... (e.g. method.frm.max_iter=1,2,3), or an experiment "
-                    "file with a sweep: key.")
+    raise UserError(
+        "Say what to sweep: --sweep KEY=V1,V2,... (e.g. method.frm.max_iter=1,2,3), or an experiment "
+        "file with a sweep: key."
+    )
 
 
 def _override(key: str, value) -> str:
@@ -50,15 +53,25 @@ def _override(key: str, value) -> str:
 def _row(summary: dict, label: str, key: str, value, folder: Path) -> dict:
     stages = {f"time_{k}_s": v for k, v in summary.get("mean_stage_time_s", {}).items()}
     ok = summary["status_counts"].get("ok", 0)
-    row = {key: value, "variant": label, **{c: summary["overall"].get(c) for c in summary["headline"]},
-           "time_match_s": summary["mean_time_match_s"], **stages, "samples": summary["num_samples"], "ok": ok,
-           "status": "ok" if ok else "failed", "reason": "", "run": summary["run_id"]}
+    row = {
+        key: value,
+        "variant": label,
+        **{c: summary["overall"].get(c) for c in summary["headline"]},
+        "time_match_s": summary["mean_time_match_s"],
+        **stages,
+        "samples": summary["num_samples"],
+        "ok": ok,
+        "status": "ok" if ok else "failed",
+        "reason": "",
+        "run": summary["run_id"],
+    }
     if not ok:  # every sample failed: the row says why instead of showing numbers of nothing
         counts = ", ".join(f"{s} {n}" for s, n in summary["status_counts"].items() if n)
         reasons = pd.read_parquet(folder / "samples.parquet", columns=["reason"])["reason"]
         top = reasons[reasons != ""].value_counts()
         row["reason"] = f"all {summary['num_samples']} samples failed ({counts})" + (
-            f"; most often: {top.index[0]}" if len(top) else "")
+            f"; most often: {top.index[0]}" if len(top) else ""
+        )
         log.warning("ablation: %s: %s", label, row["reason"])
     return row
 
@@ -70,8 +83,11 @@ PLOT_TIME = ("time_reciprocal_s", "time_match_s")
 
 def summary_headline(row: dict, key: str) -> list[str]:
     """The accuracy columns of an ablation row (everything but the swept value, times, counts and status)."""
-    return [c for c in row if c not in (key, "variant", "samples", "ok", "status", "reason", "run")
-            and not c.startswith("time_")]
+    return [
+        c
+        for c in row
+        if c not in (key, "variant", "samples", "ok", "status", "reason", "run") and not c.startswith("time_")
+    ]
 
 
 def run_ablation(args, run_fn, config_fn) -> pd.DataFrame:
@@ -82,10 +98,15 @@ def run_ablation(args, run_fn, config_fn) -> pd.DataFrame:
 
     key, values = sweep_of(args)
     base_cfg = config_fn(args, [])
-    out = Path(args.output or Path("results") / f"ablation_{base_cfg['method']['label']}_{base_cfg['dataset']['label']}_"
-               f"{key.replace('.', '-')}_{config_hash([str(v) for v in values], 6)}")
-    variants = [(f"{key}={value}", value, config_fn(args, [_override(key, value)]), out / f"{key}={value}")
-                for value in values]
+    out = Path(
+        args.output
+        or Path("results")
+        / f"ablation_{base_cfg['method']['label']}_{base_cfg['dataset']['label']}_"
+        f"{key.replace('.', '-')}_{config_hash([str(v) for v in values], 6)}"
+    )
+    variants = [
+        (f"{key}={value}", value, config_fn(args, [_override(key, value)]), out / f"{key}={value}") for value in values
+    ]
     for prefix, extra in getattr(METHODS.get(base_cfg["method"]["name"]), "ablation_baselines", {}).items():
         if key.startswith(prefix):
             variants.append(("baseline: " + " ".join(extra), None, config_fn(args, list(extra)), out / "baseline"))

@@ -9,6 +9,7 @@
 Everything the command line does, with the same files written and the same one-sentence errors
 (raised as :class:`benchmark.errors.UserError`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,29 @@ class RunResults:
     config: dict  # config.yaml: the resolved config
 
 
-def run(method: str, dataset: str, overrides: list[str] = (), *, output: str | Path | None = None,
-        experiment: str | Path | None = None, cache: bool = True, progress: bool = False) -> Path:
+def run(
+    method: str,
+    dataset: str,
+    overrides: list[str] = (),
+    *,
+    output: str | Path | None = None,
+    experiment: str | Path | None = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> Path:
     """``python -m benchmark run``: returns the run folder (results, report.html, plots, pictures)."""
     from .cli import cmd_run
 
-    args = argparse.Namespace(method=method, dataset=dataset, experiment=experiment, overrides=list(overrides),
-                              output=str(output) if output else None, no_cache=not cache, executor=None,
-                              no_progress=not progress)
+    args = argparse.Namespace(
+        method=method,
+        dataset=dataset,
+        experiment=experiment,
+        overrides=list(overrides),
+        output=str(output) if output else None,
+        no_cache=not cache,
+        executor=None,
+        no_progress=not progress,
+    )
     return Path(cmd_run(args, quiet=True)["output"])
 
 

@@ -11,6 +11,7 @@ terms are stacked and reduced along the rows, which numpy sums exactly as it sum
 ``reference_draws`` is the direct form (concatenate the drawn scenes, call the summary function); it
 serves protocols without a fast path and the tests.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -77,8 +78,9 @@ def reference_draws(df: pd.DataFrame, summarize: Callable, scenes, picks: np.nda
     draws: Draws = {}
     for b, pick in enumerate(picks):
         # rename the copies so a scene drawn twice counts as two scenes in per-scene averages
-        sample = pd.concat([groups[scenes[s]].assign(scene=f"{scenes[s]}#{i}") for i, s in enumerate(pick)],
-                           ignore_index=True)
+        sample = pd.concat(
+            [groups[scenes[s]].assign(scene=f"{scenes[s]}#{i}") for i, s in enumerate(pick)], ignore_index=True
+        )
         for k, v in summarize(sample).items():
             if isinstance(v, (int, float, np.floating)) and np.isfinite(v):
                 draws.setdefault(k, np.full(len(picks), np.nan))[b] = float(v)
@@ -93,7 +95,7 @@ def resample_draws(df: pd.DataFrame, protocol, scenes: list, picks: np.ndarray) 
         return reference_draws(df, protocol.summarize, scenes, picks)
     evaluate, row_width = resampler(df, pd.Index(scenes).get_indexer(df["scene"]), len(scenes))
     step = max(1, CHUNK_ELEMENTS // max(1, row_width))
-    parts = [evaluate(picks[i:i + step]) for i in range(0, len(picks), step)]
+    parts = [evaluate(picks[i : i + step]) for i in range(0, len(picks), step)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

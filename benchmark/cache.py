@@ -9,6 +9,7 @@ killed at any moment leaves whole entries only (every pair matched before the ki
 ``.npz`` is a ZIP: a truncated or damaged entry fails its CRC-32 on reading and is reported, moved
 aside (``.corrupt``) and recomputed.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def note_old_format(cache_dir: Path) -> None:
     """Say once that match caches written by an older locbench are not read (they would be stale)."""
     root = Path(cache_dir)
     if root.is_dir() and any(p.is_dir() and p.name != FORMAT and "-" in p.name for p in root.iterdir()):
-        log.info("%s also holds match caches of an older locbench format; they are not used (delete them to "
-                 "free space)", root)
+        log.info(
+            "%s also holds match caches of an older locbench format; they are not used (delete them to free space)",
+            root,
+        )
 
 
 class MatchCache:
@@ -59,8 +62,15 @@ class MatchCache:
                 arrays = {k: (data[k] if k in data.files else None) for k in _ARRAYS}
                 counts = [int(v) for v in data["num_keypoints"]]
                 timings = json.loads(str(data["timings"]))
-            return Matches(arrays["kpts0"], arrays["kpts1"], arrays["scores"], arrays["pts3d0"], arrays["pts3d1"],
-                           *(n if n >= 0 else None for n in counts), timings)
+            return Matches(
+                arrays["kpts0"],
+                arrays["kpts1"],
+                arrays["scores"],
+                arrays["pts3d0"],
+                arrays["pts3d1"],
+                *(n if n >= 0 else None for n in counts),
+                timings,
+            )
         except Exception as exc:  # truncated, corrupt (CRC), or written by something else
             problem = f"match cache entry {path} is unreadable ({exc}); it was moved aside and will be recomputed"
             self.problems.append(problem)
@@ -75,5 +85,10 @@ class MatchCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, key=np.array(key), num_keypoints=np.array(counts, np.int64),
-                         timings=np.array(json.dumps({k: float(v) for k, v in matches.timings.items()})), **arrays)
+                np.savez(
+                    f,
+                    key=np.array(key),
+                    num_keypoints=np.array(counts, np.int64),
+                    timings=np.array(json.dumps({k: float(v) for k, v in matches.timings.items()})),
+                    **arrays,
+                )

@@ -1,4 +1,5 @@
 """``python -m benchmark <verb>``: run, ablate, score, leaderboard, list, datasets check."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,14 @@ def _common(p: argparse.ArgumentParser, method: bool = True) -> None:
         p.add_argument("--method", help="registered method or configs/methods/<name>.yaml preset")
     p.add_argument("--dataset", help="registered dataset or configs/datasets/<name>.yaml preset")
     p.add_argument("--experiment", help="an experiment YAML (e.g. configs/experiments/frm_max_iter.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config value with a dotted key, e.g. method.max_keypoints=2048")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config value with a dotted key, e.g. method.max_keypoints=2048",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,8 +44,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="run a sweep of one config key and tabulate accuracy and time")
     _common(p)
-    p.add_argument("--sweep", metavar="KEY=V1,V2,...",
-                   help="e.g. method.frm.max_iter=1,2,3,5,10 (or a sweep: key in the --experiment file)")
+    p.add_argument(
+        "--sweep",
+        metavar="KEY=V1,V2,...",
+        help="e.g. method.frm.max_iter=1,2,3,5,10 (or a sweep: key in the --experiment file)",
+    )
     p.add_argument("--output", help="folder for the ablation table and plot")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--allow-download", action="store_true")
@@ -53,9 +63,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="results folders (e.g. results/*)")
     p.add_argument("--output", help="folder for leaderboard.md/.csv/.tex/.html (default: print only)")
     p.add_argument("--published", action="store_true", help="add the published reference rows (configs/published)")
-    p.add_argument("--mix-protocols", action="store_true", help="allow runs of different protocol versions in one column")
-    p.add_argument("--format", choices=["term", "md", "csv", "tex", "html"], default="term",
-                   help="what to print: term (fits 100 columns, the default), md, csv, tex or html (a whole page)")
+    p.add_argument(
+        "--mix-protocols", action="store_true", help="allow runs of different protocol versions in one column"
+    )
+    p.add_argument(
+        "--format",
+        choices=["term", "md", "csv", "tex", "html"],
+        default="term",
+        help="what to print: term (fits 100 columns, the default), md, csv, tex or html (a whole page)",
+    )
 
     p = sub.add_parser("show", help="draw samples of a finished run: matches coloured by their error")
     p.add_argument("run", help="a run folder (results/<run id>)")
@@ -64,18 +80,31 @@ def parser() -> argparse.ArgumentParser:
     pick.add_argument("--worst", type=int, metavar="N", help="the N worst samples (failed first, then by error)")
     p.add_argument("--scene", help="only samples of this scene (all of them without --worst)")
     p.add_argument("--output", help="a .png/.jpg file for one sample, else a folder (default: RUN/viz/)")
-    p.add_argument("--max-error", type=float, default=10.0, metavar="PX",
-                   help="error (pixels) drawn fully red (default 10)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the run's config, e.g. dataset.root=PATH when the data moved")
+    p.add_argument(
+        "--max-error", type=float, default=10.0, metavar="PX", help="error (pixels) drawn fully red (default 10)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the run's config, e.g. dataset.root=PATH when the data moved",
+    )
 
     p = sub.add_parser("compare", help="two runs: config differences, metric differences with paired intervals")
     p.add_argument("run_a", metavar="RUN_A", help="a run folder (the baseline, A)")
     p.add_argument("run_b", metavar="RUN_B", help="a run folder (B)")
     p.add_argument("--output", help="folder for compare.md/.html/.png (default results/compare_<A>_vs_<B>)")
     p.add_argument("--force", action="store_true", help="compare runs over different evaluation sets anyway")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="compare.bootstrap (1000), compare.seed (0), compare.max_listed (50)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="compare.bootstrap (1000), compare.seed (0), compare.max_listed (50)",
+    )
 
     sub.add_parser("list", help="registered methods, datasets (with their solver key), solvers and protocols")
 
@@ -88,8 +117,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="[locbench] %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="[locbench] %(message)s", stream=sys.stderr
+    )
     for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -109,7 +139,9 @@ def run_config(args, extra: list[str] = ()) -> dict:
     overrides = list(args.overrides) + list(extra)
     if getattr(args, "executor", None):
         overrides.append(f"executor.name={args.executor}")
-    cfg = resolve(args.method, args.dataset, args.experiment, overrides, allow_sweep=getattr(args, "verb", "run") == "ablate")
+    cfg = resolve(
+        args.method, args.dataset, args.experiment, overrides, allow_sweep=getattr(args, "verb", "run") == "ablate"
+    )
     # the run uses (and records) only the solver key of its dataset's task
     cfg["solver"] = run_solver_conf(cfg["solver"], DATASETS.get(cfg["dataset"]["name"]).task)
     if getattr(args, "no_cache", False):
@@ -146,8 +178,11 @@ def cmd_run(args, cfg: dict | None = None, output: Path | None = None, quiet: bo
         try:
             worst = write_worst(output, df, cfg, prepared.dataset, prepared.method, protocol, cfg["run"]["viz_worst"])
         except Exception as exc:  # the results are written: a picture that cannot be drawn must not lose them
-            log.warning("the worst samples could not be drawn (%s: %s); report.html is written without them",
-                        type(exc).__name__, exc)
+            log.warning(
+                "the worst samples could not be drawn (%s: %s); report.html is written without them",
+                type(exc).__name__,
+                exc,
+            )
             worst = []
         if plots is not None:
             plots.result()  # report.html shows them
@@ -202,23 +237,35 @@ def cmd_leaderboard(args) -> int:
             write_text_atomic(out / f"leaderboard.{fmt}", render(tables, fmt))
         write_text_atomic(out / "leaderboard.html", page)
         log.info("wrote %s/leaderboard.{md,csv,tex,html}", out)
-    print({"term": lambda: render_term(tables), "html": lambda: page}.get(args.format, lambda: render(tables, args.format))())
+    print(
+        {"term": lambda: render_term(tables), "html": lambda: page}.get(
+            args.format, lambda: render(tables, args.format)
+        )()
+    )
     return 0
 
 
 def cmd_show(args) -> int:
     from .show import show
 
-    show(Path(args.run), args.overrides, args.sample, args.worst, args.scene,
-         Path(args.output) if args.output else None, args.max_error)
+    show(
+        Path(args.run),
+        args.overrides,
+        args.sample,
+        args.worst,
+        args.scene,
+        Path(args.output) if args.output else None,
+        args.max_error,
+    )
     return 0
 
 
 def cmd_compare(args) -> int:
     from .compare_pages import run_compare
 
-    run_compare(Path(args.run_a), Path(args.run_b), args.overrides, args.force,
-                Path(args.output) if args.output else None)
+    run_compare(
+        Path(args.run_a), Path(args.run_b), args.overrides, args.force, Path(args.output) if args.output else None
+    )
     return 0
 
 
@@ -281,15 +328,24 @@ def main(argv: list[str] | None = None) -> int:
             summary = cmd_run(args)
             if summary["num_samples"] and not summary["status_counts"].get("ok"):
                 top = (summary.get("failure_reasons") or [{"status": "?", "reason": "?"}])[0]
-                print(f"error: every one of the {summary['num_samples']} samples failed (most often "
-                      f"{top['status']}: {top['reason']}); the results above are written, but no pose was "
-                      f"estimated.", file=sys.stderr)
+                print(
+                    f"error: every one of the {summary['num_samples']} samples failed (most often "
+                    f"{top['status']}: {top['reason']}); the results above are written, but no pose was "
+                    f"estimated.",
+                    file=sys.stderr,
+                )
                 return 1
             return 0
         if args.verb == "datasets":
             return cmd_datasets_check(args)
-        return {"ablate": cmd_ablate, "score": cmd_score, "leaderboard": cmd_leaderboard, "list": cmd_list,
-                "show": cmd_show, "compare": cmd_compare}[args.verb](args)
+        return {
+            "ablate": cmd_ablate,
+            "score": cmd_score,
+            "leaderboard": cmd_leaderboard,
+            "list": cmd_list,
+            "show": cmd_show,
+            "compare": cmd_compare,
+        }[args.verb](args)
     except (UserError, SampleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -300,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: unexpected {type(exc).__name__}{': ' + first if first else ''}; this is a bug in locbench: "
-              f"run the command again with --verbose for the traceback and report it.", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}{': ' + first if first else ''}; this is a bug in locbench: "
+            f"run the command again with --verbose for the traceback and report it.",
+            file=sys.stderr,
+        )
         return 1

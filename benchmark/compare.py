@@ -9,6 +9,7 @@
 Runs over different evaluation sets (protocol, dataset, dataset files or samples) are refused unless
 ``--force``. Outputs: a compact printed table, ``compare.md``, ``compare.html``, ``compare.png``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,10 @@ def load_run(path: Path) -> Run:
 
     folder = open_run(Path(path))
     if not (folder.path / "summary.json").is_file():
-        raise UserError(f"{path} is not a finished run folder (no summary.json); pass a folder written by "
-                        f"`python -m benchmark run`.")
+        raise UserError(
+            f"{path} is not a finished run folder (no summary.json); pass a folder written by "
+            f"`python -m benchmark run`."
+        )
     summary = read_summary(folder.path / "summary.json")
     return Run(folder.path.resolve().name, folder.path, summary, folder.cfg, folder.samples)
 
@@ -63,8 +66,11 @@ def config_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
     Output paths and labels are left out: they differ between any two runs."""
     fa, fb = flatten(a), flatten(b)
     skip = {"run.output", "method.label", "dataset.label"}
-    return [(k, fa.get(k, "(absent)"), fb.get(k, "(absent)")) for k in sorted(set(fa) | set(fb))
-            if k not in skip and fa.get(k, "(absent)") != fb.get(k, "(absent)")]
+    return [
+        (k, fa.get(k, "(absent)"), fb.get(k, "(absent)"))
+        for k in sorted(set(fa) | set(fb))
+        if k not in skip and fa.get(k, "(absent)") != fb.get(k, "(absent)")
+    ]
 
 
 def evaluation_set_problems(a: Run, b: Run) -> list[str]:
@@ -72,19 +78,22 @@ def evaluation_set_problems(a: Run, b: Run) -> list[str]:
     sa, sb = a.summary, b.summary
     out = []
     if (sa["protocol"], str(sa["protocol_version"])) != (sb["protocol"], str(sb["protocol_version"])):
-        out.append(f"protocols differ ({sa['protocol']} v{sa['protocol_version']} against {sb['protocol']} "
-                   f"v{sb['protocol_version']})")
+        out.append(
+            f"protocols differ ({sa['protocol']} v{sa['protocol_version']} against {sb['protocol']} "
+            f"v{sb['protocol_version']})"
+        )
     if sa["dataset"] != sb["dataset"]:
         out.append(f"datasets differ ({sa['dataset']} against {sb['dataset']})")
     ha = sa.get("provenance", {}).get("dataset_manifest_hash")
     hb = sb.get("provenance", {}).get("dataset_manifest_hash")
     if ha and hb and ha != hb:
-        out.append("the dataset files or the dataset config differ (manifest hashes "
-                   f"{str(ha)[:8]} and {str(hb)[:8]})")
+        out.append(f"the dataset files or the dataset config differ (manifest hashes {str(ha)[:8]} and {str(hb)[:8]})")
     ids_a, ids_b = set(a.samples["sample_id"]), set(b.samples["sample_id"])
     if ids_a != ids_b:
-        out.append(f"the samples differ ({len(ids_a - ids_b)} only in A, {len(ids_b - ids_a)} only in B, "
-                   f"{len(ids_a & ids_b)} shared)")
+        out.append(
+            f"the samples differ ({len(ids_a - ids_b)} only in A, {len(ids_b - ids_a)} only in B, "
+            f"{len(ids_a & ids_b)} shared)"
+        )
     return out
 
 
@@ -130,13 +139,13 @@ def changed_samples(a: pd.DataFrame, b: pd.DataFrame, protocol) -> pd.DataFrame:
             ea, eb = r[f"{col}_a"], r[f"{col}_b"]
             was, now = bool(_below(pd.Series([ea]), thr)[0]), bool(_below(pd.Series([eb]), thr)[0])
             if was != now:
-                notes.append(f"{label} {_num(ea)} -> {_num(eb)} {unit} ({'now' if now else 'no longer'} "
-                             f"below {thr:g} {unit})")
+                notes.append(
+                    f"{label} {_num(ea)} -> {_num(eb)} {unit} ({'now' if now else 'no longer'} below {thr:g} {unit})"
+                )
                 better, worse = better or now, worse or was
         if notes:
             change = "better" if better and not worse else ("worse" if worse and not better else "mixed")
-            rows.append({"sample_id": r["sample_id"], "scene": r["scene"], "change": change,
-                         "what": "; ".join(notes)})
+            rows.append({"sample_id": r["sample_id"], "scene": r["scene"], "change": change, "what": "; ".join(notes)})
     return pd.DataFrame(rows, columns=["sample_id", "scene", "change", "what"])
 
 
@@ -164,8 +173,10 @@ class Comparison:
             return "no intervals: compare.bootstrap is 0"
         if n < 2:
             return f"no intervals: the runs share {n} scene(s); resampling scenes needs at least 2"
-        note = (f"95 % intervals of B - A: paired bootstrap over {n} shared scenes ({s['bootstrap']} resamples, "
-                f"seed {s['seed']})")
+        note = (
+            f"95 % intervals of B - A: paired bootstrap over {n} shared scenes ({s['bootstrap']} resamples, "
+            f"seed {s['seed']})"
+        )
         if n < FEW_SCENES:
             note += f"; with only {n} scenes the interval is rough (few distinct resamples): read it with care"
         return note
@@ -181,11 +192,15 @@ def compare(path_a: Path, path_b: Path, overrides: list[str] = (), force: bool =
     a, b = load_run(path_a), load_run(path_b)
     problems = evaluation_set_problems(a, b)
     if problems and not force:
-        raise UserError(f"{a.path} and {b.path} are not over the same evaluation set: {'; '.join(problems)}; "
-                        f"compare runs of the same data, or pass --force to compare them anyway.")
+        raise UserError(
+            f"{a.path} and {b.path} are not over the same evaluation set: {'; '.join(problems)}; "
+            f"compare runs of the same data, or pass --force to compare them anyway."
+        )
     if a.summary["protocol"] != b.summary["protocol"]:
-        raise UserError(f"{a.path} ({a.summary['protocol']}) and {b.path} ({b.summary['protocol']}) are scored "
-                        f"by different metrics; there is nothing to compare, even with --force.")
+        raise UserError(
+            f"{a.path} ({a.summary['protocol']}) and {b.path} ({b.summary['protocol']}) are scored "
+            f"by different metrics; there is nothing to compare, even with --force."
+        )
     protocol = get_protocol(a.summary["protocol"])
     ci = paired_intervals(a.samples, b.samples, protocol, settings["bootstrap"], settings["seed"])
     rows = []
@@ -205,5 +220,14 @@ def compare(path_a: Path, path_b: Path, overrides: list[str] = (), force: bool =
             row[f"B-A {protocol.label(key)}"] = vb - va if _is_number(va) and _is_number(vb) else None
         scene_rows.append(row)
     shared = len(set(a.samples["scene"]) & set(b.samples["scene"]))
-    return Comparison(a, b, problems, config_diff(a.cfg, b.cfg), pd.DataFrame(rows), pd.DataFrame(scene_rows),
-                      changed_samples(a.samples, b.samples, protocol), shared, settings)
+    return Comparison(
+        a,
+        b,
+        problems,
+        config_diff(a.cfg, b.cfg),
+        pd.DataFrame(rows),
+        pd.DataFrame(scene_rows),
+        changed_samples(a.samples, b.samples, protocol),
+        shared,
+        settings,
+    )

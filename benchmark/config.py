@@ -8,6 +8,7 @@ schema), so a typo is an error that names the key instead of being ignored; ever
 checked against the key's type (``benchmark.config_types``) as its layer is merged, so a wrong
 type is an error naming the key, the type and the layer before any work.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,8 +48,9 @@ def merge(base: dict, override: dict, source: str, prefix: str = "", schema: dic
     types of ``base``) and normalised; an unknown key or a wrong type is an error naming ``source``."""
     schema = build_schema(base, {}) if schema is None else schema
     if not isinstance(override, dict):
-        raise UserError(f"{prefix.rstrip('.') or 'The config'} in {source} must be a mapping of keys to values, "
-                        f"not {override!r}.")
+        raise UserError(
+            f"{prefix.rstrip('.') or 'The config'} in {source} must be a mapping of keys to values, not {override!r}."
+        )
     out = copy.deepcopy(base)
     for key, value in override.items():
         dotted = f"{prefix}{key}"
@@ -60,8 +62,10 @@ def merge(base: dict, override: dict, source: str, prefix: str = "", schema: dic
             if value is None:  # an empty section in a YAML file
                 continue
             if not isinstance(value, dict):
-                raise UserError(f"{dotted} is a section of keys ({', '.join(spec)}), not a value: set one of "
-                                f"them (e.g. {dotted}.{next(iter(spec), 'KEY')}=...) instead of {value!r} (in {source}).")
+                raise UserError(
+                    f"{dotted} is a section of keys ({', '.join(spec)}), not a value: set one of "
+                    f"them (e.g. {dotted}.{next(iter(spec), 'KEY')}=...) instead of {value!r} (in {source})."
+                )
             out[key] = merge(out.get(key) or {}, value, source, dotted + ".", spec)
         elif spec.type is dict and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **copy.deepcopy(value)}  # a free-form mapping takes new sub-keys
@@ -192,8 +196,10 @@ def read_experiment(experiment: str | Path | None) -> tuple[dict, dict | None]:
     if sweep in (None, {}):
         return exp, None
     if not (isinstance(sweep, dict) and len(sweep) == 1 and isinstance(next(iter(sweep)), str)):
-        raise UserError(f"sweep: in {experiment} must map one dotted key to its values "
-                        f"(e.g. sweep: {{method.frm.max_iter: [1, 2, 3]}}), not {sweep!r}.")
+        raise UserError(
+            f"sweep: in {experiment} must map one dotted key to its values "
+            f"(e.g. sweep: {{method.frm.max_iter: [1, 2, 3]}}), not {sweep!r}."
+        )
     key, values = next(iter(sweep.items()))
     values = values if isinstance(values, list) else [values]
     if not values:
@@ -201,8 +207,13 @@ def read_experiment(experiment: str | Path | None) -> tuple[dict, dict | None]:
     return exp, {key: values}
 
 
-def resolve(method: str | None, dataset: str | None, experiment: str | Path | None = None,
-            overrides: list[str] = (), allow_sweep: bool = False) -> dict:
+def resolve(
+    method: str | None,
+    dataset: str | None,
+    experiment: str | Path | None = None,
+    overrides: list[str] = (),
+    allow_sweep: bool = False,
+) -> dict:
     """The full run config, every layer merged and type-checked (see the module docstring).
 
     An experiment file with a ``sweep:`` is refused unless ``allow_sweep`` (``ablate`` runs it)."""
@@ -212,8 +223,10 @@ def resolve(method: str | None, dataset: str | None, experiment: str | Path | No
     exp, sweep = read_experiment(experiment)
     if sweep and not allow_sweep:
         key = next(iter(sweep))
-        raise UserError(f"{experiment} has a sweep: of {key}, which only `python -m benchmark ablate --experiment "
-                        f"{experiment}` runs; remove the sweep: key to use the file here.")
+        raise UserError(
+            f"{experiment} has a sweep: of {key}, which only `python -m benchmark ablate --experiment "
+            f"{experiment}` runs; remove the sweep: key to use the file here."
+        )
     exp_method, exp_dataset = exp.pop("method", {}) or {}, exp.pop("dataset", {}) or {}
     for kind, part in (("method", exp_method), ("dataset", exp_dataset)):
         if not isinstance(part, dict):
@@ -224,8 +237,9 @@ def resolve(method: str | None, dataset: str | None, experiment: str | Path | No
     exp_method.pop("name", None)
     exp_dataset.pop("name", None)
     if not method or not dataset:
-        raise UserError("Say which method and dataset to run: --method NAME --dataset NAME "
-                        "(or an experiment file that names them).")
+        raise UserError(
+            "Say which method and dataset to run: --method NAME --dataset NAME (or an experiment file that names them)."
+        )
     for kind, name in (("dataset", dataset), ("method", method)):
         section, schema[kind], data = _section(kind, name)
         cfg[kind] = merge({}, section, f"the '{name}' {kind} defaults", f"{kind}.", schema[kind])

@@ -15,6 +15,7 @@ checked: an integer given for a float key becomes a float, one string given for 
 becomes a one-element list; so code reading a config never casts. A null default that nobody
 declared accepts anything (``tests/test_config.py`` makes sure the built-in classes declare theirs).
 """
+
 from __future__ import annotations
 
 import types
@@ -53,8 +54,15 @@ class Key:
 
 
 ANY = Key(Any)
-_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
-          type(None): "null", Any: "anything"}
+_NAMES = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    dict: "a mapping",
+    type(None): "null",
+    Any: "anything",
+}
 _PLURALS = {int: "integers", float: "numbers", bool: "booleans", str: "strings", dict: "mappings", Any: "values"}
 
 
@@ -127,8 +135,12 @@ def check_value(key: Key, value, dotted: str, source: str):
         if key.choices and out is not None and out not in key.choices:
             raise _Mismatch
         for v in _numbers(out):
-            if ((key.min is not None and v < key.min) or (key.above is not None and v <= key.above)
-                    or (key.max is not None and v > key.max) or (key.below is not None and v >= key.below)):
+            if (
+                (key.min is not None and v < key.min)
+                or (key.above is not None and v <= key.above)
+                or (key.max is not None and v > key.max)
+                or (key.below is not None and v >= key.below)
+            ):
                 raise _Mismatch
     except _Mismatch:
         hint = ""

@@ -1,6 +1,7 @@
 """What the harness and the methods share about the machine: the project's environment variables
 (which Ray workers must receive too), the one sentence for a missing optional package, and torch's
 thread count."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,8 +18,10 @@ PROJECT_ENV = (ENV_DIR, ENV_CACHE, ENV_ALLOW_DOWNLOAD)
 def require_package(module: str, extra: str, what: str) -> None:
     """Raise a one-sentence UserError when an optional package is missing."""
     if importlib.util.find_spec(module) is None:
-        raise UserError(f"The {what} needs the optional package '{module}'; install it with "
-                        f"pip install torch==2.13.0 -e '.[{extra}]'.")
+        raise UserError(
+            f"The {what} needs the optional package '{module}'; install it with "
+            f"pip install torch==2.13.0 -e '.[{extra}]'."
+        )
 
 
 _torch_threads: int | None = None

@@ -5,6 +5,7 @@ RANSAC (the ScanNet papers' recipe) do. Every RANSAC is seeded (the per-sample s
 and takes its pixel threshold from :func:`threshold_px`. Which estimator a run uses, and what it is fed,
 is declared in ``benchmark.solvers``.
 """
+
 from __future__ import annotations
 
 import math
@@ -93,8 +94,12 @@ def essential(problem: PoseProblem, conf: dict, seed: int = 0) -> Estimate:
     if len(m) < need:
         return _too_few(len(m), need, "matches", problem)
     ans = _pycolmap().estimate_essential_matrix(
-        m.kpts0 + 0.5, m.kpts1 + 0.5, to_pycolmap_camera(problem.camera0), to_pycolmap_camera(problem.camera1),
-        ransac_options(conf, seed, threshold_px(conf, problem.camera1)))
+        m.kpts0 + 0.5,
+        m.kpts1 + 0.5,
+        to_pycolmap_camera(problem.camera0),
+        to_pycolmap_camera(problem.camera1),
+        ransac_options(conf, seed, threshold_px(conf, problem.camera1)),
+    )
     if ans is None:
         return Estimate.failure(SOLVER_FAILED, "essential matrix RANSAC found no model")
     R, t = _rigid(ans["cam2_from_cam1"])
@@ -115,8 +120,9 @@ def pnp(problem: PoseProblem, conf: dict, seed: int = 0) -> Estimate:
     ref = pycolmap.AbsolutePoseRefinementOptions()
     ref.refine_focal_length = False
     ref.refine_extra_params = False
-    ans = pycolmap.estimate_and_refine_absolute_pose(problem.matches.kpts1[valid] + 0.5, problem.points3d[valid],
-                                                     to_pycolmap_camera(problem.camera1), est, ref)
+    ans = pycolmap.estimate_and_refine_absolute_pose(
+        problem.matches.kpts1[valid] + 0.5, problem.points3d[valid], to_pycolmap_camera(problem.camera1), est, ref
+    )
     if ans is None:
         return Estimate.failure(SOLVER_FAILED, "PnP RANSAC found no pose")
     R, t = _rigid(ans["cam_from_world"])
@@ -138,7 +144,9 @@ def _pnp_estimate(R, t, inliers: np.ndarray, valid: np.ndarray, problem: PosePro
     if not (np.isfinite(R).all() and np.isfinite(t).all()):
         return Estimate.failure(SOLVER_FAILED, "PnP returned a non-finite pose")
     if np.linalg.norm(t) > MAX_TRANSLATION_M:
-        return Estimate.failure(SOLVER_FAILED, f"PnP pose is {np.linalg.norm(t):.0f} m away (> {MAX_TRANSLATION_M:.0f} m)")
+        return Estimate.failure(
+            SOLVER_FAILED, f"PnP pose is {np.linalg.norm(t):.0f} m away (> {MAX_TRANSLATION_M:.0f} m)"
+        )
     n = int(inliers.sum())
     full = np.zeros(len(problem.matches), dtype=bool)
     full[np.flatnonzero(valid)] = inliers
@@ -163,8 +171,9 @@ def essential_opencv(problem: PoseProblem, conf: dict, seed: int = 0) -> Estimat
     n0, n1 = normalised(m.kpts0, problem.camera0), normalised(m.kpts1, problem.camera1)
     thr = threshold_px(conf, problem.camera1) / np.mean([K0[0, 0], K1[1, 1], K0[0, 0], K1[1, 1]])
     cv2.setRNGSeed(int(seed))
-    E, mask = cv2.findEssentialMat(n0, n1, np.eye(3), threshold=thr, prob=conf["ransac"]["confidence"],
-                                   method=cv2.RANSAC)
+    E, mask = cv2.findEssentialMat(
+        n0, n1, np.eye(3), threshold=thr, prob=conf["ransac"]["confidence"], method=cv2.RANSAC
+    )
     if E is None:
         return Estimate.failure(SOLVER_FAILED, "cv2.findEssentialMat found no model")
     best = best_essential_candidate(E, mask, n0, n1)
@@ -197,15 +206,23 @@ def best_essential_candidate(E: np.ndarray, mask: np.ndarray, n0: np.ndarray, n1
 def poselib_camera(camera: Camera) -> dict:
     """PoseLib takes COLMAP's model names; points and principal point just have to share a convention
     (OpenCV pixels here)."""
-    return {"model": camera.model, "width": int(camera.width), "height": int(camera.height),
-            "params": [float(p) for p in camera.params]}
+    return {
+        "model": camera.model,
+        "width": int(camera.width),
+        "height": int(camera.height),
+        "params": [float(p) for p in camera.params],
+    }
 
 
 def poselib_ransac(conf: dict, seed: int, threshold_key: str, threshold: float) -> dict:
     r = conf["ransac"]
-    return {threshold_key: float(threshold), "success_prob": float(r["confidence"]),
-            "min_iterations": int(r["min_iterations"]), "max_iterations": int(r["max_iterations"]),
-            "seed": int(seed)}
+    return {
+        threshold_key: float(threshold),
+        "success_prob": float(r["confidence"]),
+        "min_iterations": int(r["min_iterations"]),
+        "max_iterations": int(r["max_iterations"]),
+        "seed": int(seed),
+    }
 
 
 def poselib_relative(problem: PoseProblem, conf: dict, seed: int = 0) -> Estimate:
@@ -218,8 +235,9 @@ def poselib_relative(problem: PoseProblem, conf: dict, seed: int = 0) -> Estimat
     if len(m) < need:
         return _too_few(len(m), need, "matches", problem)
     opts = poselib_ransac(conf, seed, "max_epipolar_error", threshold_px(conf, problem.camera1))
-    pose, info = poselib.estimate_relative_pose(m.kpts0, m.kpts1, poselib_camera(problem.camera0),
-                                                poselib_camera(problem.camera1), opts, {})
+    pose, info = poselib.estimate_relative_pose(
+        m.kpts0, m.kpts1, poselib_camera(problem.camera0), poselib_camera(problem.camera1), opts, {}
+    )
     n = int(info["num_inliers"])
     R, t = np.asarray(pose.R, dtype=np.float64), np.asarray(pose.t, dtype=np.float64)
     if n < ESSENTIAL_MIN or not (np.isfinite(R).all() and np.isfinite(t).all()) or np.linalg.norm(t) == 0:
@@ -237,8 +255,9 @@ def poselib_pnp(problem: PoseProblem, conf: dict, seed: int = 0) -> Estimate:
     if isinstance(valid, Estimate):
         return valid
     opts = poselib_ransac(conf, seed, "max_reproj_error", threshold_px(conf, problem.camera1))
-    pose, info = poselib.estimate_absolute_pose(problem.matches.kpts1[valid], problem.points3d[valid],
-                                                poselib_camera(problem.camera1), opts, {})
+    pose, info = poselib.estimate_absolute_pose(
+        problem.matches.kpts1[valid], problem.points3d[valid], poselib_camera(problem.camera1), opts, {}
+    )
     if int(info["num_inliers"]) < PNP_MIN:
         return Estimate.failure(SOLVER_FAILED, f"PoseLib PnP RANSAC found no pose ({info['num_inliers']} inliers)")
     R, t = np.asarray(pose.R, dtype=np.float64), np.asarray(pose.t, dtype=np.float64)
@@ -296,7 +315,7 @@ def metric_scale(ratios: np.ndarray, rel_threshold: float) -> tuple[float, int]:
     lo = np.searchsorted(ratios, cands * (1 - rel_threshold), side="left")
     hi = np.searchsorted(ratios, cands * (1 + rel_threshold), side="right")
     best = int(np.argmax(hi - lo))
-    support = ratios[lo[best]:hi[best]]
+    support = ratios[lo[best] : hi[best]]
     return float(np.median(support)), int(len(support))
 
 

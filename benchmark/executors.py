@@ -4,6 +4,7 @@ An executor has one method, ``map(fn, jobs, progress, weights)``: ``fn(*job)`` f
 results in the order of ``jobs``; ``weights`` (samples per job) drive the progress bar. Jobs write
 their own files, so executors only schedule and collect small return values.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -22,8 +23,9 @@ class LocalExecutor:
     def map(self, fn: Callable, jobs: list[tuple], progress: bool = True, weights: list[int] | None = None) -> list:
         weights = weights or [1] * len(jobs)
         out = []
-        with tqdm(total=sum(weights), unit="sample", disable=not progress or not jobs, leave=False,
-                  desc="matching+solving") as bar:
+        with tqdm(
+            total=sum(weights), unit="sample", disable=not progress or not jobs, leave=False, desc="matching+solving"
+        ) as bar:
             for job, w in zip(jobs, weights):
                 out.append(fn(*job))
                 bar.update(w)

@@ -2,6 +2,7 @@
 
 Quaternions are (w, x, y, z), Hamilton convention; poses are 4x4 world-to-camera.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
 """Self-contained HTML pages (run report, run comparison, leaderboard): one file, images embedded as
 data URIs, no server, no CDN, no request leaves the machine. Tables sort on a click on their header
 (a few lines of inline script); everything still reads without script."""
+
 from __future__ import annotations
 
 import base64
@@ -60,18 +61,25 @@ def _numeric(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
-def table(columns: list[str], rows: list[list], table_id: str | None = None, sortable: bool = True,
-          raw: bool = False, titles: list[str] | None = None) -> str:
+def table(
+    columns: list[str],
+    rows: list[list],
+    table_id: str | None = None,
+    sortable: bool = True,
+    raw: bool = False,
+    titles: list[str] | None = None,
+) -> str:
     """An HTML table: numbers right-aligned, text left-aligned. ``raw``: the cells are already HTML;
     ``titles``: a tooltip per header (e.g. the full name of a shortened one)."""
     ident = f' id="{esc(table_id)}"' if table_id else ""
     cls = ' class="sortable"' if sortable else ""
     tips = titles or [""] * len(columns)
-    head = "".join(f'<th{f" title={chr(34)}{esc(t)}{chr(34)}" if t else ""}>{esc(c)}</th>'
-                   for c, t in zip(columns, tips))
+    head = "".join(
+        f"<th{f' title={chr(34)}{esc(t)}{chr(34)}' if t else ''}>{esc(c)}</th>" for c, t in zip(columns, tips)
+    )
     body = []
     for r in rows:
-        tds = "".join(f'<td{"" if _numeric(v) else " class=t"}>{v if raw else esc(cell(v))}</td>' for v in r)
+        tds = "".join(f"<td{'' if _numeric(v) else ' class=t'}>{v if raw else esc(cell(v))}</td>" for v in r)
         body.append(f"<tr>{tds}</tr>")
     return f"<table{ident}{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -98,8 +106,10 @@ def pre(text: str) -> str:
 
 
 def page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n"
-            f"<script>{SCRIPT}</script>\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n"
+        f"<script>{SCRIPT}</script>\n</body></html>\n"
+    )

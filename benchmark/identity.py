@@ -21,6 +21,7 @@ Every other key (``run.cache``, ``cache_dir``, ``output``, ``plots``, ``bootstra
 ``shard_size``, ``progress`` and anything added to ``run`` later, the whole ``executor`` section) cannot
 change a row and is left out, so changing it keeps the run id.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -110,12 +111,12 @@ class FileIdentities:
         try:
             with sqlite3.connect(str(self.store), timeout=30) as db:
                 db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, stat TEXT, digest TEXT)")
-                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)",
-                               [(k, *v) for k, v in self._new.items()])
+                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", [(k, *v) for k, v in self._new.items()])
             self._new = {}
         except sqlite3.Error as exc:  # a full disk or an odd filesystem: the next run hashes again
-            log.warning("could not save file identities to %s (%s); the next run hashes its inputs again",
-                        self.store, exc)
+            log.warning(
+                "could not save file identities to %s (%s); the next run hashes its inputs again", self.store, exc
+            )
 
     close = save
 
@@ -158,8 +159,10 @@ def _canonical(value, ids: FileIdentities, files: dict):
     if isinstance(value, np.ndarray):
         return ["array", array_digest(value)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [type(value).__name__, {f.name: _canonical(getattr(value, f.name), ids, files)
-                                       for f in dataclasses.fields(value)}]
+        return [
+            type(value).__name__,
+            {f.name: _canonical(getattr(value, f.name), ids, files) for f in dataclasses.fields(value)},
+        ]
     if isinstance(value, dict):
         return {str(k): _canonical(v, ids, files) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -187,5 +190,7 @@ def combine(digests) -> str:
 def pair_read_params(sample: PairSample) -> tuple[tuple, tuple]:
     """How the run reads each image of a pair: the protocol resize and the rotation code."""
     extra = sample.extra or {}
-    return (("resize", sample.resize0, "rot", extra.get("rot0", 0)),
-            ("resize", sample.resize1, "rot", extra.get("rot1", 0)))
+    return (
+        ("resize", sample.resize0, "rot", extra.get("rot0", 0)),
+        ("resize", sample.resize1, "rot", extra.get("rot1", 0)),
+    )

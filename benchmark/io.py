@@ -1,5 +1,6 @@
 """Reading images (in the form each method's official reader gives) and depth maps, with one-sentence
 errors, and atomic writes."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ RGB = ImageReading("rgb")
 GRAY = ImageReading("gray")
 
 
-def read_image(path: Path, resize: tuple | None = None, exif_rotation: int = 0,
-               reading: ImageReading = RGB) -> np.ndarray:
+def read_image(
+    path: Path, resize: tuple | None = None, exif_rotation: int = 0, reading: ImageReading = RGB
+) -> np.ndarray:
     """uint8 (H, W, 3) RGB, or (H, W) grey for a ``gray`` reading. ``resize`` = (W, H) of the returned
     image uses OpenCV's default bilinear resize (the ScanNet protocol's).
 

@@ -10,6 +10,7 @@ tables of a full evaluation set of their dataset. A threshold sweep (``summary.j
 ``threshold_sweep``) gives one ordinary row per threshold; its per-metric best threshold is an oracle
 choice, listed in a table of its own (``... [oracle threshold]``) and never ranked with the others.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,10 @@ log = logging.getLogger("locbench.leaderboard")
 PUBLISHED_TAG = "[published]"
 WEIGHT_MARKS = {"unverified": "?", "modified": "†", "unknown": "†", "missing": "†"}
 ORACLE_TAG = "[oracle threshold]"  # a threshold sweep's best threshold per metric, chosen on the test data
-WEIGHT_KEY = ("weights: ? = a released file name whose checksum is not known here (unverified); "
-              "† = not a known released file (random, fine-tuned or modified weights)")
+WEIGHT_KEY = (
+    "weights: ? = a released file name whose checksum is not known here (unverified); "
+    "† = not a known released file (random, fine-tuned or modified weights)"
+)
 
 
 def load_runs(paths: list[Path]) -> list[dict]:
@@ -47,8 +50,10 @@ def load_runs(paths: list[Path]) -> list[dict]:
         s["_config"] = load_yaml(config) if config.is_file() else {}
         runs.append(s)
     if not runs:
-        raise UserError(f"None of {', '.join(map(str, paths))} holds a finished run (a summary.json); pass run "
-                        f"folders such as results/*.")
+        raise UserError(
+            f"None of {', '.join(map(str, paths))} holds a finished run (a summary.json); pass run "
+            f"folders such as results/*."
+        )
     for reason in skipped:
         log.warning(reason)
     return runs
@@ -59,9 +64,17 @@ def load_published() -> list[dict]:
     for f in sorted((CONFIG_DIR / "published").glob("*.yaml")):
         data = load_yaml(f)
         for r in data.get("rows", []):
-            rows.append({"datasets": data.get("datasets"), "protocol": data["protocol"],
-                         "protocol_version": str(data.get("protocol_version", "")), "method": r["method"],
-                         "overall": r["metrics"], "source": data.get("source", f.name), "split": data.get("split", "")})
+            rows.append(
+                {
+                    "datasets": data.get("datasets"),
+                    "protocol": data["protocol"],
+                    "protocol_version": str(data.get("protocol_version", "")),
+                    "method": r["method"],
+                    "overall": r["metrics"],
+                    "source": data.get("source", f.name),
+                    "split": data.get("split", ""),
+                }
+            )
     return rows
 
 
@@ -87,10 +100,13 @@ def evaluation_set(run: dict, mix_protocols: bool) -> tuple[str, str]:
     described = ", ".join(f"{k}={v}" for k, v in sorted(conf.items())) or "defaults"
     limit = f", first {ev['max_samples']} samples" if ev.get("max_samples") is not None else ""
     data = prov.get("data_hash", "")
-    heading = (f"{run['dataset']} ({run['protocol']}{version}): {ev['dataset']} {described}{limit}; "
-               f"{ev.get('num_samples', '?')} samples, data {data[:8]}")
-    key = json.dumps([run["protocol"], version, ev["dataset"], conf, ev.get("max_samples"), data], sort_keys=True,
-                     default=str)
+    heading = (
+        f"{run['dataset']} ({run['protocol']}{version}): {ev['dataset']} {described}{limit}; "
+        f"{ev.get('num_samples', '?')} samples, data {data[:8]}"
+    )
+    key = json.dumps(
+        [run["protocol"], version, ev["dataset"], conf, ev.get("max_samples"), data], sort_keys=True, default=str
+    )
     return key, heading
 
 
@@ -108,12 +124,21 @@ def row_label(run: dict, skip: tuple = ()) -> str:
     cfg, preset = run.get("_config") or {}, _preset(run)
     if not cfg or preset is None:
         return run["method"]
-    mine = {**_flatten(cfg.get("method"), "method."), **_flatten(cfg.get("solver"), "solver."),
-            "run.seed": cfg.get("run", {}).get("seed")}
-    base = {**_flatten(preset.get("method"), "method."), **_flatten(preset.get("solver"), "solver."),
-            "run.seed": preset["run"].get("seed")}
-    diff = [f"{k.split('.', 1)[1] if k.startswith('method.') else k}={v}" for k, v in sorted(mine.items())
-            if k not in ("method.name", "method.label", *skip) and base.get(k, object()) != v]
+    mine = {
+        **_flatten(cfg.get("method"), "method."),
+        **_flatten(cfg.get("solver"), "solver."),
+        "run.seed": cfg.get("run", {}).get("seed"),
+    }
+    base = {
+        **_flatten(preset.get("method"), "method."),
+        **_flatten(preset.get("solver"), "solver."),
+        "run.seed": preset["run"].get("seed"),
+    }
+    diff = [
+        f"{k.split('.', 1)[1] if k.startswith('method.') else k}={v}"
+        for k, v in sorted(mine.items())
+        if k not in ("method.name", "method.label", *skip) and base.get(k, object()) != v
+    ]
     return f"{run['method']} ({', '.join(diff)})" if diff else run["method"]
 
 
@@ -124,9 +149,15 @@ def weights_mark(run: dict) -> tuple[str, str]:
         return "?", "not recorded"
     if not files:
         return "", "-"
-    worst = next((s for s in ("missing", "unknown", "modified", "unverified") if any(f["status"] == s for f in files)),
-                 "released")
-    text = "released" if worst == "released" else f"{worst}: {', '.join(f['file'] for f in files if f['status'] != 'released')}"
+    worst = next(
+        (s for s in ("missing", "unknown", "modified", "unverified") if any(f["status"] == s for f in files)),
+        "released",
+    )
+    text = (
+        "released"
+        if worst == "released"
+        else f"{worst}: {', '.join(f['file'] for f in files if f['status'] != 'released')}"
+    )
     return WEIGHT_MARKS.get(worst, ""), text
 
 
@@ -147,15 +178,23 @@ def _run_rows(run: dict, cols: list[str]) -> tuple[list[dict], list[dict]]:
     label = row_label(run, (sweep["key"],) if sweep else ()) + (f" {mark}" if mark else "")
 
     def row(method, metrics, ok):
-        return {"method": method, **{c: metrics.get(c) for c in cols}, "samples": run["num_samples"],
-                "failed": None if ok is None else run["num_samples"] - ok, "weights": weights,
-                "protocol": _protocol_text(run), "commit": str(prov.get("git", {}).get("commit", ""))[:8],
-                "run": run["run_id"]}
+        return {
+            "method": method,
+            **{c: metrics.get(c) for c in cols},
+            "samples": run["num_samples"],
+            "failed": None if ok is None else run["num_samples"] - ok,
+            "weights": weights,
+            "protocol": _protocol_text(run),
+            "commit": str(prov.get("git", {}).get("commit", ""))[:8],
+            "run": run["run_id"],
+        }
 
     if not sweep:
         return [row(label, run["overall"], run["status_counts"].get("ok", 0))], []
-    rows = [row(f"{label} [{sweep['key']}={format_value(p['threshold'])}]", p["overall"],
-                p["status_counts"].get("ok", 0)) for p in sweep["per_threshold"]]
+    rows = [
+        row(f"{label} [{sweep['key']}={format_value(p['threshold'])}]", p["overall"], p["status_counts"].get("ok", 0))
+        for p in sweep["per_threshold"]
+    ]
     listed = "/".join(format_value(t) for t in sweep["thresholds"])
     best = {c: v["value"] for c, v in sweep["oracle_best"].items()}
     return rows, [row(f"{label} {ORACLE_TAG} best of {sweep['key']}={listed}", best, None)]
@@ -190,9 +229,18 @@ def build_leaderboard(paths: list[Path], published: bool = False, mix: bool = Fa
         if _full_set(runs[0]):
             for p in extra:
                 if p["protocol"] == protocol.name and (not p["datasets"] or runs[0]["dataset"] in p["datasets"]):
-                    rows.append({"method": f"{p['method']} {PUBLISHED_TAG}", **{c: p["overall"].get(c) for c in cols},
-                                 "samples": None, "failed": None, "weights": "", "protocol": f"{p['protocol']} (published)",
-                                 "commit": "", "run": f"{p['source']} ({p['split']})"})
+                    rows.append(
+                        {
+                            "method": f"{p['method']} {PUBLISHED_TAG}",
+                            **{c: p["overall"].get(c) for c in cols},
+                            "samples": None,
+                            "failed": None,
+                            "weights": "",
+                            "protocol": f"{p['protocol']} (published)",
+                            "commit": "",
+                            "run": f"{p['source']} ({p['split']})",
+                        }
+                    )
         df = pd.DataFrame(rows)
         key, ascending = protocol.rank_by
         if key in df:

@@ -5,6 +5,7 @@ Both consume the tables :func:`benchmark.leaderboard.build_leaderboard` returns 
 one row per run or published result, with ``method``, the protocol's headline columns, ``samples``,
 ``failed``, ``protocol`` and ``run``), so they do not depend on how runs are grouped.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -21,10 +22,20 @@ from .protocols import PROTOCOLS
 WIDTH = 100
 MIN_METHOD = 12  # the method column is cut down to this before metric columns are dropped
 TERM_HEADERS = {  # compact headers (<= 8 characters) of long headline metrics; the key spells them out
-    "VCRE<90px prec": "VCRE-P", "VCRE AUC": "VCRE-A", "med VCRE px": "VCRE-m", "pose<25cm,5deg prec": "pose-P",
-    "pose AUC": "pose-A", "med trans m": "t-med", "med rot deg": "R-med", "estimated": "est",
-    "day/acc@0.25m,2deg": "D.25/2", "day/acc@0.5m,5deg": "D.5/5", "day/acc@5m,10deg": "D5/10",
-    "night/acc@0.25m,2deg": "N.25/2", "night/acc@0.5m,5deg": "N.5/5", "night/acc@5m,10deg": "N5/10",
+    "VCRE<90px prec": "VCRE-P",
+    "VCRE AUC": "VCRE-A",
+    "med VCRE px": "VCRE-m",
+    "pose<25cm,5deg prec": "pose-P",
+    "pose AUC": "pose-A",
+    "med trans m": "t-med",
+    "med rot deg": "R-med",
+    "estimated": "est",
+    "day/acc@0.25m,2deg": "D.25/2",
+    "day/acc@0.5m,5deg": "D.5/5",
+    "day/acc@5m,10deg": "D5/10",
+    "night/acc@0.25m,2deg": "N.25/2",
+    "night/acc@0.5m,5deg": "N.5/5",
+    "night/acc@5m,10deg": "N5/10",
 }
 PUBLISHED_SHORT = "[pub]"
 
@@ -57,7 +68,7 @@ def _num(v) -> str:
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:max(width - 2, 1)] + ".."
+    return text if len(text) <= width else text[: max(width - 2, 1)] + ".."
 
 
 def _column(header: str, values) -> tuple[str, list[str], int]:
@@ -75,8 +86,10 @@ def term_table(title: str, df: pd.DataFrame, width: int = WIDTH) -> str:
     metrics = [(c, _column(_short(c, protocol), df[c])) for c in _metric_columns(df)]
     tail = [_column(c, df[c]) for c in ("samples", "failed") if c in df]
     method_w = max([len("method"), *map(len, methods)])
+
     def total():
         return method_w + sum(c[2] + 2 for c in [rank, *(m for _, m in metrics), *tail])
+
     method_w = min(method_w, max(MIN_METHOD, method_w - (total() - width)))
     dropped = []
     while total() > width and (len(metrics) > 1 or tail):
@@ -138,19 +151,28 @@ def curves_png(title: str, df: pd.DataFrame, folders: dict[str, Path], log_x="au
 def render_html(tables: dict[str, pd.DataFrame], paths: list[Path], log_x="auto") -> str:
     """The leaderboard page: per table, its rows (sortable) and its runs' curves overlaid."""
     folders = _run_folders(paths)
-    body = ["<h1>Leaderboard</h1>",
-            f'<p class="note">{len(tables)} table(s) from {len(folders)} run folder(s). Failures count in every '
-            f"metric; rows marked {htmlpage.esc(PUBLISHED_TAG)} are published results, not measured here. Click a "
-            "header to sort.</p>"]
+    body = [
+        "<h1>Leaderboard</h1>",
+        f'<p class="note">{len(tables)} table(s) from {len(folders)} run folder(s). Failures count in every '
+        f"metric; rows marked {htmlpage.esc(PUBLISHED_TAG)} are published results, not measured here. Click a "
+        "header to sort.</p>",
+    ]
     for i, (title, df) in enumerate(tables.items(), 1):
         body.append(f"<h2>{htmlpage.esc(title)}</h2>")
         protocol = _protocol_of(df)
         rows = [[n, *r] for n, r in enumerate(df.astype(object).where(df.notna(), None).values.tolist(), 1)]
         headers = ["#", *(protocol.label(c) if protocol else str(c) for c in df.columns)]
-        body.append('<div class="wide">' + htmlpage.table(headers, rows, f"table-{i}", titles=["rank", *map(str, df.columns)])
-                    + "</div>")
+        body.append(
+            '<div class="wide">'
+            + htmlpage.table(headers, rows, f"table-{i}", titles=["rank", *map(str, df.columns)])
+            + "</div>"
+        )
         png = curves_png(title, df, folders, log_x)
-        body.append(htmlpage.image(png, f"error curves of {title}", "every measured run of the table; failures "
-                            "never reach a threshold") if png else
-                    '<p class="note">No curves: no measured run with its samples.parquet in this table.</p>')
+        body.append(
+            htmlpage.image(
+                png, f"error curves of {title}", "every measured run of the table; failures never reach a threshold"
+            )
+            if png
+            else '<p class="note">No curves: no measured run with its samples.parquet in this table.</p>'
+        )
     return htmlpage.page("Leaderboard", "\n".join(body))

@@ -19,6 +19,7 @@ Lifting a reference keypoint (``solver.lift``):
   up to that one scale per pair: this densifies the 2D-3D set where the map is sparse.
 * ``auto``: ``pointmap`` when the matches carry ``pts3d0``, else ``nearest``.
 """
+
 from __future__ import annotations
 
 import time
@@ -55,8 +56,9 @@ def lift_reference_points(reference: Reference, matches: Matches, radius: float,
     if not use_pointmap:
         return out
     if matches.pts3d0 is None:
-        raise SampleError("solver.lift=pointmap needs a method that predicts 3D points (mast3r, dust3r); "
-                          "use nearest", status=ERROR)
+        raise SampleError(
+            "solver.lift=pointmap needs a method that predicts 3D points (mast3r, dust3r); use nearest", status=ERROR
+        )
     R, t = reference.T_w2c[:3, :3], reference.T_w2c[:3, 3]
     predicted = matches.pts3d0
     map_cam = out[observed] @ R.T + t  # map points in the reference camera
@@ -73,8 +75,11 @@ def lift_reference_points(reference: Reference, matches: Matches, radius: float,
 def _concat(parts: list[Matches]) -> Matches:
     if not parts:
         return Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
-    return Matches(np.concatenate([m.kpts0 for m in parts]), np.concatenate([m.kpts1 for m in parts]),
-                   np.concatenate([m.scores for m in parts]))
+    return Matches(
+        np.concatenate([m.kpts0 for m in parts]),
+        np.concatenate([m.kpts1 for m in parts]),
+        np.concatenate([m.scores for m in parts]),
+    )
 
 
 def query_problem(sample: QuerySample, method, cache, solver_conf: dict, keys=None):
@@ -98,8 +103,9 @@ def query_problem(sample: QuerySample, method, cache, solver_conf: dict, keys=No
         start = time.perf_counter()
         bound = method.bound_to_map(ref.points2d)  # MASt3R's visloc mode starts from the map observations
         key = keys.localization(ref, sample, ref.points2d if bound is not method else None)
-        matches, cached = match_pair(bound, cache, key,
-                                     lambda r=ref: (read_image(r.image, reading=method.image_reading), load_query()))
+        matches, cached = match_pair(
+            bound, cache, key, lambda r=ref: (read_image(r.image, reading=method.image_reading), load_query())
+        )
         t_match += matches.timings.get("match", time.perf_counter() - start)
         all_cached &= cached
         parts.append(matches)

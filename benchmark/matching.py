@@ -2,6 +2,7 @@
 
 Shared by pair samples (``benchmark.pipeline``) and absolute localization (``benchmark.localize``).
 """
+
 from __future__ import annotations
 
 from . import identity
@@ -33,8 +34,9 @@ class MatchKeys:
         return identity.match_key(self.method_key, self.digest(reference.image), self.digest(query.image), seeded)
 
 
-def match_pair(method, cache: MatchCache | None, key: str, load_pair,
-               prefetched: dict | None = None, store=None) -> tuple[Matches, bool]:
+def match_pair(
+    method, cache: MatchCache | None, key: str, load_pair, prefetched: dict | None = None, store=None
+) -> tuple[Matches, bool]:
     """Matches for one image pair, from the cache when present, else from ``prefetched`` (computed in a
     batch by ``benchmark.pipeline.prefetch_pairs``), else computed now and cached at once (a run killed later keeps
     them; ``store(key, matches)`` instead hands the writing over). ``load_pair()`` reads the two images lazily."""

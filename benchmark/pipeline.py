@@ -7,6 +7,7 @@ Nothing here knows which benchmark runs: the dataset says which task the solver 
 solver's declaration (benchmark.solvers) what it is fed, the protocol (benchmark.protocols) turns an
 Estimate into error columns.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,10 @@ def sample_seed(run_seed: int, sample_id: str) -> int:
 
 def _pair_images(sample: PairSample, method):
     """The two images read the way the method's official reader does (``method.image_reading``)."""
-    return (read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0), method.image_reading),
-            read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0), method.image_reading))
+    return (
+        read_image(sample.image0, sample.resize0, sample.extra.get("rot0", 0), method.image_reading),
+        read_image(sample.image1, sample.resize1, sample.extra.get("rot1", 0), method.image_reading),
+    )
 
 
 def prefetch_pairs(samples: list, method, cache: MatchCache | None, keys: MatchKeys, images=None) -> dict:
@@ -80,14 +83,29 @@ def in_camera_pixels(sample: PairSample, matches: Matches) -> Matches:
     if scale is None:
         return matches
     (s0, s1) = (np.asarray(f, np.float64) for f in scale)
-    return Matches(matches.kpts0 * s0, matches.kpts1 * s1, matches.scores, matches.pts3d0, matches.pts3d1,
-                   matches.num_keypoints0, matches.num_keypoints1, dict(matches.timings))
+    return Matches(
+        matches.kpts0 * s0,
+        matches.kpts1 * s1,
+        matches.scores,
+        matches.pts3d0,
+        matches.pts3d1,
+        matches.num_keypoints0,
+        matches.num_keypoints1,
+        dict(matches.timings),
+    )
 
 
 def outcome(sample, estimate: Estimate, matches: Matches | None, protocol) -> dict:
     """What one estimate puts in the per-sample table: status, reason, inliers, confidence, pose, errors."""
-    out = {"status": estimate.status, "reason": estimate.reason, "num_inliers": estimate.num_inliers,
-           "confidence": float("nan"), "qvec": (float("nan"),) * 4, "tvec": (float("nan"),) * 3, "errors": {}}
+    out = {
+        "status": estimate.status,
+        "reason": estimate.reason,
+        "num_inliers": estimate.num_inliers,
+        "confidence": float("nan"),
+        "qvec": (float("nan"),) * 4,
+        "tvec": (float("nan"),) * 3,
+        "errors": {},
+    }
     if estimate.ok:
         out["confidence"] = estimate.confidence
         out["qvec"] = tuple(rotmat_to_quat(estimate.R))
@@ -119,8 +137,9 @@ def _failure(sample, exc: Exception) -> Estimate:
     return Estimate.failure(ERROR, f"{type(exc).__name__}: {exc}")
 
 
-def match_sample(sample, *, method, cache, keys: MatchKeys, solver_conf, prefetched: dict | None = None,
-                 images=None, store=None) -> Matched:
+def match_sample(
+    sample, *, method, cache, keys: MatchKeys, solver_conf, prefetched: dict | None = None, images=None, store=None
+) -> Matched:
     """The matcher's step: a pair's matches (cache, ``prefetched`` batch or the method; ``images(sample)``
     reads the pair; ``store``: see ``benchmark.matching.match_pair``), or a query's problem; never raises
     for a bad sample."""
@@ -186,13 +205,16 @@ def finish_sample(sample, matched: Matched, *, task, solver_conf, run_seed, prot
 
 def finish_row(sample, matched: Matched, task, solver_conf, run_seed, protocol) -> dict:
     """:func:`finish_sample` as the table row (what a solver thread or process returns)."""
-    return finish_sample(sample, matched, task=task, solver_conf=solver_conf, run_seed=run_seed,
-                         protocol=protocol).to_dict()
+    return finish_sample(
+        sample, matched, task=task, solver_conf=solver_conf, run_seed=run_seed, protocol=protocol
+    ).to_dict()
 
 
-def process_sample(sample, *, method, cache, keys: MatchKeys, task, solver_conf, run_seed, protocol,
-                   prefetched: dict | None = None) -> ResultRow:
+def process_sample(
+    sample, *, method, cache, keys: MatchKeys, task, solver_conf, run_seed, protocol, prefetched: dict | None = None
+) -> ResultRow:
     """Run one sample end to end; never raises for a bad sample (the row records why)."""
-    matched = match_sample(sample, method=method, cache=cache, keys=keys, solver_conf=solver_conf,
-                           prefetched=prefetched)
+    matched = match_sample(
+        sample, method=method, cache=cache, keys=keys, solver_conf=solver_conf, prefetched=prefetched
+    )
     return finish_sample(sample, matched, task=task, solver_conf=solver_conf, run_seed=run_seed, protocol=protocol)

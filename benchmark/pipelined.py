@@ -13,6 +13,7 @@ Threads suffice when the matcher releases the GIL (torch, CUDA, a sleep) and for
 (pycolmap's RANSAC releases it); a CPU matcher that holds the GIL while it works (pycolmap's SIFT)
 leaves threads only the gaps between its calls: there, solving in processes can pay, if cores are free.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -49,8 +50,13 @@ def pipeline_conf(run_conf: dict, matcher_cores: int) -> PipelineConf:
     solvers = run_conf["pipeline_threads"]
     if solvers is None:
         solvers = min(MAX_AUTO_SOLVERS, max(1, available_cores() - max(1, int(matcher_cores))))
-    return PipelineConf(int(solvers), bool(run_conf["pipeline_processes"]), int(run_conf["read_threads"]),
-                        int(run_conf["read_ahead"]), int(run_conf["solve_queue"]))
+    return PipelineConf(
+        int(solvers),
+        bool(run_conf["pipeline_processes"]),
+        int(run_conf["read_threads"]),
+        int(run_conf["read_ahead"]),
+        int(run_conf["solve_queue"]),
+    )
 
 
 _POOLS: dict[tuple, cf.Executor] = {}  # per process, reused by every shard (processes are slow to start)
@@ -70,6 +76,7 @@ def _pool(kind: str, size: int) -> cf.Executor:
 
 def _produce(samples, ready: queue.Queue, stop: threading.Event, cache, keys, readers, images) -> None:
     """Producer thread: (sample, match key, cached matches, future of the images) in order, then _END."""
+
     def hand(item) -> bool:
         while not stop.is_set():
             try:
@@ -98,8 +105,9 @@ def in_writer(fn, *args) -> cf.Future:
     return _pool("write", 1).submit(fn, *args)
 
 
-def pipelined_rows(samples, *, method, cache, keys, task, solver_conf, run_seed, protocol, conf: PipelineConf,
-                   images) -> tuple[list[dict], list[cf.Future]]:
+def pipelined_rows(
+    samples, *, method, cache, keys, task, solver_conf, run_seed, protocol, conf: PipelineConf, images
+) -> tuple[list[dict], list[cf.Future]]:
     """The rows of ``samples`` (in their order), matching in this thread while the others prepare, store
     and solve: the rows solved by the time the last sample is matched, and the futures of the others.
     Their cache writes are queued in the writer thread (see :func:`in_writer`)."""
@@ -108,8 +116,12 @@ def pipelined_rows(samples, *, method, cache, keys, task, solver_conf, run_seed,
     per_batch = max(1, method.pairs_per_batch())
     ready: queue.Queue = queue.Queue(max(conf.read_ahead, per_batch))
     stop = threading.Event()
-    producer = threading.Thread(target=_produce, name="locbench-produce", daemon=True,
-                                args=(samples, ready, stop, cache, keys, _pool("read", conf.readers), images))
+    producer = threading.Thread(
+        target=_produce,
+        name="locbench-produce",
+        daemon=True,
+        args=(samples, ready, stop, cache, keys, _pool("read", conf.readers), images),
+    )
     pending: list = []  # futures of rows, in order
     writes: dict = {}  # match key -> future of its cache write, for this shard
     rows: list[dict] = []
@@ -153,16 +165,24 @@ def pipelined_rows(samples, *, method, cache, keys, task, solver_conf, run_seed,
             prefetched = None
             if per_batch > 1 and not any(r.exception() for _, r in fresh):
                 pairs = {id(s): r for s, r in fresh}
-                prefetched = prefetch_pairs([s for s, _ in fresh], method, None, keys,
-                                            images=lambda s: pairs[id(s)].result())
+                prefetched = prefetch_pairs(
+                    [s for s, _ in fresh], method, None, keys, images=lambda s: pairs[id(s)].result()
+                )
             for sample, key, hit, read in chunk:
                 sample, key, hit, read = settle((sample, key, hit, read))  # twice in one batch
                 if hit is not None:
                     matched = cached_match(sample, hit)
                 else:  # a pair's read failure is raised again in here and recorded as the sequential runner does
-                    matched = match_sample(sample, method=method, cache=cache if read is None else None, keys=keys,
-                                           solver_conf=solver_conf, prefetched=prefetched, images=images_of(read),
-                                           store=store if read is not None else None)
+                    matched = match_sample(
+                        sample,
+                        method=method,
+                        cache=cache if read is None else None,
+                        keys=keys,
+                        solver_conf=solver_conf,
+                        prefetched=prefetched,
+                        images=images_of(read),
+                        store=store if read is not None else None,
+                    )
                 pending.append(solvers.submit(finish_row, sample, matched, task, solver_conf, run_seed, protocol))
                 while pending and (len(pending) > conf.solve_queue or pending[0].done()):
                     rows.append(pending.pop(0).result())

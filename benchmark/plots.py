@@ -5,6 +5,7 @@ Readability rules: every line drawn (thresholds and baselines included) has a le
 that would cover curves goes outside the axes; an axis of a quantity that cannot be negative starts
 at 0; error curves switch to a log x-axis when the errors span decades (``log_x``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,7 @@ def spans_decades(errors: np.ndarray, decades: float = 2.0) -> bool:
     if len(e) < 2:
         return False
     lo, hi = np.percentile(e, [10, 90])
-    return hi > lo * 10 ** decades
+    return hi > lo * 10**decades
 
 
 def _log_x(mode, errors: np.ndarray) -> bool:
@@ -35,8 +36,9 @@ def _log_x(mode, errors: np.ndarray) -> bool:
     return spans_decades(errors) if mode == "auto" else bool(mode)
 
 
-def cumulative_curve(ax, errors: np.ndarray, n_total: int, label: str, x_max: float, x_min: float | None = None,
-                     **style) -> None:
+def cumulative_curve(
+    ax, errors: np.ndarray, n_total: int, label: str, x_max: float, x_min: float | None = None, **style
+) -> None:
     """Fraction of ALL samples (failures included, never reaching it) with error below x. ``x_min``:
     the left end of a log axis (smaller errors are counted from there)."""
     finite = np.sort(np.asarray(errors, float)[np.isfinite(errors)])
@@ -58,8 +60,9 @@ def _axis_range(all_errors: list[np.ndarray], threshold: float | None, log: bool
     return hi, 10 ** np.floor(np.log10(lo))
 
 
-def curve_panels(runs: list[tuple[str, pd.DataFrame]], curves: list[tuple], title: str, path: Path,
-                 log_x="auto") -> Path:
+def curve_panels(
+    runs: list[tuple[str, pd.DataFrame]], curves: list[tuple], title: str, path: Path, log_x="auto"
+) -> Path:
     """One panel per ``curves`` entry (column, label, unit, threshold), one curve per run
     (label, per-sample table) in each; thresholds dashed and in the legend."""
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.8), squeeze=False)
@@ -91,8 +94,14 @@ def curve_panels(runs: list[tuple[str, pd.DataFrame]], curves: list[tuple], titl
     if many:
         handles, labels = axes[0][0].get_legend_handles_labels()
         runs_only = [(h, t) for h, t in zip(handles, labels) if not t.startswith("threshold")]
-        fig.legend(*zip(*runs_only), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(runs_only)),
-                   fontsize=8, frameon=False)
+        fig.legend(
+            *zip(*runs_only),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(3, len(runs_only)),
+            fontsize=8,
+            frameon=False,
+        )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -105,14 +114,25 @@ def error_curves(df: pd.DataFrame, curves: list[tuple], title: str, path: Path, 
     return curve_panels([("", df)], curves, title, path, log_x)
 
 
-def run_plots(df: pd.DataFrame, curves: list[tuple], per_scene: dict, bar_metric: str, title: str, folder: Path,
-              log_x="auto", all_failed=()) -> list[Path]:
+def run_plots(
+    df: pd.DataFrame,
+    curves: list[tuple],
+    per_scene: dict,
+    bar_metric: str,
+    title: str,
+    folder: Path,
+    log_x="auto",
+    all_failed=(),
+) -> list[Path]:
     """A run's two plots: cumulative error curves (``curves`` columns of ``df``, one row per sample) and
     ``bar_metric`` per scene (``all_failed``: the scenes where every sample failed)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return [error_curves(df, curves, title, Path(folder) / "error_curves.png", log_x),
-            scene_bars(per_scene, bar_metric, f"{title}: {bar_metric} per scene", Path(folder) / "per_scene.png",
-                       all_failed)]
+    return [
+        error_curves(df, curves, title, Path(folder) / "error_curves.png", log_x),
+        scene_bars(
+            per_scene, bar_metric, f"{title}: {bar_metric} per scene", Path(folder) / "per_scene.png", all_failed
+        ),
+    ]
 
 
 def scene_bars(per_scene: dict, metric: str, title: str, path: Path, all_failed=()) -> Path:
@@ -130,11 +150,24 @@ def scene_bars(per_scene: dict, metric: str, title: str, path: Path, all_failed=
     ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
     failed = [i for i, s in enumerate(scenes) if s in set(all_failed)]
     if failed:
-        ax.scatter(failed, [0] * len(failed), marker="x", color="tab:red", s=60, zorder=3, clip_on=False,
-                   label="every sample failed")
+        ax.scatter(
+            failed,
+            [0] * len(failed),
+            marker="x",
+            color="tab:red",
+            s=60,
+            zorder=3,
+            clip_on=False,
+            label="every sample failed",
+        )
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
-    ax.set_xticks(range(len(scenes)), scenes, rotation=45 if len(scenes) > 6 else 0,
-                  ha="right" if len(scenes) > 6 else "center", fontsize=8)
+    ax.set_xticks(
+        range(len(scenes)),
+        scenes,
+        rotation=45 if len(scenes) > 6 else 0,
+        ha="right" if len(scenes) > 6 else "center",
+        fontsize=8,
+    )
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -151,8 +184,14 @@ def _non_negative(ax, values) -> None:
         ax.set_ylim(bottom=0)
 
 
-def ablation_plot(table: pd.DataFrame, key: str, time_col: str | None, metric_cols: list[str], path: Path,
-                  baseline: dict | None = None) -> Path:
+def ablation_plot(
+    table: pd.DataFrame,
+    key: str,
+    time_col: str | None,
+    metric_cols: list[str],
+    path: Path,
+    baseline: dict | None = None,
+) -> Path:
     """Time and accuracy against the swept value (in the spirit of MASt3R's Figure 3); values whose
     samples all failed have no points; the legend (baselines included) sits below the axes."""
     fig, ax1 = plt.subplots(figsize=(6.5, 4.2))
@@ -183,8 +222,15 @@ def ablation_plot(table: pd.DataFrame, key: str, time_col: str | None, metric_co
     _non_negative(ax2, accuracy)
     lines = ax1.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    fig.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper center",
-               bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+    fig.legend(
+        lines[0] + lines2[0],
+        lines[1] + lines2[1],
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=2,
+        frameon=False,
+    )
     ax1.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")

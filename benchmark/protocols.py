@@ -4,6 +4,7 @@ connects them to samples, estimates and the per-sample table. A package adds a p
 benchmark) through the entry-point group ``locbench.protocols``: name = the protocol name its datasets
 give, value = a ``Protocol`` subclass or instance.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,23 +48,42 @@ class Protocol:
         return []
 
     def score_submission(self, dataset, path: Path) -> dict:
-        raise UserError(f"The {self.name} benchmark has no submission file format to score; "
-                        f"use `python -m benchmark run` instead.")
+        raise UserError(
+            f"The {self.name} benchmark has no submission file format to score; use `python -m benchmark run` instead."
+        )
 
 
 class MapFreeProtocol(Protocol):
     """Map-free: VCRE and metric pose of each query against the reference frame (PROTOCOLS 1)."""
 
     name = "mapfree"
-    headline = [mapfree.KEY_PREC_VCRE, mapfree.KEY_AUC_VCRE, mapfree.KEY_REPROJ, mapfree.KEY_PREC_POSE, mapfree.KEY_AUC_POSE, mapfree.KEY_TRANS,
-                mapfree.KEY_ROT, mapfree.KEY_ESTIMATES]
+    headline = [
+        mapfree.KEY_PREC_VCRE,
+        mapfree.KEY_AUC_VCRE,
+        mapfree.KEY_REPROJ,
+        mapfree.KEY_PREC_POSE,
+        mapfree.KEY_AUC_POSE,
+        mapfree.KEY_TRANS,
+        mapfree.KEY_ROT,
+        mapfree.KEY_ESTIMATES,
+    ]
     rank_by = (mapfree.KEY_AUC_VCRE, False)
     lower_is_better = (mapfree.KEY_REPROJ, mapfree.KEY_TRANS, mapfree.KEY_ROT)
-    short = {mapfree.KEY_PREC_VCRE: "VCRE<90px prec", mapfree.KEY_AUC_VCRE: "VCRE AUC", mapfree.KEY_REPROJ: "med VCRE px",
-             mapfree.KEY_PREC_POSE: "pose<25cm,5deg prec", mapfree.KEY_AUC_POSE: "pose AUC", mapfree.KEY_TRANS: "med trans m",
-             mapfree.KEY_ROT: "med rot deg", mapfree.KEY_ESTIMATES: "estimated"}
-    curves = [(mapfree.VCRE, "VCRE", "px", mapfree.VCRE_THRESHOLD), (mapfree.TRANS, "translation error", "m", mapfree.T_THRESHOLD),
-              (mapfree.ROT, "rotation error", "deg", mapfree.R_THRESHOLD)]
+    short = {
+        mapfree.KEY_PREC_VCRE: "VCRE<90px prec",
+        mapfree.KEY_AUC_VCRE: "VCRE AUC",
+        mapfree.KEY_REPROJ: "med VCRE px",
+        mapfree.KEY_PREC_POSE: "pose<25cm,5deg prec",
+        mapfree.KEY_AUC_POSE: "pose AUC",
+        mapfree.KEY_TRANS: "med trans m",
+        mapfree.KEY_ROT: "med rot deg",
+        mapfree.KEY_ESTIMATES: "estimated",
+    }
+    curves = [
+        (mapfree.VCRE, "VCRE", "px", mapfree.VCRE_THRESHOLD),
+        (mapfree.TRANS, "translation error", "m", mapfree.T_THRESHOLD),
+        (mapfree.ROT, "rotation error", "deg", mapfree.R_THRESHOLD),
+    ]
     worst_by = (mapfree.VCRE,)
 
     resampler = staticmethod(mapfree.resample_mapfree)
@@ -72,8 +92,9 @@ class MapFreeProtocol(Protocol):
         if not estimate.ok or sample.T_0to1 is None:
             return _nan_errors((mapfree.TRANS, mapfree.ROT, mapfree.VCRE))
         T = sample.T_0to1
-        return mapfree.frame_errors_w2c(T[:3, :3], T[:3, 3], estimate.R, estimate.t, sample.camera1.K,
-                                  sample.camera1.width, sample.camera1.height)
+        return mapfree.frame_errors_w2c(
+            T[:3, :3], T[:3, 3], estimate.R, estimate.t, sample.camera1.K, sample.camera1.width, sample.camera1.height
+        )
 
     def summarize(self, df):
         return mapfree.summarize_mapfree(df)
@@ -98,8 +119,11 @@ class RelativePoseProtocol(Protocol):
     name = "relpose"
     headline = ["AUC@5", "AUC@10", "AUC@20", "Prec", "MScore"]
     rank_by = ("AUC@10", False)
-    curves = [(relpose.POSE_ERR, "pose error max(R, t)", "deg", 10.0), (relpose.ERR_R, "rotation error", "deg", 10.0),
-              (relpose.ERR_T, "translation angle error", "deg", 10.0)]
+    curves = [
+        (relpose.POSE_ERR, "pose error max(R, t)", "deg", 10.0),
+        (relpose.ERR_R, "rotation error", "deg", 10.0),
+        (relpose.ERR_T, "translation angle error", "deg", 10.0),
+    ]
     worst_by = (relpose.POSE_ERR,)
 
     resampler = staticmethod(relpose.resample_relpose)
@@ -113,12 +137,16 @@ class RelativePoseProtocol(Protocol):
         else:
             out[relpose.POSE_ERR] = relpose.FAILURE
         if matches is not None and len(matches):
-            errs = relpose.epipolar_errors(matches.kpts0, matches.kpts1, sample.T_0to1, sample.camera0.K, sample.camera1.K)
+            errs = relpose.epipolar_errors(
+                matches.kpts0, matches.kpts1, sample.T_0to1, sample.camera0.K, sample.camera1.K
+            )
             threshold = sample.extra.get("epipolar_threshold", relpose.EPIPOLAR_THRESHOLD)  # MegaDepth: 1e-4
             out[relpose.PRECISION] = relpose.epipolar_precision(errs, threshold)
             out[relpose.MSCORE] = relpose.matching_score(errs, matches.num_keypoints0 or len(errs), threshold)
         else:
-            out[relpose.PRECISION] = out[relpose.MSCORE] = 0.0  # a pair without matches counts as precision 0 (quirk 15)
+            out[relpose.PRECISION] = out[relpose.MSCORE] = (
+                0.0  # a pair without matches counts as precision 0 (quirk 15)
+            )
         return out
 
     def summarize(self, df):
@@ -193,8 +221,10 @@ def _plugin(name: str, ep) -> Protocol:
     obj = load_plugin("protocol", GROUP, ep)
     protocol = obj() if isinstance(obj, type) and issubclass(obj, Protocol) else obj
     if not isinstance(protocol, Protocol):
-        raise UserError(f"The protocol plugin '{name}' ({ep.value}) must name a benchmark.protocols.Protocol "
-                        f"subclass or instance, not a {type(obj).__name__}.")
+        raise UserError(
+            f"The protocol plugin '{name}' ({ep.value}) must name a benchmark.protocols.Protocol "
+            f"subclass or instance, not a {type(obj).__name__}."
+        )
     protocol.name = name
     return protocol
 

@@ -1,4 +1,5 @@
 """What produced a result: code version, packages, config hashes, weights, data, seed."""
+
 from __future__ import annotations
 
 import platform
@@ -9,8 +10,19 @@ from importlib import metadata
 from . import PROTOCOL_VERSION, __version__
 from .config import PROJECT_ROOT, section_hash
 
-PACKAGES = ("torch", "numpy", "scipy", "pandas", "pycolmap", "poselib", "opencv-python-headless",
-            "kornia", "ray", "pillow", "safetensors")
+PACKAGES = (
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pycolmap",
+    "poselib",
+    "opencv-python-headless",
+    "kornia",
+    "ray",
+    "pillow",
+    "safetensors",
+)
 
 
 def git_state() -> dict:
@@ -76,5 +88,9 @@ def evaluation_set(cfg: dict, num_samples: int) -> dict:
     from .identity import DATASET_KEYS_NOT_IN_RESULTS
 
     conf = {k: v for k, v in cfg["dataset"].items() if k not in DATASET_KEYS_NOT_IN_RESULTS}
-    return {"dataset": cfg["dataset"]["name"], "conf": conf, "max_samples": cfg["run"]["max_samples"],
-            "num_samples": int(num_samples)}
+    return {
+        "dataset": cfg["dataset"]["name"],
+        "conf": conf,
+        "max_samples": cfg["run"]["max_samples"],
+        "num_samples": int(num_samples),
+    }

@@ -8,6 +8,7 @@ Every task writes its own shard files under the run's output and cache folders, 
 and this process must see one filesystem (a shared disk for multi-machine clusters). Workers run
 in this process's working directory with the project on ``PYTHONPATH``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,8 +51,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise UserError(f"Nothing answers at executor.address={address} ({exc.strerror or exc}); start the head "
-                        f"with `ray start --head --port={port}` there, or check the host name and port.") from None
+        raise UserError(
+            f"Nothing answers at executor.address={address} ({exc.strerror or exc}); start the head "
+            f"with `ray start --head --port={port}` there, or check the host name and port."
+        ) from None
 
 
 def _run_task(fn: Callable, job: tuple, cwd: str, torch_threads: int) -> dict:
@@ -85,8 +88,15 @@ class RayExecutor:
         # executor.address do not inherit this process's environment
         project = {k: os.environ[k] for k in PROJECT_ENV if k in os.environ}
         # OMP/MKL variables must be set before torch is imported in the worker
-        return {"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **project,
-                             **{k: os.environ.get(k, v) for k, v in ENV_DEFAULTS.items()}}}
+        return {
+            "env_vars": {
+                "PYTHONPATH": path,
+                "OMP_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
+                **project,
+                **{k: os.environ.get(k, v) for k, v in ENV_DEFAULTS.items()},
+            }
+        }
 
     def connect(self) -> bool:
         """Start or join the cluster; True when this call connected (and so must disconnect)."""
@@ -100,8 +110,12 @@ class RayExecutor:
         kwargs = {"runtime_env": self._runtime_env(), "logging_level": logging.ERROR, "log_to_driver": False}
         if address in (None, "", "local"):
             num_cpus = self.conf.get("num_cpus")
-            kwargs.update(address="local", num_cpus=num_cpus,
-                          include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+            kwargs.update(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            )
         else:
             address = str(address)
             kwargs["address"] = address
@@ -110,13 +124,17 @@ class RayExecutor:
         except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
             first = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
             if address == "auto":
-                raise UserError(f"No Ray cluster runs on this machine for executor.address=auto ({first}); start one "
-                                f"with `ray start --head`, or set executor.address=null for a private local cluster."
-                                ) from None
+                raise UserError(
+                    f"No Ray cluster runs on this machine for executor.address=auto ({first}); start one "
+                    f"with `ray start --head`, or set executor.address=null for a private local cluster."
+                ) from None
             where = "a local Ray cluster" if kwargs["address"] == "local" else f"the Ray cluster at {address}"
             raise UserError(f"Could not start or join {where} ({first}); see `ray status` on the head node.") from None
-        log.info("Ray cluster: %s CPUs, %s GPUs", ray.cluster_resources().get("CPU", 0),
-                 ray.cluster_resources().get("GPU", 0))
+        log.info(
+            "Ray cluster: %s CPUs, %s GPUs",
+            ray.cluster_resources().get("CPU", 0),
+            ray.cluster_resources().get("GPU", 0),
+        )
         return True
 
     def map(self, fn: Callable, jobs: list[tuple], progress: bool = True, weights: list[int] | None = None) -> list:
@@ -142,8 +160,9 @@ class RayExecutor:
         out: list = [None] * len(jobs)
         running: dict = {}
         next_job = 0
-        with tqdm(total=sum(weights), unit="sample", disable=not progress, leave=False,
-                  desc="matching+solving (ray)") as bar:
+        with tqdm(
+            total=sum(weights), unit="sample", disable=not progress, leave=False, desc="matching+solving (ray)"
+        ) as bar:
             while next_job < len(jobs) or running:
                 while next_job < len(jobs) and len(running) < window:
                     running[task.remote(fn_ref, jobs[next_job], cwd, self.torch_threads)] = next_job
@@ -170,7 +189,9 @@ def _as_user_error(exc: Exception, job: tuple) -> Exception:
     if isinstance(cause, (UserError, SampleError)):
         return UserError(str(cause))
     if isinstance(exc, (rex.WorkerCrashedError, rex.OutOfMemoryError, rex.NodeDiedError, rex.LocalRayletDiedError)):
-        return UserError(f"A Ray worker died while processing shard {shard} ({type(exc).__name__}); finished shards "
-                         f"are kept: run the same command again, with fewer tasks per node if memory ran out "
-                         f"(raise executor.cpus_per_task).")
+        return UserError(
+            f"A Ray worker died while processing shard {shard} ({type(exc).__name__}); finished shards "
+            f"are kept: run the same command again, with fewer tasks per node if memory ran out "
+            f"(raise executor.cpus_per_task)."
+        )
     return exc  # a bug: Ray's error carries the worker's traceback

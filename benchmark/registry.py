@@ -7,6 +7,7 @@ this repository. Solvers (``locbench.solvers``, see benchmark.solvers) and
 protocols (``locbench.protocols``, see benchmark.protocols) load their plugins
 with the same two helpers.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,8 +27,9 @@ def load_plugin(kind: str, group: str, ep):
     try:
         return ep.load()
     except Exception as exc:  # a broken plugin must not look like our bug
-        raise UserError(f"The {kind} plugin '{ep.name}' ({ep.value}, entry point group {group}) "
-                        f"failed to import: {exc}.") from exc
+        raise UserError(
+            f"The {kind} plugin '{ep.name}' ({ep.value}, entry point group {group}) failed to import: {exc}."
+        ) from exc
 
 
 class Registry:
@@ -89,8 +91,10 @@ class Registry:
             return self._classes[name]
         ep = self._plugins().get(name)
         if ep is None:
-            raise UserError(f"Unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())} "
-                            f"(`python -m benchmark list` shows them).")
+            raise UserError(
+                f"Unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())} "
+                f"(`python -m benchmark list` shows them)."
+            )
         cls = load_plugin(self.kind, self.group, ep)
         cls.name = name
         self._classes[name] = cls

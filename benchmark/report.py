@@ -6,6 +6,7 @@
 ``config.yaml`` (the resolved config), ``provenance.json`` and the benchmark's submission file
 when it has one.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ def json_safe(value):
 def _metric_values(summary: dict) -> dict:
     """A metric that was null in the file (NaN or inf when written) reads back as NaN, so tables and
     sorting treat it as a number that is missing; older files wrote "nan" / "inf" strings."""
+
     def number(v):
         if v is None:
             return math.nan
@@ -48,8 +50,9 @@ def _metric_values(summary: dict) -> dict:
     for key in ("overall", "per_scene"):
         part = summary.get(key)
         if isinstance(part, dict):
-            summary[key] = {k: ({m: number(x) for m, x in v.items()} if isinstance(v, dict) else number(v))
-                            for k, v in part.items()}
+            summary[key] = {
+                k: ({m: number(x) for m, x in v.items()} if isinstance(v, dict) else number(v)) for k, v in part.items()
+            }
     return summary
 
 
@@ -73,7 +76,7 @@ def failure_reasons(df: pd.DataFrame, top: int | None = None) -> list[dict]:
 def threshold_view(df: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """The per-sample table as a run at one threshold of a sweep would have written it."""
     prefix = sweep_prefix(threshold)
-    return df.assign(**{c[len(prefix):]: df[c] for c in df.columns if c.startswith(prefix)})
+    return df.assign(**{c[len(prefix) :]: df[c] for c in df.columns if c.startswith(prefix)})
 
 
 def threshold_sweep(df: pd.DataFrame, protocol, thresholds: list[float]) -> dict:
@@ -84,27 +87,42 @@ def threshold_sweep(df: pd.DataFrame, protocol, thresholds: list[float]) -> dict
     per = []
     for t in thresholds:
         view = threshold_view(df, t)
-        per.append({"threshold": t, "overall": protocol.summarize(view),
-                    "status_counts": {s: int((view["status"] == s).sum()) for s in STATUSES}})
+        per.append(
+            {
+                "threshold": t,
+                "overall": protocol.summarize(view),
+                "status_counts": {s: int((view["status"] == s).sum()) for s in STATUSES},
+            }
+        )
     best = {}
     for key in protocol.headline:
-        scored = [(p["overall"][key], p["threshold"]) for p in per
-                  if isinstance(p["overall"].get(key), (int, float)) and np.isfinite(p["overall"][key])]
+        scored = [
+            (p["overall"][key], p["threshold"])
+            for p in per
+            if isinstance(p["overall"].get(key), (int, float)) and np.isfinite(p["overall"][key])
+        ]
         if scored:  # ties go to the threshold listed first
             pick = (min if key in protocol.lower_is_better else max)(scored, key=lambda vt: vt[0])
             best[key] = {"threshold": pick[1], "value": float(pick[0])}
-    return {"key": SWEEP_KEY, "unit": "px", "thresholds": thresholds, "submission_threshold": thresholds[0],
-            "per_threshold": per, "oracle_best": best,
-            "note": "oracle_best picks each metric's best threshold on these samples (an oracle choice); "
-                    "'overall' and the submission file use the first threshold"}
+    return {
+        "key": SWEEP_KEY,
+        "unit": "px",
+        "thresholds": thresholds,
+        "submission_threshold": thresholds[0],
+        "per_threshold": per,
+        "oracle_best": best,
+        "note": "oracle_best picks each metric's best threshold on these samples (an oracle choice); "
+        "'overall' and the submission file use the first threshold",
+    }
 
 
 def per_scene_summaries(df: pd.DataFrame, protocol) -> dict:
     return {str(s): protocol.summarize(g) for s, g in df.groupby("scene", sort=False)}
 
 
-def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict,
-                  per_scene: dict | None = None) -> dict:
+def summarize_run(
+    df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance: dict, per_scene: dict | None = None
+) -> dict:
     counts = {s: int((df["status"] == s).sum()) for s in STATUSES}
     per_scene = per_scene_summaries(df, protocol) if per_scene is None else per_scene
     thresholds = sweep_thresholds(cfg["solver"])
@@ -124,9 +142,11 @@ def summarize_run(df: pd.DataFrame, protocol, cfg: dict, run_id: str, provenance
         "ci95": bootstrap(df, protocol, cfg["run"]["bootstrap"], cfg["run"]["seed"]),
         "mean_time_match_s": float(np.nanmean(df["time_match_s"])) if df["time_match_s"].notna().any() else None,
         # per stage of the method (e.g. MASt3R's forward and reciprocal matching), seconds per sample
-        "mean_stage_time_s": {c[len("time_"):-len("_s")]: float(np.nanmean(df[c])) for c in df.columns
-                              if c.startswith("time_") and c not in ("time_match_s", "time_solve_s")
-                              and df[c].notna().any()},
+        "mean_stage_time_s": {
+            c[len("time_") : -len("_s")]: float(np.nanmean(df[c]))
+            for c in df.columns
+            if c.startswith("time_") and c not in ("time_match_s", "time_solve_s") and df[c].notna().any()
+        },
         **sweep,
         "provenance": provenance,
     }
@@ -146,9 +166,13 @@ def write_results(output: Path, df: pd.DataFrame, summary: dict, cfg: dict) -> l
     with atomic_path(output / "summary.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     write_text_atomic(output / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    write_text_atomic(output / "provenance.json", json.dumps(json_safe(summary["provenance"]), indent=1, allow_nan=False))
-    written += [output / n for n in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml",
-                                     "provenance.json")]
+    write_text_atomic(
+        output / "provenance.json", json.dumps(json_safe(summary["provenance"]), indent=1, allow_nan=False)
+    )
+    written += [
+        output / n
+        for n in ("samples.parquet", "samples.csv", "summary.json", "summary.csv", "config.yaml", "provenance.json")
+    ]
     return written
 
 
@@ -178,8 +202,16 @@ def draw_plots(output: Path, df: pd.DataFrame, per_scene: dict, cfg: dict, proto
 
     title = f"{cfg['method']['label']} on {cfg['dataset']['label']}"
     all_failed = [s for s, g in df.groupby("scene", sort=False) if (g["status"] != "ok").all()]
-    args = (df[[c for c, *_ in protocol.curves if c in df]], protocol.curves, per_scene, protocol.headline[0], title,
-            Path(output) / "plots", cfg["run"].get("plots_log_x", "auto"), all_failed)
+    args = (
+        df[[c for c, *_ in protocol.curves if c in df]],
+        protocol.curves,
+        per_scene,
+        protocol.headline[0],
+        title,
+        Path(output) / "plots",
+        cfg["run"].get("plots_log_x", "auto"),
+        all_failed,
+    )
     if plotter is not None:
         try:
             return plotter.submit(_run_plots, *args)
@@ -207,8 +239,10 @@ def format_value(v) -> str:
 def text_table(header: list[str], lines: list[list[str]]) -> list[str]:
     """Aligned plain-text lines: first column left, the others right."""
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
+
     def fmt(r):
         return "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+
     return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)]
 
 
@@ -226,8 +260,10 @@ def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) ->
         out.append("failures (most frequent first):")
         out += [f"  {r['count']:>5} x {r['status']}: {r['reason']}" for r in reasons[:5]]
         if len(reasons) > 5:
-            out.append(f"  ... {sum(r['count'] for r in reasons[5:])} more in {len(reasons) - 5} other groups "
-                       f"(samples.csv has every reason)")
+            out.append(
+                f"  ... {sum(r['count'] for r in reasons[5:])} more in {len(reasons) - 5} other groups "
+                f"(samples.csv has every reason)"
+            )
     if "threshold_sweep" in summary:
         out += ["", sweep_table(summary["threshold_sweep"], cols, label)]
     return "\n".join(out)
@@ -235,17 +271,30 @@ def summary_table(summary: dict, max_scenes: int = 20, label=lambda key: key) ->
 
 def sweep_table(sweep: dict, cols: list[str], label=lambda key: key) -> str:
     """Plain-text table of a threshold sweep: one line per threshold, then the oracle's best of each column."""
-    lines = [[format_value(p["threshold"]) + (" (run)" if i == 0 else ""),
-              *[format_value(p["overall"].get(c)) for c in cols]] for i, p in enumerate(sweep["per_threshold"])]
+    lines = [
+        [
+            format_value(p["threshold"]) + (" (run)" if i == 0 else ""),
+            *[format_value(p["overall"].get(c)) for c in cols],
+        ]
+        for i, p in enumerate(sweep["per_threshold"])
+    ]
     best = sweep["oracle_best"]
-    lines.append(["best [oracle]", *[f"{format_value(best[c]['value'])} @{format_value(best[c]['threshold'])}"
-                                     if c in best else "" for c in cols]])
+    lines.append(
+        [
+            "best [oracle]",
+            *[
+                f"{format_value(best[c]['value'])} @{format_value(best[c]['threshold'])}" if c in best else ""
+                for c in cols
+            ],
+        ]
+    )
     note = "best [oracle]: each column's best threshold chosen on these samples, not comparable to a fixed threshold"
     return "\n".join([*text_table([f"{sweep['key']} ({sweep['unit']})", *map(label, cols)], lines), note])
 
 
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table; empty cells for None/NaN."""
+
     def cell(v):
         if v is None or (isinstance(v, float) and np.isnan(v)):
             return ""

@@ -11,6 +11,7 @@ and each shard file carries the fingerprint of its samples' data (files by conte
 ground truth), so a shard whose inputs changed is recomputed, matching again only the pairs
 whose images changed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -118,7 +119,7 @@ def plan_run(cfg: dict, dataset, method, ids: identity.FileIdentities) -> Plan:
         every_sample += [d for d, _ in items]
         for start in range(0, len(items), block_size):
             shard = Shard(scene, start, min(start + block_size, len(items)))
-            block = items[shard.start:shard.stop]
+            block = items[shard.start : shard.stop]
             shards.append(shard)
             fingerprints[shard.name] = identity.combine([config_part, shard.name, *(d for d, _ in block)])
             digests[shard.name] = {p: d for _, files in block for p, d in files.items()}
@@ -165,8 +166,16 @@ def _worker_parts(cfg: dict, classes: tuple | None):
     return dataset, _METHOD_MEMO[method_key], protocol
 
 
-def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digests: dict, cache_root: str | None,
-              classes: tuple | None = None, defer: bool = False) -> dict:
+def run_shard(
+    cfg: dict,
+    shard: Shard,
+    shard_path: str,
+    fingerprint: str,
+    digests: dict,
+    cache_root: str | None,
+    classes: tuple | None = None,
+    defer: bool = False,
+) -> dict:
     """Process one shard and publish its rows; returns counts and the rows. Runs in any worker process.
     ``defer`` (pipelined runs in the driver's process): return as soon as the last sample is matched, with
     a future of the counts; the shard is published once its last samples are solved, while the next
@@ -178,15 +187,23 @@ def run_shard(cfg: dict, shard: Shard, shard_path: str, fingerprint: str, digest
     cache = MatchCache(Path(cache_root)) if cache_root else None
     keys = MatchKeys(method.cache_key(), digests)
     samples = shard_samples(dataset, shard)
-    common = dict(method=method, cache=cache, keys=keys, task=dataset.task, solver_conf=cfg["solver"],
-                  run_seed=cfg["run"]["seed"], protocol=protocol)
+    common = dict(
+        method=method,
+        cache=cache,
+        keys=keys,
+        task=dataset.task,
+        solver_conf=cfg["solver"],
+        run_seed=cfg["run"]["seed"],
+        protocol=protocol,
+    )
     if pipelined(cfg["run"], method):
         from .pipelined import in_writer, pipeline_conf, pipelined_rows
 
         # the matcher's cores: SIFT's own thread count, else torch's
         conf = pipeline_conf(cfg["run"], method.conf.get("num_threads") or cfg["run"]["torch_threads"])
-        rows, solving = pipelined_rows(samples, conf=conf, images=functools.partial(_pair_images, method=method),
-                                       **common)
+        rows, solving = pipelined_rows(
+            samples, conf=conf, images=functools.partial(_pair_images, method=method), **common
+        )
         published = in_writer(publish_shard, shard, rows, solving, shard_path, fingerprint, cache)
         return published if defer else published.result()
     rows, per_batch = [], method.pairs_per_batch()
@@ -203,13 +220,16 @@ def pipelined(run_conf: dict, method) -> bool:
     return not method.holds_gil if mode == "auto" else bool(mode)
 
 
-def publish_shard(shard: Shard, rows: list[dict], solving: list, shard_path: str, fingerprint: str,
-                  cache: MatchCache | None) -> dict:
+def publish_shard(
+    shard: Shard, rows: list[dict], solving: list, shard_path: str, fingerprint: str, cache: MatchCache | None
+) -> dict:
     """Write the shard's rows (``rows``, then those of the futures ``solving``) as its published file."""
     rows = rows + [f.result() for f in solving]
     if len(rows) != len(shard):
-        raise UserError(f"Scene {shard.scene} yielded {len(rows)} samples for shard {shard.name} instead of "
-                        f"{len(shard)}: the dataset changed during the run; run the same command again.")
+        raise UserError(
+            f"Scene {shard.scene} yielded {len(rows)} samples for shard {shard.name} instead of "
+            f"{len(shard)}: the dataset changed during the run; run the same command again."
+        )
     df = pd.DataFrame(rows)
     df["shard"] = shard.name
     table = pa.Table.from_pandas(df, preserve_index=False)
@@ -218,8 +238,13 @@ def publish_shard(shard: Shard, rows: list[dict], solving: list, shard_path: str
         pq.write_table(table, tmp, write_page_checksum=True)
     hits = int(df["cached"].sum()) if "cached" in df else 0
     # the rows as reading the published file gives them back, so the driver need not read it again
-    return {"shard": shard.name, "rows": len(df), "cache_hits": hits, "cache_problems": cache.problems if cache else [],
-            "table": table.to_pandas()}
+    return {
+        "shard": shard.name,
+        "rows": len(df),
+        "cache_hits": hits,
+        "cache_problems": cache.problems if cache else [],
+        "table": table.to_pandas(),
+    }
 
 
 def read_shard(path: Path, shard: Shard, fingerprint: str) -> pd.DataFrame | None:
@@ -232,8 +257,7 @@ def read_shard(path: Path, shard: Shard, fingerprint: str) -> pd.DataFrame | Non
         df = table.to_pandas()
         names = set(df["shard"]) if "shard" in df else set()
         if len(df) != len(shard) or names != {shard.name}:
-            raise ValueError(f"it holds {len(df)} rows of {sorted(names)}, expected {len(shard)} rows of "
-                             f"{shard.name}")
+            raise ValueError(f"it holds {len(df)} rows of {sorted(names)}, expected {len(shard)} rows of {shard.name}")
     except Exception as exc:  # truncated, corrupt, or written for another plan
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.warning("shard file %s is unreadable or stale (%s); it was moved aside and will be recomputed", path, first)
@@ -257,16 +281,22 @@ def check_fingerprint(shard_dir: Path, fingerprint: dict, output: Path) -> bool:
                 raise ValueError("not a JSON object")
         except (ValueError, OSError) as exc:
             stale = sorted(shard_dir.glob("*.parquet"))
-            log.warning("%s is unreadable (%s); the %d shard files beside it cannot be trusted and are recomputed",
-                        stamp, exc, len(stale))
+            log.warning(
+                "%s is unreadable (%s); the %d shard files beside it cannot be trusted and are recomputed",
+                stamp,
+                exc,
+                len(stale),
+            )
             for p in stale:
                 p.unlink()
             old = None
     if old is not None and old != fingerprint:
         if old.get("format") != fingerprint["format"]:
-            raise UserError(f"{output} holds shard files of another locbench version (shard format "
-                            f"{old.get('format')}, this one writes {fingerprint['format']}); delete {shard_dir} "
-                            f"or choose another --output.")
+            raise UserError(
+                f"{output} holds shard files of another locbench version (shard format "
+                f"{old.get('format')}, this one writes {fingerprint['format']}); delete {shard_dir} "
+                f"or choose another --output."
+            )
         raise UserError(f"{output} holds results of a different config; choose another --output or delete that folder.")
     if old is None:
         write_text_atomic(stamp, json.dumps(fingerprint, sort_keys=True))
@@ -313,8 +343,15 @@ def prepare(cfg: dict) -> Prepared:
     return Prepared(cfg, dataset, method, protocol, plan, ids)
 
 
-def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, progress: bool = True,
-            prepared: Prepared | None = None) -> pd.DataFrame:
+def execute(
+    cfg: dict,
+    output: Path,
+    *,
+    use_cache: bool = True,
+    executor=None,
+    progress: bool = True,
+    prepared: Prepared | None = None,
+) -> pd.DataFrame:
     """Run every pending shard and return all per-sample rows in dataset order.
 
     A run refused or stopped before its first shard is published leaves no folder behind."""
@@ -339,10 +376,17 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
             tmp.unlink(missing_ok=True)
         wrote_stamp = check_fingerprint(shard_dir, {"format": SHARD_FORMAT, "results": plan.config_part}, output)
         prepared.ids.save()
-        log.info("run %s: method %s, dataset %s (%s protocol) -> %s", prepared.run_id, cfg["method"]["label"],
-                 cfg["dataset"]["label"], prepared.protocol.name, output)
-        log.info("stage 1/3: matching and solving %d samples in %d shards", sum(map(len, plan.shards)),
-                 len(plan.shards))
+        log.info(
+            "run %s: method %s, dataset %s (%s protocol) -> %s",
+            prepared.run_id,
+            cfg["method"]["label"],
+            cfg["dataset"]["label"],
+            prepared.protocol.name,
+            output,
+        )
+        log.info(
+            "stage 1/3: matching and solving %d samples in %d shards", sum(map(len, plan.shards)), len(plan.shards)
+        )
         if use_cache:
             note_old_format(cfg["run"]["cache_dir"])
         pending, done, changed = [], {}, 0
@@ -356,13 +400,25 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
         if done:
             log.info("resuming: %d of %d shards already finished in %s", len(done), len(plan.shards), shard_dir)
         if changed:
-            log.info("%d finished shards are computed again: the images, depth or ground truth of their samples "
-                     "changed (only pairs whose images changed are matched again)", changed)
+            log.info(
+                "%d finished shards are computed again: the images, depth or ground truth of their samples "
+                "changed (only pairs whose images changed are matched again)",
+                changed,
+            )
         # in this process, a shard is published while the next one is matched
-        job = functools.partial(run_shard, cfg, classes=(type(dataset), type(method)),
-                                defer=isinstance(executor, LocalExecutor))
-        jobs = [(s, str(shard_dir / f"{s.name}.parquet"), plan.fingerprints[s.name], plan.digests[s.name],
-                 str(cache_root) if cache_root else None) for s in pending]
+        job = functools.partial(
+            run_shard, cfg, classes=(type(dataset), type(method)), defer=isinstance(executor, LocalExecutor)
+        )
+        jobs = [
+            (
+                s,
+                str(shard_dir / f"{s.name}.parquet"),
+                plan.fingerprints[s.name],
+                plan.digests[s.name],
+                str(cache_root) if cache_root else None,
+            )
+            for s in pending
+        ]
         start = time.perf_counter()
         stats = executor.map(job, jobs, progress=progress, weights=[len(s) for s in pending])
         wait([s for s in stats if isinstance(s, Future)])  # all published (or failed) before any error is raised
@@ -386,6 +442,8 @@ def execute(cfg: dict, output: Path, *, use_cache: bool = True, executor=None, p
         if df is None:
             df = read_shard(shard_dir / f"{shard.name}.parquet", shard, plan.fingerprints[shard.name])
         if df is None:
-            raise UserError(f"Shard {shard.name} produced no readable result file in {shard_dir}; run the same command again.")
+            raise UserError(
+                f"Shard {shard.name} produced no readable result file in {shard_dir}; run the same command again."
+            )
         frames.append(df)
     return pd.concat(frames, ignore_index=True)

@@ -13,6 +13,7 @@ one with the most inliers in the pooled PnP (most matches when the solver failed
 (``Protocol.worst_by``: VCRE for Map-free, max(rotation, translation) angle for pairs, position error
 for Aachen), largest first; samples without an error last, fewest inliers first.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,14 +51,17 @@ def open_run(path: Path, overrides: list[str] = ()) -> RunFolder:
     path = Path(path)
     for name in ("config.yaml", "samples.parquet"):
         if not (path / name).is_file():
-            raise UserError(f"{path} is not a finished run folder (no {name}); pass a folder written by "
-                            f"`python -m benchmark run`, e.g. results/<run id>.")
+            raise UserError(
+                f"{path} is not a finished run folder (no {name}); pass a folder written by "
+                f"`python -m benchmark run`, e.g. results/<run id>."
+            )
     cfg = apply_overrides(load_yaml(path / "config.yaml"), list(overrides))
     try:
         samples = pd.read_parquet(path / "samples.parquet")
     except Exception as exc:
-        raise UserError(f"{path / 'samples.parquet'} cannot be read ({type(exc).__name__}); run the benchmark "
-                        f"again to rewrite it.")
+        raise UserError(
+            f"{path / 'samples.parquet'} cannot be read ({type(exc).__name__}); run the benchmark again to rewrite it."
+        )
     return RunFolder(path, cfg, samples)
 
 
@@ -65,8 +69,15 @@ def worst_order(df: pd.DataFrame, protocol) -> pd.DataFrame:
     """``df`` ordered worst first (see the module docstring)."""
     cols = [c for c in protocol.worst_by if c in df]
     error = df[cols].astype(float).max(axis=1, skipna=False) if cols else pd.Series(np.nan, index=df.index)
-    key = pd.DataFrame({"ok": df["status"] == OK, "error": -error.fillna(-np.inf),
-                        "inliers": df["num_inliers"], "pos": np.arange(len(df))}, index=df.index)
+    key = pd.DataFrame(
+        {
+            "ok": df["status"] == OK,
+            "error": -error.fillna(-np.inf),
+            "inliers": df["num_inliers"],
+            "pos": np.arange(len(df)),
+        },
+        index=df.index,
+    )
     # failed samples keep the dataset order (their error is meaningless); ok ones by error, then inliers
     key.loc[~key["ok"], ["error", "inliers"]] = 0
     return df.loc[key.sort_values(["ok", "error", "inliers", "pos"], kind="stable").index]
@@ -138,8 +149,10 @@ def find_sample(dataset, scene: str, sample_id: str):
                 return sample
     except SampleError as exc:
         raise SampleError(f"scene {scene} cannot be read ({exc})", status=INVALID_INPUT)
-    raise UserError(f"Sample {sample_id} of the run is not in the {dataset.name} dataset any more (the dataset "
-                    f"changed since the run, or dataset.root points elsewhere); pass --set dataset.root=PATH.")
+    raise UserError(
+        f"Sample {sample_id} of the run is not in the {dataset.name} dataset any more (the dataset "
+        f"changed since the run, or dataset.root points elsewhere); pass --set dataset.root=PATH."
+    )
 
 
 def _pair_view(sample, ctx: "ShowContext", seed: int) -> View:
@@ -185,11 +198,20 @@ def _query_view(sample: QuerySample, ctx: "ShowContext", seed: int) -> View:
     rank = next(i for i, r in enumerate(sample.references) if r is ref) + 1
     inl = "" if per_ref[best] is None else f", {int(per_ref[best].sum())} inliers in the pooled PnP"
     reading = ctx.method.image_reading
-    view = View(read_image(ref.image, reading=reading), read_image(sample.image, reading=reading), matches, matches,
-                T, ref.camera, sample.camera,
-                inliers=per_ref[best] if T is None else None)
-    view.notes.append(f"left: reference {ref.name} (retrieval rank {rank} of {len(sample.references)}; "
-                      f"{len(matches)} matches{inl}); right: the query")
+    view = View(
+        read_image(ref.image, reading=reading),
+        read_image(sample.image, reading=reading),
+        matches,
+        matches,
+        T,
+        ref.camera,
+        sample.camera,
+        inliers=per_ref[best] if T is None else None,
+    )
+    view.notes.append(
+        f"left: reference {ref.name} (retrieval rank {rank} of {len(sample.references)}; "
+        f"{len(matches)} matches{inl}); right: the query"
+    )
     return view
 
 
@@ -197,8 +219,9 @@ def colour(view: View, max_error: float) -> tuple[np.ndarray, np.ndarray, viz.Le
     """(colours, drawing order, legend): by GT reprojection or epipolar error, else solver inliers."""
     m = view.matches
     if view.T_0to1 is not None:
-        k0, k1 = (viz.pinhole_pixels(c, k) for c, k in ((view.camera0, view.scored.kpts0),
-                                                          (view.camera1, view.scored.kpts1)))
+        k0, k1 = (
+            viz.pinhole_pixels(c, k) for c, k in ((view.camera0, view.scored.kpts0), (view.camera1, view.scored.kpts1))
+        )
         K0, K1 = view.camera0.K, view.camera1.K
         if view.depth0 is not None:
             errors = viz.reprojection_error_px(k0, k1, view.depth0, view.T_0to1, K0, K1)
@@ -209,11 +232,17 @@ def colour(view: View, max_error: float) -> tuple[np.ndarray, np.ndarray, viz.Le
         order = np.argsort(np.nan_to_num(errors, nan=-1.0), kind="stable")  # worst drawn last, on top
         return viz.error_colors(errors, max_error), order, viz.Legend(title, max_error, "px")
     if view.inliers is None:
-        return viz.inlier_colors(None, len(m)), np.arange(len(m)), viz.Legend(
-            "no ground truth and no solver result", classes=[("match", viz.GREY)])
+        return (
+            viz.inlier_colors(None, len(m)),
+            np.arange(len(m)),
+            viz.Legend("no ground truth and no solver result", classes=[("match", viz.GREY)]),
+        )
     order = np.argsort(view.inliers, kind="stable")  # inliers on top
-    return viz.inlier_colors(view.inliers, len(m)), order, viz.Legend(
-        "no ground truth: the solver's inliers", classes=[("inlier", viz.GREEN), ("outlier", viz.RED)])
+    return (
+        viz.inlier_colors(view.inliers, len(m)),
+        order,
+        viz.Legend("no ground truth: the solver's inliers", classes=[("inlier", viz.GREEN), ("outlier", viz.RED)]),
+    )
 
 
 @dataclass
@@ -238,8 +267,14 @@ def context(cfg: dict, dataset=None, method=None) -> ShowContext:
     return ShowContext(cfg, dataset, method, get_protocol(dataset.protocol), source)
 
 
-def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, max_lines: int = MAX_LINES,
-                max_width: int | None = None, antialias: bool = True):
+def draw_sample(
+    ctx: ShowContext,
+    row: dict,
+    max_error: float = MAX_ERROR_PX,
+    max_lines: int = MAX_LINES,
+    max_width: int | None = None,
+    antialias: bool = True,
+):
     """The picture (RGB array) of one row of a run's per-sample table, at most ``max_width`` pixels
     wide (images scaled down; None: full size); SampleError when there is nothing to draw (the run
     could not read the sample)."""
@@ -256,13 +291,18 @@ def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, ma
     colors, order, legend = colour(view, max_error)
     if len(order) > max_lines:
         order = order[np.round(np.linspace(0, len(order) - 1, max_lines)).astype(int)]
-    lines = [f"{ctx.cfg['method']['label']} on {ctx.cfg['dataset']['label']}: sample {row['sample_id']} "
-             f"(scene {row['scene']})",
-             f"status: {row['status']}" + (f" ({row['reason']})" if row.get("reason") else ""),
-             f"matches: {row['num_matches']}, inliers: {row['num_inliers']}"
-             + (f"; {len(order)} of {len(view.matches)} drawn" if len(order) < len(view.matches) else "")]
-    errors = [f"{label} {float(row[col]):.4g} {unit}" for col, label, unit, _ in ctx.protocol.curves
-              if col in row and np.isfinite(float(row[col]))]
+    lines = [
+        f"{ctx.cfg['method']['label']} on {ctx.cfg['dataset']['label']}: sample {row['sample_id']} "
+        f"(scene {row['scene']})",
+        f"status: {row['status']}" + (f" ({row['reason']})" if row.get("reason") else ""),
+        f"matches: {row['num_matches']}, inliers: {row['num_inliers']}"
+        + (f"; {len(order)} of {len(view.matches)} drawn" if len(order) < len(view.matches) else ""),
+    ]
+    errors = [
+        f"{label} {float(row[col]):.4g} {unit}"
+        for col, label, unit, _ in ctx.protocol.curves
+        if col in row and np.isfinite(float(row[col]))
+    ]
     lines.append("errors: " + (", ".join(errors) if errors else "none (no estimate or no ground truth)"))
     lines += view.notes
     if ctx.source.recomputed > before:
@@ -270,8 +310,7 @@ def draw_sample(ctx: ShowContext, row: dict, max_error: float = MAX_ERROR_PX, ma
     m = view.matches
     width = view.image0.shape[1] + view.image1.shape[1]
     scale = min(1.0, (max_width - viz.GAP) / width) if max_width else 1.0
-    return viz.draw_matches(view.image0, view.image1, m.kpts0, m.kpts1, colors, lines, legend, order, scale,
-                            antialias)
+    return viz.draw_matches(view.image0, view.image1, m.kpts0, m.kpts1, colors, lines, legend, order, scale, antialias)
 
 
 def draw_one(ctx: ShowContext, row: dict, where: Path, max_error: float = MAX_ERROR_PX) -> np.ndarray:
@@ -284,8 +323,10 @@ def draw_one(ctx: ShowContext, row: dict, where: Path, max_error: float = MAX_ER
         raise
     except Exception as exc:  # a crash of the matcher or solver on this sample (as in the run, maybe)
         log.debug("drawing %s failed:\n%s", row["sample_id"], traceback.format_exc())
-        raise UserError(f"Sample {row['sample_id']} of {where} cannot be drawn: {type(exc).__name__}: {exc} "
-                        f"(its status in the run: {row['status']}).")
+        raise UserError(
+            f"Sample {row['sample_id']} of {where} cannot be drawn: {type(exc).__name__}: {exc} "
+            f"(its status in the run: {row['status']})."
+        )
 
 
 def select_rows(run: RunFolder, protocol, sample: str | None, worst: int | None, scene: str | None) -> list[dict]:
@@ -293,8 +334,10 @@ def select_rows(run: RunFolder, protocol, sample: str | None, worst: int | None,
     if sample is not None:
         picked = df[df["sample_id"] == sample]
         if picked.empty:
-            raise UserError(f"Sample '{sample}' is not in {run.path / 'samples.parquet'}; pick one of its sample_id "
-                            f"values (e.g. {df['sample_id'].iloc[0]}).")
+            raise UserError(
+                f"Sample '{sample}' is not in {run.path / 'samples.parquet'}; pick one of its sample_id "
+                f"values (e.g. {df['sample_id'].iloc[0]})."
+            )
         return picked.to_dict("records")
     if scene is not None:
         df = df[df["scene"].astype(str) == scene]
@@ -347,13 +390,24 @@ def write_worst(output: Path, df: pd.DataFrame, cfg: dict, dataset, method, prot
     for i, (row, picture) in enumerate(draw_rows(ctx, rows, n, max_width=REPORT_WIDTH, antialias=False), 1):
         path = viz.write_picture(folder / f"worst-{i:02d}.jpg", picture)
         out.append({**row, "file": str(path.relative_to(output))})
-    log.info("drew the %d worst samples in %.2f s (%d pairs not in the match cache were matched again)",
-             len(out), time.perf_counter() - start, ctx.source.recomputed)
+    log.info(
+        "drew the %d worst samples in %.2f s (%d pairs not in the match cache were matched again)",
+        len(out),
+        time.perf_counter() - start,
+        ctx.source.recomputed,
+    )
     return out
 
 
-def show(run_path: Path, overrides: list[str], sample: str | None, worst: int | None, scene: str | None,
-         output: Path | None, max_error: float = MAX_ERROR_PX) -> list[Path]:
+def show(
+    run_path: Path,
+    overrides: list[str],
+    sample: str | None,
+    worst: int | None,
+    scene: str | None,
+    output: Path | None,
+    max_error: float = MAX_ERROR_PX,
+) -> list[Path]:
     """The ``show`` verb: draw the chosen samples; returns the files written."""
     if sample is None and worst is None and scene is None:
         raise UserError("Say which samples to draw: --sample ID, --worst N or --scene S.")
@@ -382,6 +436,8 @@ def show(run_path: Path, overrides: list[str], sample: str | None, worst: int | 
     if ctx.source.recomputed:
         print(f"{ctx.source.recomputed} pair(s) were not in the run's match cache and were matched again")
     if not written:
-        raise UserError(f"None of the chosen samples of {run.path} can be drawn (the run could not read them; "
-                        f"see their reason in samples.csv).")
+        raise UserError(
+            f"None of the chosen samples of {run.path} can be drawn (the run could not read them; "
+            f"see their reason in samples.csv)."
+        )
     return written

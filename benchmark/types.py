@@ -6,6 +6,7 @@ Conventions (see README, "Conventions"): pixels are OpenCV style (centre of the
 top-left pixel at (0, 0)); poses are world-to-camera, ``x_cam = R @ x_world + t``;
 quaternions are (w, x, y, z); metres, degrees, pixels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -154,7 +155,9 @@ class Matches:
         self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
         n = len(self.kpts0)
         if len(self.kpts1) != n or len(self.scores) != n:
-            raise ValueError(f"Matches: kpts0 {len(self.kpts0)}, kpts1 {len(self.kpts1)}, scores {len(self.scores)} differ")
+            raise ValueError(
+                f"Matches: kpts0 {len(self.kpts0)}, kpts1 {len(self.kpts1)}, scores {len(self.scores)} differ"
+            )
         for name in ("pts3d0", "pts3d1"):
             v = getattr(self, name)
             if v is not None:
@@ -169,8 +172,17 @@ class Matches:
     def subset(self, index) -> "Matches":
         def pick(a):
             return None if a is None else a[index]
-        return Matches(self.kpts0[index], self.kpts1[index], self.scores[index], pick(self.pts3d0),
-                       pick(self.pts3d1), self.num_keypoints0, self.num_keypoints1, dict(self.timings))
+
+        return Matches(
+            self.kpts0[index],
+            self.kpts1[index],
+            self.scores[index],
+            pick(self.pts3d0),
+            pick(self.pts3d1),
+            self.num_keypoints0,
+            self.num_keypoints1,
+            dict(self.timings),
+        )
 
 
 @dataclass
@@ -233,11 +245,23 @@ class ResultRow:
 
     def to_dict(self) -> dict[str, Any]:
         d = {
-            "sample_id": self.sample_id, "scene": self.scene, "status": self.status, "reason": self.reason,
-            "num_matches": self.num_matches, "num_inliers": self.num_inliers, "confidence": self.confidence,
-            "qw": self.qvec[0], "qx": self.qvec[1], "qy": self.qvec[2], "qz": self.qvec[3],
-            "tx": self.tvec[0], "ty": self.tvec[1], "tz": self.tvec[2],
-            "time_match_s": self.time_match, "time_solve_s": self.time_solve, "cached": self.cached,
+            "sample_id": self.sample_id,
+            "scene": self.scene,
+            "status": self.status,
+            "reason": self.reason,
+            "num_matches": self.num_matches,
+            "num_inliers": self.num_inliers,
+            "confidence": self.confidence,
+            "qw": self.qvec[0],
+            "qx": self.qvec[1],
+            "qy": self.qvec[2],
+            "qz": self.qvec[3],
+            "tx": self.tvec[0],
+            "ty": self.tvec[1],
+            "tz": self.tvec[2],
+            "time_match_s": self.time_match,
+            "time_solve_s": self.time_solve,
+            "cached": self.cached,
         }
         d.update({f"time_{stage}_s": float(s) for stage, s in self.stage_times.items()})
         d.update(self.errors)

@@ -11,6 +11,7 @@ Errors of a match against the ground truth, in pixels:
 * :func:`reprojection_error_px`: the reference keypoint lifted with the GT depth, moved by the GT
   pose and projected into the other image (datasets with GT depth).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -120,14 +121,13 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode()  # Hershey fonts draw ASCII only
 
 
-def _draw_legend(panel: np.ndarray, legend: Legend, x: int, y: int, scale: float, thickness: int,
-                 line_h: int) -> None:
+def _draw_legend(panel: np.ndarray, legend: Legend, x: int, y: int, scale: float, thickness: int, line_h: int) -> None:
     cv2.putText(panel, _ascii(legend.title), (x, y), FONT, scale, BLACK, thickness, cv2.LINE_AA)
     y += line_h // 2
     if legend.max_error is not None:
         bar_w, bar_h = min(panel.shape[1] - 2 * x, 40 * line_h // 2), line_h // 2
         ramp = error_colors(np.linspace(0, legend.max_error, bar_w), legend.max_error)
-        panel[y:y + bar_h, x:x + bar_w] = ramp[None]
+        panel[y : y + bar_h, x : x + bar_w] = ramp[None]
         ticks = ((0, "0"), (0.5, f"{legend.max_error / 2:g}"), (1, f">= {legend.max_error:g} {legend.unit}"))
         for frac, label in ticks:
             w = cv2.getTextSize(label, FONT, scale, thickness)[0][0]
@@ -165,25 +165,40 @@ def _panel(width: int, lines: list[str], legend: Legend | None) -> np.ndarray:
     return panel
 
 
-def draw_matches(image0: np.ndarray, image1: np.ndarray, kpts0: np.ndarray, kpts1: np.ndarray, colors: np.ndarray,
-                 lines: list[str] = (), legend: Legend | None = None, order: np.ndarray | None = None,
-                 scale: float = 1.0, antialias: bool = True) -> np.ndarray:
+def draw_matches(
+    image0: np.ndarray,
+    image1: np.ndarray,
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    colors: np.ndarray,
+    lines: list[str] = (),
+    legend: Legend | None = None,
+    order: np.ndarray | None = None,
+    scale: float = 1.0,
+    antialias: bool = True,
+) -> np.ndarray:
     """RGB picture: image0 left, image1 right, one line per match in ``colors`` (N, 3) RGB and a
     dot of the same colour at both keypoints (dots drawn after every line, so each keypoint shows
-    its own match's colour; grey images are drawn grey); ``order`` = drawing order (last on top); the text ``lines`` and the
-    ``legend`` in a panel below. ``scale`` < 1 draws a smaller picture (images and keypoints scaled
+    its own match's colour; grey images are drawn grey); ``order`` = drawing order (last on top); the text
+    ``lines`` and the ``legend`` in a panel below. ``scale`` < 1 draws a smaller picture (images and keypoints scaled
     alike); ``antialias=False`` draws lines ~5x faster (pictures drawn in bulk)."""
     image0, image1 = (np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im for im in (image0, image1))
     if scale != 1.0:
-        image0, image1 = (cv2.resize(im, (max(1, round(im.shape[1] * scale)), max(1, round(im.shape[0] * scale))),
-                                     interpolation=cv2.INTER_AREA) for im in (image0, image1))
+        image0, image1 = (
+            cv2.resize(
+                im,
+                (max(1, round(im.shape[1] * scale)), max(1, round(im.shape[0] * scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+            for im in (image0, image1)
+        )
         kpts0, kpts1 = np.asarray(kpts0, float) * scale, np.asarray(kpts1, float) * scale
     h0, w0 = image0.shape[:2]
     h1, w1 = image1.shape[:2]
     width = max(w0 + GAP + w1, MIN_WIDTH)
     top = np.full((max(h0, h1), width, 3), 255, np.uint8)
     top[:h0, :w0] = image0
-    top[:h1, w0 + GAP:w0 + GAP + w1] = image1
+    top[:h1, w0 + GAP : w0 + GAP + w1] = image1
     thickness = max(1, round(min(h0, h1, w0, w1) / 500))
     radius = thickness + 1
     p0 = np.round(np.asarray(kpts0, float)).astype(int)

@@ -12,6 +12,7 @@ brute force (one run: every pixel of both images searched, the same tiled matrix
 force seconds / method seconds. The official implementation's figures (2-core x86-64 CPU, torch threads = 2,
 from ../shared/fixtures/mast3r/README.md) come from another run on its own inputs: indicative only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,22 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from methods.mast3r.frm import brute_force_reciprocal, fast_reciprocal_matching  # noqa: E402
 
-OFFICIAL_CPU = {"FRM": dict(seconds=10.0, matches=3026, note="best of 10.0-11.2 s"),
-                "brute force": dict(seconds=278.0, matches=94666, note="278-287 s")}
+OFFICIAL_CPU = {
+    "FRM": dict(seconds=10.0, matches=3026, note="best of 10.0-11.2 s"),
+    "brute force": dict(seconds=278.0, matches=94666, note="278-287 s"),
+}
 
 
-def synthetic_descriptors(height: int, width: int, dim: int, seed: int = 0, sigma: float = 3.0,
-                          zoom: float = 1.5, shift=(3.0, 5.0), noise: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_descriptors(
+    height: int,
+    width: int,
+    dim: int,
+    seed: int = 0,
+    sigma: float = 3.0,
+    zoom: float = 1.5,
+    shift=(3.0, 5.0),
+    noise: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     field = gaussian_filter(rng.standard_normal((height, width, dim)), sigma=(sigma, sigma, 0))
     field /= field.std()
@@ -67,8 +78,10 @@ def main() -> None:
     h, w = args.hw
     d1, d2 = synthetic_descriptors(h, w, args.dim, args.seed)
     desc1, desc2 = torch.from_numpy(d1).to(device), torch.from_numpy(d2).to(device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, descriptors {h}x{w}x{args.dim} per image, "
-          f"subsample {args.subsample}, torch {torch.__version__}")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, descriptors {h}x{w}x{args.dim} per image, "
+        f"subsample {args.subsample}, torch {torch.__version__}"
+    )
 
     fast_reciprocal_matching(desc1[:32, :32], desc2[:32, :32])  # warm-up (first-call costs)
     frm_times = []
@@ -86,26 +99,48 @@ def main() -> None:
 
     mutual = set(zip(brute.idx1.tolist(), brute.idx2.tolist()))
     inside = sum((a, b) in mutual for a, b in zip(frm.idx1.tolist(), frm.idx2.tolist()))
-    print(f"FRM runs: {', '.join(f'{t:.3f}' for t in frm_times)} s; still moving {list(frm.trace)}; "
-          f"per-iteration s {[round(s, 3) for s in frm.trace.seconds]}")
+    print(
+        f"FRM runs: {', '.join(f'{t:.3f}' for t in frm_times)} s; still moving {list(frm.trace)}; "
+        f"per-iteration s {[round(s, 3) for s in frm.trace.seconds]}"
+    )
     print(f"FRM matches that are brute-force mutual pairs: {inside}/{len(frm)}")
 
-    rows = [("brute force (ours)", brute_s, len(brute), brute.trace.nn_queries, brute_s, ""),
-            ("FRM (ours)", min(frm_times), len(frm), frm.trace.nn_queries, brute_s,
-             f"{frm.trace.nn_lookups} look-ups in the official loop")]
+    rows = [
+        ("brute force (ours)", brute_s, len(brute), brute.trace.nn_queries, brute_s, ""),
+        (
+            "FRM (ours)",
+            min(frm_times),
+            len(frm),
+            frm.trace.nn_queries,
+            brute_s,
+            f"{frm.trace.nn_lookups} look-ups in the official loop",
+        ),
+    ]
     official = device.type == "cpu" and (h, w, args.dim, args.subsample) == (384, 512, 24, 8)
     if official:
         ref_bf = OFFICIAL_CPU["brute force"]["seconds"]
         for name, ref in OFFICIAL_CPU.items():
-            rows.append((f"official {name} (other run)", ref["seconds"], ref["matches"], None, ref_bf,
-                         ref["note"] + "; ratio vs the official brute force"))
+            rows.append(
+                (
+                    f"official {name} (other run)",
+                    ref["seconds"],
+                    ref["matches"],
+                    None,
+                    ref_bf,
+                    ref["note"] + "; ratio vs the official brute force",
+                )
+            )
     print(f"\n{'method':<30}{'seconds':>9}{'matches':>9}{'NN queries':>12}{'ratio vs BF':>13}  note")
     for name, seconds, matches, queries, baseline, note in rows:
-        print(f"{name:<30}{seconds:>9.3f}{matches:>9}{'' if queries is None else queries:>12}"
-              f"{baseline / seconds:>12.1f}x  {note}")
+        print(
+            f"{name:<30}{seconds:>9.3f}{matches:>9}{'' if queries is None else queries:>12}"
+            f"{baseline / seconds:>12.1f}x  {note}"
+        )
     if official:
-        print(f"\nour FRM vs the official FRM figure: {OFFICIAL_CPU['FRM']['seconds'] / min(frm_times):.1f}x faster; "
-              f"our brute force vs the official one: {ref_bf / brute_s:.1f}x faster")
+        print(
+            f"\nour FRM vs the official FRM figure: {OFFICIAL_CPU['FRM']['seconds'] / min(frm_times):.1f}x faster; "
+            f"our brute force vs the official one: {ref_bf / brute_s:.1f}x faster"
+        )
 
 
 if __name__ == "__main__":

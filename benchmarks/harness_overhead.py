@@ -21,6 +21,7 @@ that the noise of a shared machine hits both.
 
 Rows: each path's results are compared with the sequential path's (all columns but timings).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # the runner paths compared, as config overrides (``--paths`` picks some)
-PATHS = {"pipeline": ["run.pipeline=true", "run.pipeline_processes=false"],
-         "pipeline-proc": ["run.pipeline=true", "run.pipeline_processes=true"],
-         "sequential": ["run.pipeline=false"]}
+PATHS = {
+    "pipeline": ["run.pipeline=true", "run.pipeline_processes=false"],
+    "pipeline-proc": ["run.pipeline=true", "run.pipeline_processes=true"],
+    "sequential": ["run.pipeline=false"],
+}
 
 
 def path_sets(path: str) -> list[str]:
@@ -76,6 +79,7 @@ class StageClock:
                     self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed - nested
                 if stack:
                     stack[-1] += elapsed
+
         return timed
 
     @contextlib.contextmanager
@@ -90,20 +94,36 @@ class StageClock:
                 setattr(owner, name, fn)
 
 
-STAGES = ["run set-up (build, check, identify inputs)", "matcher", "image/depth reading", "solving", "scoring",
-          "summary + bootstrap", "caching", "writing results"]
+STAGES = [
+    "run set-up (build, check, identify inputs)",
+    "matcher",
+    "image/depth reading",
+    "solving",
+    "scoring",
+    "summary + bootstrap",
+    "caching",
+    "writing results",
+]
 
 
 def stage_targets():
     from benchmark import cache, io, pipeline, protocols, report, runner
     from methods.base import Matcher
 
-    out = [(Matcher, "match_batch", "matcher"), (io, "read_image", "image/depth reading"),
-           (io, "read_depth", "image/depth reading"), (pipeline, "read_image", "image/depth reading"),
-           (pipeline, "solve_thresholds", "solving"), (report, "summarize_run", "summary + bootstrap"),
-           (report, "write_results", "writing results")]
-    out += [(cache.MatchCache, "get", "caching"), (cache.MatchCache, "put", "caching"),
-            (runner, "prepare", "run set-up (build, check, identify inputs)")]
+    out = [
+        (Matcher, "match_batch", "matcher"),
+        (io, "read_image", "image/depth reading"),
+        (io, "read_depth", "image/depth reading"),
+        (pipeline, "read_image", "image/depth reading"),
+        (pipeline, "solve_thresholds", "solving"),
+        (report, "summarize_run", "summary + bootstrap"),
+        (report, "write_results", "writing results"),
+    ]
+    out += [
+        (cache.MatchCache, "get", "caching"),
+        (cache.MatchCache, "put", "caching"),
+        (runner, "prepare", "run set-up (build, check, identify inputs)"),
+    ]
     for cls in {type(p) for p in protocols.PROTOCOLS.values()}:
         out += [(cls, "sample_errors", "scoring"), (cls, "write_submission", "writing results")]
     return out
@@ -133,15 +153,35 @@ def timed_cli_run(argv: list[str], output: Path, stages: bool) -> dict:
     import pandas as pd
 
     df = pd.read_parquet(output / "samples.parquet")
-    return {"wall_s": wall, "sum_match_s": float(df["time_match_s"].sum()), "rows": len(df), "digest": digest(df),
-            "ok": int((df["status"] == "ok").sum()), "peak_rss_mb": peak_rss_mb(), "stages": clock.seconds}
+    return {
+        "wall_s": wall,
+        "sum_match_s": float(df["time_match_s"].sum()),
+        "rows": len(df),
+        "digest": digest(df),
+        "ok": int((df["status"] == "ok").sum()),
+        "peak_rss_mb": peak_rss_mb(),
+        "stages": clock.seconds,
+    }
 
 
 def measure_sift_run(args) -> dict:
     work = Path(args.work)
-    argv = ["run", "--method", args.method, "--dataset", args.dataset, "--no-progress", "--output", str(work / "out"),
-            "--set", f"run.cache_dir={work / 'cache'}", "--set", f"run.torch_threads={args.threads}",
-            *path_sets(args.path), *args.extra]
+    argv = [
+        "run",
+        "--method",
+        args.method,
+        "--dataset",
+        args.dataset,
+        "--no-progress",
+        "--output",
+        str(work / "out"),
+        "--set",
+        f"run.cache_dir={work / 'cache'}",
+        "--set",
+        f"run.torch_threads={args.threads}",
+        *path_sets(args.path),
+        *args.extra,
+    ]
     return timed_cli_run(argv, work / "out", args.stages)
 
 
@@ -152,8 +192,12 @@ def measure_matcher_only(args) -> dict:
     from benchmark.pipeline import _pair_images
     from benchmark.runner import prepare, shard_samples
 
-    cfg = resolve(args.method, args.dataset, None, [f"run.torch_threads={args.threads}",
-                                                    f"run.cache_dir={Path(args.work) / 'cache'}", *args.extra_sets])
+    cfg = resolve(
+        args.method,
+        args.dataset,
+        None,
+        [f"run.torch_threads={args.threads}", f"run.cache_dir={Path(args.work) / 'cache'}", *args.extra_sets],
+    )
     set_torch_threads(args.threads)
     prepared = prepare(cfg)
     dataset, method = prepared.dataset, prepared.method
@@ -200,20 +244,49 @@ def measure_fixed_latency(args) -> dict:
         m = drawer._match(np.full((4, 4, 3), pixel, np.uint8), None)
         matches[pixel] = (m.kpts0, m.kpts1, m.scores)
         assert (pixel[0] << 16 | pixel[1] << 8 | pixel[2]) == seed
-    precomputed_mb = sum(a.nbytes for m in matches.values() for a in m) / 2 ** 20
+    precomputed_mb = sum(a.nbytes for m in matches.values() for a in m) / 2**20
     register_fixed_latency(args.latency, matches)
-    argv = ["run", "--method", "fixed_latency", "--dataset", "scale_pairs", "--no-progress",
-            "--output", str(work / "out"), "--set", f"dataset.root={work / 'images'}",
-            "--set", f"dataset.pairs={args.pairs}", "--set", f"run.cache_dir={work / 'cache'}",
-            *path_sets(args.path), "--set", f"solver.ransac.min_iterations={args.iterations}"]
+    argv = [
+        "run",
+        "--method",
+        "fixed_latency",
+        "--dataset",
+        "scale_pairs",
+        "--no-progress",
+        "--output",
+        str(work / "out"),
+        "--set",
+        f"dataset.root={work / 'images'}",
+        "--set",
+        f"dataset.pairs={args.pairs}",
+        "--set",
+        f"run.cache_dir={work / 'cache'}",
+        *path_sets(args.path),
+        "--set",
+        f"solver.ransac.min_iterations={args.iterations}",
+    ]
     out = timed_cli_run(argv, work / "out", False)
     return {**out, "precomputed_mb": precomputed_mb}
 
 
 def in_subprocess(kind: str, path: str, args, **extra) -> dict:
     with tempfile.TemporaryDirectory(prefix="locbench-overhead-") as work:
-        cmd = [sys.executable, __file__, "--worker", kind, "--path", path, "--work", work, "--method", args.method,
-               "--dataset", args.dataset, "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--path",
+            path,
+            "--work",
+            work,
+            "--method",
+            args.method,
+            "--dataset",
+            args.dataset,
+            "--threads",
+            str(args.threads),
+        ]
         for key, value in extra.items():
             cmd += [f"--{key.replace('_', '-')}", str(value)]
         if args.stages:
@@ -229,19 +302,28 @@ def in_subprocess(kind: str, path: str, args, **extra) -> dict:
 
 # ------------------------------------------------------------------------------ report
 def print_sift(results: dict, args) -> None:
-    print(f"\n1. cold {args.method} run on {args.dataset} (defaults: bootstrap, plots, submission), "
-          f"{args.rounds} round(s); load average {os.getloadavg()[0]:.1f}")
-    print(f"{'path':<14}{'round':>6}{'matcher-only s':>16}{'run wall s':>12}{'overhead':>10}{'sum match s':>13}"
-          f"{'match/only':>12}{'same rows':>11}")
+    print(
+        f"\n1. cold {args.method} run on {args.dataset} (defaults: bootstrap, plots, submission), "
+        f"{args.rounds} round(s); load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'path':<14}{'round':>6}{'matcher-only s':>16}{'run wall s':>12}{'overhead':>10}{'sum match s':>13}"
+        f"{'match/only':>12}{'same rows':>11}"
+    )
     ref = results.get("sequential", next(iter(results.values())))[0]["run"]["digest"]
     for path, rounds in results.items():
         for i, r in enumerate(rounds):
             only, run = r["only"]["wall_s"], r["run"]
-            print(f"{path:<14}{i + 1:>6}{only:>16.2f}{run['wall_s']:>12.2f}{(run['wall_s'] - only) / run['wall_s']:>10.1%}"
-                  f"{run['sum_match_s']:>13.2f}{run['sum_match_s'] / only:>12.2f}"
-                  f"{'yes' if run['digest'] == ref else 'NO':>11}")
-    best = {p: min((r["run"]["wall_s"] - r["only"]["wall_s"]) / r["run"]["wall_s"] for r in rounds)
-            for p, rounds in results.items()}
+            print(
+                f"{path:<14}{i + 1:>6}{only:>16.2f}{run['wall_s']:>12.2f}"
+                f"{(run['wall_s'] - only) / run['wall_s']:>10.1%}"
+                f"{run['sum_match_s']:>13.2f}{run['sum_match_s'] / only:>12.2f}"
+                f"{'yes' if run['digest'] == ref else 'NO':>11}"
+            )
+    best = {
+        p: min((r["run"]["wall_s"] - r["only"]["wall_s"]) / r["run"]["wall_s"] for r in rounds)
+        for p, rounds in results.items()
+    }
     print("best overhead: " + ", ".join(f"{p} {v:.1%}" for p, v in best.items()) + " (target < 5 %)")
     if args.stages:
         for path, rounds in results.items():
@@ -253,14 +335,20 @@ def print_sift(results: dict, args) -> None:
 
 def print_latency(results: dict, args) -> None:
     print("\n2. fixed-latency matcher (sleeps L, precomputed matches), synthetic pairs of benchmarks/scale.py")
-    print(f"{'path':<14}{'L s':>6}{'pairs':>7}{'run wall s':>12}{'N L s':>8}{'efficiency':>12}{'x sequential':>14}"
-          f"{'peak RSS MB':>13}{'same rows':>11}")
+    print(
+        f"{'path':<14}{'L s':>6}{'pairs':>7}{'run wall s':>12}{'N L s':>8}{'efficiency':>12}{'x sequential':>14}"
+        f"{'peak RSS MB':>13}{'same rows':>11}"
+    )
     for (path, latency, pairs), r in results.items():
         seq = results.get(("sequential", latency, pairs), r)
+
         def eff(x):
             return pairs * latency / (x["wall_s"] - 1.0)
-        print(f"{path:<14}{latency:>6}{pairs:>7}{r['wall_s']:>12.2f}{pairs * latency:>8.1f}{eff(r):>12.3f}"
-              f"{eff(r) / eff(seq):>14.2f}{r['peak_rss_mb']:>13.0f}{'yes' if r['digest'] == seq['digest'] else 'NO':>11}")
+
+        print(
+            f"{path:<14}{latency:>6}{pairs:>7}{r['wall_s']:>12.2f}{pairs * latency:>8.1f}{eff(r):>12.3f}"
+            f"{eff(r) / eff(seq):>14.2f}{r['peak_rss_mb']:>13.0f}{'yes' if r['digest'] == seq['digest'] else 'NO':>11}"
+        )
     print("target: efficiency >= 0.95 at both L")
     print("\n3. peak memory, 2,000 pairs against 200 (target: at most +50 MB)")
     for path in args.paths:
@@ -268,9 +356,11 @@ def print_latency(results: dict, args) -> None:
         small = [r for (p, _, n), r in results.items() if p == path and n <= 1000]
         if big and small:
             b, s = big[0], small[0]
-            print(f"{path:<14} {s['peak_rss_mb']:.0f} MB -> {b['peak_rss_mb']:.0f} MB: "
-                  f"{b['peak_rss_mb'] - s['peak_rss_mb']:+.0f} MB (of which precomputed matches "
-                  f"{b['precomputed_mb'] - s['precomputed_mb']:+.1f} MB)")
+            print(
+                f"{path:<14} {s['peak_rss_mb']:.0f} MB -> {b['peak_rss_mb']:.0f} MB: "
+                f"{b['peak_rss_mb'] - s['peak_rss_mb']:+.0f} MB (of which precomputed matches "
+                f"{b['precomputed_mb'] - s['precomputed_mb']:+.1f} MB)"
+            )
 
 
 def main() -> None:
@@ -280,7 +370,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="run.torch_threads")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of the cold run (each path, alternately)")
     ap.add_argument("--latency", nargs="+", default=["0.05:2000", "0.5:200"], metavar="L:PAIRS")
-    ap.add_argument("--iterations", type=int, default=100, help="solver.ransac.min_iterations of the synthetic pairs (as benchmarks/scale.py)")
+    ap.add_argument(
+        "--iterations",
+        type=int,
+        default=100,
+        help="solver.ransac.min_iterations of the synthetic pairs (as benchmarks/scale.py)",
+    )
     ap.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS), help="runner paths to compare")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-sift", action="store_true")
@@ -312,8 +407,11 @@ def main() -> None:
             for path in args.paths if i % 2 == 0 else reversed(args.paths):
                 only = in_subprocess("only", path, args)
                 sift[path].append({"only": only, "run": in_subprocess("run", path, args)})
-                print(f"  round {i + 1} {path}: matcher-only {only['wall_s']:.1f} s, run "
-                      f"{sift[path][-1]['run']['wall_s']:.1f} s", file=sys.stderr)
+                print(
+                    f"  round {i + 1} {path}: matcher-only {only['wall_s']:.1f} s, run "
+                    f"{sift[path][-1]['run']['wall_s']:.1f} s",
+                    file=sys.stderr,
+                )
         print_sift(sift, args)
     if not args.skip_latency:
         latency = {}
@@ -321,9 +419,12 @@ def main() -> None:
             value, pairs = spec.split(":")
             for path in args.paths:
                 latency[path, float(value), int(pairs)] = in_subprocess(
-                    "latency", path, args, latency_s=value, pairs=pairs, iterations=args.iterations)
-                print(f"  {path} L={value} x {pairs}: {latency[path, float(value), int(pairs)]['wall_s']:.1f} s",
-                      file=sys.stderr)
+                    "latency", path, args, latency_s=value, pairs=pairs, iterations=args.iterations
+                )
+                print(
+                    f"  {path} L={value} x {pairs}: {latency[path, float(value), int(pairs)]['wall_s']:.1f} s",
+                    file=sys.stderr,
+                )
         print_latency(latency, args)
 
 

@@ -19,6 +19,7 @@ poses would mean nothing, so none are computed.
 
     python benchmarks/mast3r_forward.py --no-baseline --rounds 1 --repeats 1      # fp32 vs bf16, CPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OFFICIAL_CPU = {"mast3r": dict(seconds=18.1, peak_rss_gb=3.54, build_rss_gb=2.94),
-                "dust3r": dict(seconds=17.3, peak_rss_gb=3.13, build_rss_gb=2.50)}
+OFFICIAL_CPU = {
+    "mast3r": dict(seconds=18.1, peak_rss_gb=3.54, build_rss_gb=2.94),
+    "dust3r": dict(seconds=17.3, peak_rss_gb=3.13, build_rss_gb=2.50),
+}
 
 
 def _rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # kB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kB on Linux
 
 
 def worker(args) -> dict:
@@ -66,8 +69,13 @@ def worker(args) -> dict:
     build_s, build_rss = time.perf_counter() - start, _rss_gb()
 
     h, w = args.hw
-    views = [dict(img=torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i)) * 2 - 1,
-                  true_shape=torch.tensor([[h, w]])) for i in (1, 2)]
+    views = [
+        dict(
+            img=torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(i)) * 2 - 1,
+            true_shape=torch.tensor([[h, w]]),
+        )
+        for i in (1, 2)
+    ]
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     times = []
     with attention_impl(args.attention):
@@ -83,11 +91,17 @@ def worker(args) -> dict:
     if args.save:  # the outputs of the last call, for the precision comparison
         import numpy as np
 
-        np.savez(args.save, **{f"{view}/{k}": v.float().cpu().numpy()
-                               for view, res in (("view1", res1), ("view2", res2)) for k, v in res.items()})
+        np.savez(
+            args.save,
+            **{
+                f"{view}/{k}": v.float().cpu().numpy()
+                for view, res in (("view1", res1), ("view2", res2))
+                for k, v in res.items()
+            },
+        )
     out = dict(build_s=build_s, build_rss_gb=build_rss, first_s=times[0], warm_s=times[1:], peak_rss_gb=_rss_gb())
     if device.type == "cuda":
-        out["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 1024 ** 3
+        out["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 1024**3
         out["gpu"] = torch.cuda.get_device_name()
     return out
 
@@ -95,11 +109,19 @@ def worker(args) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["mast3r", "dust3r"], default="mast3r")
-    p.add_argument("--hw", type=lambda s: tuple(int(v) for v in s.split("x")), default=(384, 512),
-                   help="image height x width (default 384x512)")
+    p.add_argument(
+        "--hw",
+        type=lambda s: tuple(int(v) for v in s.split("x")),
+        default=(384, 512),
+        help="image height x width (default 384x512)",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=2, help="timed calls after the first one, per process (0: time "
-                                                          "the first call only)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed calls after the first one, per process (0: time the first call only)",
+    )
     p.add_argument("--rounds", type=int, default=2, help="processes per configuration, run alternately")
     p.add_argument("--devices", default="auto", help="comma list of cpu/cuda (auto: cpu, plus cuda when present)")
     p.add_argument("--no-baseline", action="store_true", help="skip the explicit-attention baseline")
@@ -116,8 +138,9 @@ def main():
 
     import torch
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
-        else args.devices.split(",")
+    devices = (
+        ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else args.devices.split(",")
+    )
     runs = []
     for dev in devices:
         for prec in [q for q in args.precisions.split(",") if not (q == "fp16" and dev == "cpu")]:
@@ -127,9 +150,27 @@ def main():
     saved = Path(tempfile.mkdtemp(prefix="mast3r_forward_"))
     for _ in range(args.rounds):  # alternate the configurations so that machine noise hits all of them
         for dev, prec, attn in runs:
-            cmd = [sys.executable, __file__, "--worker", "--device", dev, "--attention", attn, "--precision", prec,
-                   "--model", args.model, "--hw", f"{args.hw[0]}x{args.hw[1]}", "--threads", str(args.threads),
-                   "--repeats", str(args.repeats), "--save", str(saved / f"{dev}_{prec}_{attn}.npz")]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--device",
+                dev,
+                "--attention",
+                attn,
+                "--precision",
+                prec,
+                "--model",
+                args.model,
+                "--hw",
+                f"{args.hw[0]}x{args.hw[1]}",
+                "--threads",
+                str(args.threads),
+                "--repeats",
+                str(args.repeats),
+                "--save",
+                str(saved / f"{dev}_{prec}_{attn}.npz"),
+            ]
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
             res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             if res.returncode:
@@ -145,14 +186,20 @@ def main():
     rows = list(results.items())
 
     h, w = args.hw
-    print(f"\nfull-size {args.model}, one {h}x{w} pair, random weights, torch {torch.__version__}, "
-          f"{args.threads} CPU threads, best of {args.rounds} x {args.repeats or 1} "
-          f"{'warm' if args.repeats else 'first'} calls; load average before: {load_before:.1f}, now "
-          f"{os.getloadavg()[0]:.1f}")
-    print(f"{'device/precision/attention':<28}{'s/pair':>9}{'first':>9}{'x baseline':>11}{'x official':>11}"
-          f"{'peak RSS GB':>12}{'RSS@build':>10}{'GPU peak GB':>12}")
+    print(
+        f"\nfull-size {args.model}, one {h}x{w} pair, random weights, torch {torch.__version__}, "
+        f"{args.threads} CPU threads, best of {args.rounds} x {args.repeats or 1} "
+        f"{'warm' if args.repeats else 'first'} calls; load average before: {load_before:.1f}, now "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'device/precision/attention':<28}{'s/pair':>9}{'first':>9}{'x baseline':>11}{'x official':>11}"
+        f"{'peak RSS GB':>12}{'RSS@build':>10}{'GPU peak GB':>12}"
+    )
+
     def fastest(r):
         return min(r["warm_s"]) if r["warm_s"] else r["first_s"]
+
     base = {key[:2]: fastest(r) for key, r in rows if key[2] == "explicit"}
     for key, r in rows:
         best = fastest(r)
@@ -160,11 +207,15 @@ def main():
         comparable = key[0] == "cpu" and (h, w) == (384, 512)
         ratio_off = f"{best / OFFICIAL_CPU[args.model]['seconds']:.2f}" if comparable else "-"
         gpu = f"{r['cuda_peak_gb']:.2f}" if "cuda_peak_gb" in r else "-"
-        print(f"{'/'.join(key):<28}{best:>9.2f}{r['first_s']:>9.2f}{ratio_base:>11}{ratio_off:>11}"
-              f"{r['peak_rss_gb']:>12.2f}{r['build_rss_gb']:>10.2f}{gpu:>12}")
+        print(
+            f"{'/'.join(key):<28}{best:>9.2f}{r['first_s']:>9.2f}{ratio_base:>11}{ratio_off:>11}"
+            f"{r['peak_rss_gb']:>12.2f}{r['build_rss_gb']:>10.2f}{gpu:>12}"
+        )
     off = OFFICIAL_CPU[args.model]
-    print(f"{'official (README, cpu/fp32)':<28}{off['seconds']:>9.2f}{'-':>9}{'-':>11}{'1.00':>11}"
-          f"{off['peak_rss_gb']:>12.2f}{off['build_rss_gb']:>10.2f}{'-':>12}")
+    print(
+        f"{'official (README, cpu/fp32)':<28}{off['seconds']:>9.2f}{'-':>9}{'-':>11}{'1.00':>11}"
+        f"{off['peak_rss_gb']:>12.2f}{off['build_rss_gb']:>10.2f}{'-':>12}"
+    )
     for key, r in rows:
         if "gpu" in r:
             print(f"GPU: {r['gpu']}")
@@ -182,8 +233,9 @@ def print_precision_effects(saved: Path, seconds: dict) -> None:
     from methods.mast3r.frm import fast_reciprocal_matching
 
     def matches(out):
-        frm = fast_reciprocal_matching(torch.from_numpy(out["view1/desc"][0]), torch.from_numpy(out["view2/desc"][0]),
-                                       subsample=8, max_iter=10)
+        frm = fast_reciprocal_matching(
+            torch.from_numpy(out["view1/desc"][0]), torch.from_numpy(out["view2/desc"][0]), subsample=8, max_iter=10
+        )
         return set(map(tuple, np.concatenate([frm.xy1, frm.xy2], axis=1).tolist()))
 
     lines = []
@@ -196,12 +248,16 @@ def print_precision_effects(saved: Path, seconds: dict) -> None:
             diff = float(np.max(np.abs(low[k] - ref[k])))
             cells.append(f"{k} {diff:.3g} ({diff / float(np.max(np.abs(ref[k]))):.2%})")
         ratio = seconds[dev, prec, attn] / seconds[dev, "fp32", attn]
-        line = (f"{dev}/{prec}/{attn} vs fp32: time x{ratio:.2f}; largest |difference| (share of the largest fp32 "
-                f"value): " + ", ".join(cells))
+        line = (
+            f"{dev}/{prec}/{attn} vs fp32: time x{ratio:.2f}; largest |difference| (share of the largest fp32 "
+            f"value): " + ", ".join(cells)
+        )
         if "view1/desc" in ref:
             a, b = matches(ref), matches(low)
-            line += (f"\n  FRM matches fp32 {len(a)}, {prec} {len(b)}, common {len(a & b)}: "
-                     f"{len(a & b) / max(len(a), 1):.1%} of fp32's kept, IoU {len(a & b) / max(len(a | b), 1):.1%}")
+            line += (
+                f"\n  FRM matches fp32 {len(a)}, {prec} {len(b)}, common {len(a & b)}: "
+                f"{len(a & b) / max(len(a), 1):.1%} of fp32's kept, IoU {len(a & b) / max(len(a | b), 1):.1%}"
+            )
         lines.append(line)
     if lines:
         print("\n" + "\n".join(lines))

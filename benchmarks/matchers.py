@@ -11,6 +11,7 @@ whose weights are not on this machine run with random weights saved in the relea
 (SuperGlue, LoFTR; marked "random"): the dense compute is the same, but LoFTR's fine stage, which
 only runs on coarse matches, is then nearly free, so its time is a lower bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "sift"
-PRESETS = ("sift", "disk_lightglue", "aliked_lightglue", "xfeat_lighterglue", "xfeat", "disk_nn", "aliked_nn",
-           "superglue_indoor", "loftr_indoor")
+PRESETS = (
+    "sift",
+    "disk_lightglue",
+    "aliked_lightglue",
+    "xfeat_lighterglue",
+    "xfeat",
+    "disk_nn",
+    "aliked_nn",
+    "superglue_indoor",
+    "loftr_indoor",
+)
 SIZE = (640, 480)
 
 
@@ -70,8 +80,11 @@ def random_weights(name: str, conf: dict, folder: Path) -> tuple[dict, bool]:
 
         torch.save(SuperPoint().state_dict(), folder / "superpoint_v1.pth")
         torch.save(SuperGlue().state_dict(), folder / "superglue.pth")
-        return {**conf, "weights": str(folder / "superglue.pth"),
-                "detector_weights": str(folder / "superpoint_v1.pth")}, True
+        return {
+            **conf,
+            "weights": str(folder / "superglue.pth"),
+            "detector_weights": str(folder / "superpoint_v1.pth"),
+        }, True
     if name == "loftr":
         import kornia.feature as KF
 
@@ -114,18 +127,39 @@ def worker(preset: str, repeats: int, device: str) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
     on_cuda = str(getattr(matcher, "device", "cpu")).startswith("cuda")
-    return {"preset": preset, "random": random, "device": str(getattr(matcher, "device", "cpu")),
-            "matches": len(res), "precision": precision(res, disp, scale, np), "load_s": load_s,
-            "time_s": float(np.median(times)), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "imports_rss_mb": rss_imports,
-            "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else float("nan")}
+    return {
+        "preset": preset,
+        "random": random,
+        "device": str(getattr(matcher, "device", "cpu")),
+        "matches": len(res),
+        "precision": precision(res, disp, scale, np),
+        "load_s": load_s,
+        "time_s": float(np.median(times)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "imports_rss_mb": rss_imports,
+        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if on_cuda else float("nan"),
+    }
 
 
 def run(preset: str, repeats: int, device: str, threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [sys.executable, __file__, "--worker", preset, "--repeats", str(repeats), "--device", device,
-           "--threads", str(threads)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        preset,
+        "--repeats",
+        str(repeats),
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+    ]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         return {"preset": preset, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
@@ -149,10 +183,14 @@ def main(argv=None):
     presets = [BASELINE] + [m for m in args.methods if m != BASELINE]
     rows = [run(p, args.repeats, args.device, args.threads) for p in presets]
     base = rows[0]
-    print(f"motorcycle pair at {SIZE[0]}x{SIZE[1]}, {args.threads} thread(s), median of {args.repeats} runs after a "
-          f"warm-up; ratios against {BASELINE} measured in this run\n")
-    print("| method | device | matches | precision@2px | time/pair s | x sift | peak RSS MB | x sift | model MB "
-          "| CUDA peak MB |")
+    print(
+        f"motorcycle pair at {SIZE[0]}x{SIZE[1]}, {args.threads} thread(s), median of {args.repeats} runs after a "
+        f"warm-up; ratios against {BASELINE} measured in this run\n"
+    )
+    print(
+        "| method | device | matches | precision@2px | time/pair s | x sift | peak RSS MB | x sift | model MB "
+        "| CUDA peak MB |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         if "error" in r:
@@ -161,9 +199,11 @@ def main(argv=None):
         label = r["preset"] + (" (random weights)" if r["random"] else "")
         t_ratio = r["time_s"] / base["time_s"] if "time_s" in base else float("nan")
         m_ratio = r["peak_rss_mb"] / base["peak_rss_mb"] if "peak_rss_mb" in base else float("nan")
-        print(f"| {label} | {r['device']} | {r['matches']} | {r['precision']:.2f} | {r['time_s']:.3f} | {t_ratio:.1f} "
-              f"| {r['peak_rss_mb']:.0f} | {m_ratio:.1f} | {r['peak_rss_mb'] - r['imports_rss_mb']:.0f} "
-              f"| {r['cuda_peak_mb']:.0f} |")
+        print(
+            f"| {label} | {r['device']} | {r['matches']} | {r['precision']:.2f} | {r['time_s']:.3f} | {t_ratio:.1f} "
+            f"| {r['peak_rss_mb']:.0f} | {m_ratio:.1f} | {r['peak_rss_mb'] - r['imports_rss_mb']:.0f} "
+            f"| {r['cuda_peak_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

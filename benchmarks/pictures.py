@@ -8,6 +8,7 @@
 Each picture is drawn from random images and matches (lines span the whole canvas, the worst case)
 and encoded (JPEG for the raster paths, PNG written by matplotlib's Agg backend).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,17 @@ def raster(im0, im1, k0, k1, colors, antialias: bool) -> bytes:
     from benchmark import viz
 
     lines = ["sample s/0 (scene s)", "status: ok", "matches: 2000, inliers: 1500", "errors: VCRE 12 px"]
-    picture = viz.draw_matches(im0, im1, k0, k1, colors, lines, viz.Legend("epipolar distance", 10.0),
-                               scale=min(1.0, 1600 / (im0.shape[1] + im1.shape[1])), antialias=antialias)
+    picture = viz.draw_matches(
+        im0,
+        im1,
+        k0,
+        k1,
+        colors,
+        lines,
+        viz.Legend("epipolar distance", 10.0),
+        scale=min(1.0, 1600 / (im0.shape[1] + im1.shape[1])),
+        antialias=antialias,
+    )
     return viz.encode(picture, ".jpg")
 
 
@@ -70,8 +80,10 @@ def main() -> None:
     from benchmark import viz
 
     rng = np.random.default_rng(0)
-    print(f"{'size':>10} {'matches':>8} {'raster ms':>10} {'raster AA ms':>13} {'matplotlib ms':>14} "
-          f"{'matplotlib / raster':>20}")
+    print(
+        f"{'size':>10} {'matches':>8} {'raster ms':>10} {'raster AA ms':>13} {'matplotlib ms':>14} "
+        f"{'matplotlib / raster':>20}"
+    )
     for size in args.sizes:
         w, h = (int(v) for v in size.lower().split("x"))
         im0 = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -82,8 +94,9 @@ def main() -> None:
             fast = timed(lambda: raster(im0, im1, k0, k1, colors, False), args.repeats)
             smooth = timed(lambda: raster(im0, im1, k0, k1, colors, True), args.repeats)
             base = timed(lambda: matplotlib_picture(im0, im1, k0, k1, colors), max(1, args.repeats // 2))
-            print(f"{size:>10} {n:>8} {fast * 1e3:>10.1f} {smooth * 1e3:>13.1f} {base * 1e3:>14.1f} "
-                  f"{base / fast:>19.1f}x")
+            print(
+                f"{size:>10} {n:>8} {fast * 1e3:>10.1f} {smooth * 1e3:>13.1f} {base * 1e3:>14.1f} {base / fast:>19.1f}x"
+            )
 
 
 if __name__ == "__main__":

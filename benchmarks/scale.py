@@ -13,6 +13,7 @@ Each measurement runs in its own process (peak RSS is per process): the driver's
 Ray the largest worker peak (reported by the tasks). The local executor is the baseline of the
 throughput ratio; the 5,000-pair peak over the 1,000-pair peak shows whether memory stays flat.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,10 +83,13 @@ class ScaleMatcher(Matcher):
         seed = (r << 16) | (g << 8) | b
         T, rng, n = pose_of(seed), np.random.default_rng(seed + 1), int(self.conf["num"])
         points = rng.uniform((-2.0, -1.5, 3.0), (2.0, 1.5, 8.0), (n, 3))
+
         def project(X):
             return (X @ CAMERA.K.T)[:, :2] / X[:, 2:]
+
         def noise():
             return rng.normal(0.0, self.conf["noise_px"], (n, 2))
+
         kpts0, kpts1 = project(points) + noise(), project(points @ T[:3, :3].T + T[:3, 3]) + noise()
         bad = rng.random(n) < self.conf["outliers"]
         kpts1[bad] = rng.uniform((0, 0), (640, 480), (int(bad.sum()), 2))
@@ -119,10 +123,20 @@ def measure(args) -> dict:
 
     work = Path(args.work)
     write_images(work / "images", args.pairs)
-    cfg = resolve("scale_matcher", "scale_pairs", None, [
-        f"dataset.root={work / 'images'}", f"dataset.pairs={args.pairs}", f"run.shard_size={args.shard_size}",
-        f"run.cache_dir={work / 'cache'}", f"executor.name={args.executor}", f"executor.num_cpus={args.cpus}",
-        f"solver.ransac.min_iterations={args.iterations}"])
+    cfg = resolve(
+        "scale_matcher",
+        "scale_pairs",
+        None,
+        [
+            f"dataset.root={work / 'images'}",
+            f"dataset.pairs={args.pairs}",
+            f"run.shard_size={args.shard_size}",
+            f"run.cache_dir={work / 'cache'}",
+            f"executor.name={args.executor}",
+            f"executor.num_cpus={args.cpus}",
+            f"solver.ransac.min_iterations={args.iterations}",
+        ],
+    )
     executor = Recording(make_executor(cfg["executor"], cfg["run"]["torch_threads"]))
     start_s = 0.0
     if args.executor == "ray":  # start the cluster first, to report its start-up apart from the work
@@ -138,10 +152,18 @@ def measure(args) -> dict:
         import ray
 
         ray.shutdown()
-    return {"executor": args.executor, "pairs": args.pairs, "seconds": seconds, "start_s": start_s,
-            "pairs_per_s": args.pairs / seconds, "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker_rss_mb": max(workers.values()) if workers else None, "workers": len(workers),
-            "ok": int((df["status"] == "ok").sum()), "rows_digest": digest(df)}
+    return {
+        "executor": args.executor,
+        "pairs": args.pairs,
+        "seconds": seconds,
+        "start_s": start_s,
+        "pairs_per_s": args.pairs / seconds,
+        "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_rss_mb": max(workers.values()) if workers else None,
+        "workers": len(workers),
+        "ok": int((df["status"] == "ok").sum()),
+        "rows_digest": digest(df),
+    }
 
 
 def digest(df) -> str:
@@ -170,8 +192,23 @@ def main() -> None:
     for n in args.pairs:
         for executor in args.executors:
             with tempfile.TemporaryDirectory(prefix="locbench-scale-") as work:
-                cmd = [sys.executable, __file__, "--worker", "--executor", executor, "--pairs", str(n), "--work", work,
-                       "--cpus", str(args.cpus), "--shard-size", str(args.shard_size), "--iterations", str(args.iterations)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    "--executor",
+                    executor,
+                    "--pairs",
+                    str(n),
+                    "--work",
+                    work,
+                    "--cpus",
+                    str(args.cpus),
+                    "--shard-size",
+                    str(args.shard_size),
+                    "--iterations",
+                    str(args.iterations),
+                ]
                 out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 if out.returncode != 0:
                     sys.exit(f"{executor} with {n} pairs failed:\n{out.stderr[-3000:]}")
@@ -180,21 +217,46 @@ def main() -> None:
 
     base = {r["pairs"]: r for r in rows if r["executor"] == args.executors[0]}
     smallest = {r["executor"]: r for r in rows if r["pairs"] == min(args.pairs)}
-    print(f"\nshards of {args.shard_size} pairs; Ray: local cluster of {args.cpus} CPUs; ratios against "
-          f"{args.executors[0]} (same pairs) and against {min(args.pairs)} pairs (same executor)\n")
-    header = ("executor", "pairs", "work s", "pairs/s", "x speed", "start s", "driver peak MB", "x driver",
-              "worker peak MB", "x worker", "same rows")
+    print(
+        f"\nshards of {args.shard_size} pairs; Ray: local cluster of {args.cpus} CPUs; ratios against "
+        f"{args.executors[0]} (same pairs) and against {min(args.pairs)} pairs (same executor)\n"
+    )
+    header = (
+        "executor",
+        "pairs",
+        "work s",
+        "pairs/s",
+        "x speed",
+        "start s",
+        "driver peak MB",
+        "x driver",
+        "worker peak MB",
+        "x worker",
+        "same rows",
+    )
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows:
         b, s = base[r["pairs"]], smallest[r["executor"]]
         worker = r["worker_rss_mb"] or r["driver_rss_mb"]
         s_worker = s["worker_rss_mb"] or s["driver_rss_mb"]
-        print(" | ".join([r["executor"], str(r["pairs"]), f"{r['seconds']:.1f}", f"{r['pairs_per_s']:.0f}",
-                          f"{r['pairs_per_s'] / b['pairs_per_s']:.2f}", f"{r['start_s']:.1f}",
-                          f"{r['driver_rss_mb']:.0f}", f"{r['driver_rss_mb'] / s['driver_rss_mb']:.2f}",
-                          f"{worker:.0f}", f"{worker / s_worker:.2f}",
-                          "yes" if r["rows_digest"] == b["rows_digest"] else "NO"]))
+        print(
+            " | ".join(
+                [
+                    r["executor"],
+                    str(r["pairs"]),
+                    f"{r['seconds']:.1f}",
+                    f"{r['pairs_per_s']:.0f}",
+                    f"{r['pairs_per_s'] / b['pairs_per_s']:.2f}",
+                    f"{r['start_s']:.1f}",
+                    f"{r['driver_rss_mb']:.0f}",
+                    f"{r['driver_rss_mb'] / s['driver_rss_mb']:.2f}",
+                    f"{worker:.0f}",
+                    f"{worker / s_worker:.2f}",
+                    "yes" if r["rows_digest"] == b["rows_digest"] else "NO",
+                ]
+            )
+        )
 
 
 if __name__ == "__main__":

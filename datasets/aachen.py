@@ -15,6 +15,7 @@ Aachen's query ground truth is private: ``dataset.ground_truth`` optionally name
 (``name qw qx qy qz tx ty tz``, world-to-camera) or a COLMAP model holding the queries, for your own splits.
 Scenes (the unit of sharding) are ``<condition>/<camera>`` (``day/nexus4``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -156,8 +157,9 @@ class MapModel:
         try:
             self.rec = _pycolmap().Reconstruction(str(path))
         except Exception as exc:
-            raise UserError(f"{path} cannot be read as a COLMAP model (cameras, images, points3D as .bin or .txt): "
-                            f"{exc}") from None
+            raise UserError(
+                f"{path} cannot be read as a COLMAP model (cameras, images, points3D as .bin or .txt): {exc}"
+            ) from None
         self.path = Path(path)
         self.ids = {img.name: img_id for img_id, img in self.rec.images.items() if img.has_pose}
         # bounded: the Aachen model holds millions of observations
@@ -183,8 +185,14 @@ class MapModel:
         img = self.rec.images[self.ids[name]]
         cam = self.rec.cameras[img.camera_id]
         xy, xyz = self.observations(name)
-        return Reference(name=name, image=image_root / name, T_w2c=self.pose(name), points2d=xy, points3d=xyz,
-                         camera=camera_from_colmap(cam.model.name, cam.width, cam.height, list(cam.params)))
+        return Reference(
+            name=name,
+            image=image_root / name,
+            T_w2c=self.pose(name),
+            points2d=xy,
+            points3d=xyz,
+            camera=camera_from_colmap(cam.model.name, cam.width, cam.height, list(cam.params)),
+        )
 
 
 _MODELS: dict[tuple, MapModel] = {}
@@ -250,12 +258,18 @@ class Aachen(Dataset):
         "conditions": None,  # e.g. [day]; null = all
         "scenes": None,  # e.g. [day/nexus4]; null = all
     }
-    conf_types = {"num_retrieved": Key(int, min=1), "ground_truth": str | None, "conditions": list[str] | None,
-                  "scenes": list[str] | None}
+    conf_types = {
+        "num_retrieved": Key(int, min=1),
+        "ground_truth": str | None,
+        "conditions": list[str] | None,
+        "scenes": list[str] | None,
+    }
     task = TASK_ABSOLUTE
     protocol = "aachen"
-    download_hint = ("get Aachen Day-Night v1.1 from https://www.visuallocalization.net and hloc's "
-                     "pairs/aachen_v1.1/pairs-query-netvlad50.txt")
+    download_hint = (
+        "get Aachen Day-Night v1.1 from https://www.visuallocalization.net and hloc's "
+        "pairs/aachen_v1.1/pairs-query-netvlad50.txt"
+    )
 
     def __init__(self, conf: dict | None = None):
         super().__init__(conf)
@@ -286,19 +300,27 @@ class Aachen(Dataset):
             raise UserError("dataset.queries names no query list; give the *_queries_with_intrinsics.txt files.")
         for p in self.query_lists():
             if not p.is_file():
-                raise UserError(f"The query list {p} is missing; set dataset.queries to the "
-                                f"*_queries_with_intrinsics.txt files of your data.")
+                raise UserError(
+                    f"The query list {p} is missing; set dataset.queries to the "
+                    f"*_queries_with_intrinsics.txt files of your data."
+                )
         if not self.path("pairs").is_file():
-            raise UserError(f"The retrieval pairs file {self.path('pairs')} is missing; pass --set dataset.pairs=PATH "
-                            f"(e.g. hloc's pairs-query-netvlad50.txt).")
+            raise UserError(
+                f"The retrieval pairs file {self.path('pairs')} is missing; pass --set dataset.pairs=PATH "
+                f"(e.g. hloc's pairs-query-netvlad50.txt)."
+            )
         model = self.path("model")
         if not any((model / f"images.{ext}").is_file() for ext in ("bin", "txt")):
-            raise UserError(f"{model} is not a COLMAP model folder (no images.bin or images.txt); "
-                            f"set dataset.model to the reference reconstruction.")
+            raise UserError(
+                f"{model} is not a COLMAP model folder (no images.bin or images.txt); "
+                f"set dataset.model to the reference reconstruction."
+            )
         gt = self.conf["ground_truth"]
         if gt and not self.path("ground_truth").exists():
-            raise UserError(f"The ground-truth poses {self.path('ground_truth')} do not exist; "
-                            f"fix dataset.ground_truth or set it to null.")
+            raise UserError(
+                f"The ground-truth poses {self.path('ground_truth')} do not exist; "
+                f"fix dataset.ground_truth or set it to null."
+            )
 
     def queries(self) -> list[QueryEntry]:
         if self._queries is None:
@@ -355,8 +377,10 @@ class Aachen(Dataset):
         if self.conf["scenes"]:
             missing = [s for s in self.conf["scenes"] if s not in found]
             if missing:
-                raise UserError(f"dataset.scenes names {', '.join(missing)}, which the query lists do not hold "
-                                f"(scenes look like day/nexus4).")
+                raise UserError(
+                    f"dataset.scenes names {', '.join(missing)}, which the query lists do not hold "
+                    f"(scenes look like day/nexus4)."
+                )
         return [s for s in found if self._wanted(s)]
 
     def samples(self, scene: str) -> Iterator[QuerySample | InvalidSample]:
@@ -380,19 +404,32 @@ class Aachen(Dataset):
             unknown = [(db, line) for db, line in retrieved if db not in model]
             if unknown:
                 db, line = unknown[0]
-                yield InvalidSample(q.name, scene, f"{pairs_path} line {line}: the database image {db} is not a "
-                                                   f"registered image of the model {model.path}")
+                yield InvalidSample(
+                    q.name,
+                    scene,
+                    f"{pairs_path} line {line}: the database image {db} is not a "
+                    f"registered image of the model {model.path}",
+                )
                 continue
             names = [db for db, _ in retrieved]
-            yield QuerySample(id=q.name, scene=scene, image=self.image_root / q.name, camera=q.camera,
-                              references=RetrievedReferences(model, names, self.image_root),
-                              T_w2c=self._gt_pose(q.name),
-                              extra={"name": q.name, "condition": scene.split("/")[0]})
+            yield QuerySample(
+                id=q.name,
+                scene=scene,
+                image=self.image_root / q.name,
+                camera=q.camera,
+                references=RetrievedReferences(model, names, self.image_root),
+                T_w2c=self._gt_pose(q.name),
+                extra={"name": q.name, "condition": scene.split("/")[0]},
+            )
         lists = ", ".join(str(p) for p in self.query_lists())
         for name, line in self._orphans():
             if scene_of(name) == scene:
-                yield InvalidSample(name, scene, f"{pairs_path} line {line}: the query {name} has no line in the "
-                                                 f"query lists ({lists}), so its camera is unknown")
+                yield InvalidSample(
+                    name,
+                    scene,
+                    f"{pairs_path} line {line}: the query {name} has no line in the "
+                    f"query lists ({lists}), so its camera is unknown",
+                )
 
     def layout_problems(self) -> list[str]:
         self._check_files()

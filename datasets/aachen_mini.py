@@ -16,6 +16,7 @@ is what an SfM model of the database would hold: SIFT keypoints of each database
 Retrieval ranks database images by camera distance and viewing angle. Use it with
 ``--dataset aachen_mini --set dataset.root=OUT``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,12 +84,21 @@ def toy_square(seed: int = 0) -> list[Quad]:
     """Ground, back/left/right facades and two kiosks. World axes as a level camera's: x right, y down, z ahead."""
     rng = np.random.default_rng(seed)
     ground_y, top = 1.6, -7.0
-    spec = [((-9, ground_y, -7), (18, 0, 0), (0, 0, 23)),  # ground
-            ((-9, top, 16), (18, 0, 0), (0, ground_y - top, 0)),  # back facade
-            ((-9, top, -7), (0, 0, 23), (0, ground_y - top, 0)),  # left facade
-            ((9, top, 16), (0, 0, -23), (0, ground_y - top, 0))]  # right facade
-    quads = [Quad(np.array(o, float), np.array(u, float), np.array(v, float),
-                  make_texture(rng, np.linalg.norm(u), np.linalg.norm(v))) for o, u, v in spec]
+    spec = [
+        ((-9, ground_y, -7), (18, 0, 0), (0, 0, 23)),  # ground
+        ((-9, top, 16), (18, 0, 0), (0, ground_y - top, 0)),  # back facade
+        ((-9, top, -7), (0, 0, 23), (0, ground_y - top, 0)),  # left facade
+        ((9, top, 16), (0, 0, -23), (0, ground_y - top, 0)),
+    ]  # right facade
+    quads = [
+        Quad(
+            np.array(o, float),
+            np.array(u, float),
+            np.array(v, float),
+            make_texture(rng, np.linalg.norm(u), np.linalg.norm(v)),
+        )
+        for o, u, v in spec
+    ]
     return quads + _box(rng, -4.0, -1.5, 6.0, 8.0, 2.6, ground_y) + _box(rng, 2.0, 4.5, 9.0, 10.5, 3.4, ground_y)
 
 
@@ -185,8 +195,14 @@ def db_poses() -> list[np.ndarray]:
 
 
 def query_poses(rng: np.random.Generator, n: int) -> list[np.ndarray]:
-    return [pose_from((rng.uniform(-4, 4), rng.uniform(-0.3, 0.3), rng.uniform(-3.5, 1.5)),
-                      rng.uniform(-25, 25), rng.uniform(-6, 4)) for _ in range(n)]
+    return [
+        pose_from(
+            (rng.uniform(-4, 4), rng.uniform(-0.3, 0.3), rng.uniform(-3.5, 1.5)),
+            rng.uniform(-25, 25),
+            rng.uniform(-6, 4),
+        )
+        for _ in range(n)
+    ]
 
 
 def build_map(quads, db_images, camera, db_T, detect):
@@ -226,6 +242,7 @@ def write_model(path: Path, camera_spec, names, poses, observations) -> None:
 
 def retrieval(query_T: np.ndarray, db_T: list[np.ndarray], k: int) -> list[int]:
     """Database images ranked by camera distance (m) plus 0.05 x viewing-angle difference (deg)."""
+
     def centre(T):
         return -T[:3, :3].T @ T[:3, 3]
 

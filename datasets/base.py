@@ -13,6 +13,7 @@ holding images in memory, and can validate its own folder layout::
         def samples(self, scene): ...   # yields PairSample / QuerySample
         def problems(self): ...         # list of "file:line: what is wrong" strings
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,9 @@ def select_scenes(found: list[str], wanted, key: str, where) -> list[str]:
     missing = [s for s in wanted if s not in found]
     if missing:
         shown = ", ".join(found[:5]) + (f" (+{len(found) - 5} more)" if len(found) > 5 else "")
-        raise UserError(f"dataset.{key} names {', '.join(missing)}, which {where} does not hold; it holds "
-                        f"{shown or 'none'}.")
+        raise UserError(
+            f"dataset.{key} names {', '.join(missing)}, which {where} does not hold; it holds {shown or 'none'}."
+        )
     return [s for s in found if s in wanted]
 
 
@@ -53,15 +55,18 @@ class Dataset:
         conf = dict(conf or {})
         for key in ("name", "label"):
             conf.pop(key, None)
-        self.conf = merge(self.default_conf, conf, f"the '{self.name}' dataset config", "dataset.",
-                          class_schema(type(self)))
+        self.conf = merge(
+            self.default_conf, conf, f"the '{self.name}' dataset config", "dataset.", class_schema(type(self))
+        )
 
     @property
     def root(self) -> Path:
         root = self.conf.get("root")
         if root in (None, ""):
-            raise UserError(f"The {self.name} dataset needs its folder: pass --set dataset.root=PATH"
-                            f"{' (' + self.download_hint + ')' if self.download_hint else ''}.")
+            raise UserError(
+                f"The {self.name} dataset needs its folder: pass --set dataset.root=PATH"
+                f"{' (' + self.download_hint + ')' if self.download_hint else ''}."
+            )
         path = Path(root).expanduser()
         if not path.is_absolute():
             path = (Path.cwd() / path) if (Path.cwd() / path).exists() else (PROJECT_ROOT / path)
@@ -71,8 +76,10 @@ class Dataset:
         """Fail fast (before any work) when the dataset cannot be read at all."""
         root = self.root
         if not root.is_dir():
-            raise UserError(f"The {self.name} dataset folder {root} does not exist; pass --set dataset.root=PATH"
-                            f"{' (' + self.download_hint + ')' if self.download_hint else ''}.")
+            raise UserError(
+                f"The {self.name} dataset folder {root} does not exist; pass --set dataset.root=PATH"
+                f"{' (' + self.download_hint + ')' if self.download_hint else ''}."
+            )
 
     def problems(self, decode: bool = True) -> list[str]:
         """Every problem of the dataset folder, one sentence each (for `datasets check`): the layout, every

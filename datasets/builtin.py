@@ -1,4 +1,5 @@
 """Imports every built-in dataset module so its @DATASETS.register runs."""
+
 from . import (  # noqa: F401
     aachen,
     co3d,

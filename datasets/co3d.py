@@ -19,6 +19,7 @@ RRA/RTA/mAA do not use them, pose solvers do.
 Samples: every pair i < j in ``torch.combinations`` order with ``T_0to1 = T_w2c(j) inv(T_w2c(i))``, or a
 seeded random subset of ``dataset.max_pairs`` pairs per sequence (kept in that order).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -44,8 +45,9 @@ PYTORCH3D_TO_OPENCV = np.diag([-1.0, -1.0, 1.0])
 
 def opencv_from_pytorch3d(R: np.ndarray, T: np.ndarray) -> np.ndarray:
     """4x4 OpenCV world-to-camera pose of a PyTorch3D camera (row-vector R, T)."""
-    return pose_matrix(PYTORCH3D_TO_OPENCV @ np.asarray(R, dtype=np.float64).T,
-                       PYTORCH3D_TO_OPENCV @ np.asarray(T, dtype=np.float64))
+    return pose_matrix(
+        PYTORCH3D_TO_OPENCV @ np.asarray(R, dtype=np.float64).T, PYTORCH3D_TO_OPENCV @ np.asarray(T, dtype=np.float64)
+    )
 
 
 def intrinsics_from_ndc(focal_ndc, width: int, height: int) -> np.ndarray:
@@ -77,18 +79,26 @@ class Co3dSequences(Dataset):
         "resize_max": None,  # downscale frames whose longer side exceeds this (px); K scaled by pure factors
         "sequences": None,  # list of sequence ids to run; null = all
     }
-    conf_types = {"max_pairs": Key(int | None, min=1), "seed": Key(int, min=0), "resize_max": Key(int | None, min=1),
-                  "sequences": list[str] | None}
+    conf_types = {
+        "max_pairs": Key(int | None, min=1),
+        "seed": Key(int, min=0),
+        "resize_max": Key(int | None, min=1),
+        "sequences": list[str] | None,
+    }
     task = TASK_RELATIVE
     protocol = "rra"
-    download_hint = ("a folder per sequence with its frames and gt_cameras.npz (gtR, gtT, gtFL in PyTorch3D "
-                     "convention), e.g. PoseDiffusion's samples/apple")
+    download_hint = (
+        "a folder per sequence with its frames and gt_cameras.npz (gtR, gtT, gtFL in PyTorch3D "
+        "convention), e.g. PoseDiffusion's samples/apple"
+    )
 
     def check(self) -> None:
         super().check()
         if not self._sequence_dirs():
-            raise UserError(f"{self.root} holds no {self.conf['cameras_file']} (neither in it nor in a subfolder); "
-                            f"point dataset.root to a sequence folder or a folder of sequences.")
+            raise UserError(
+                f"{self.root} holds no {self.conf['cameras_file']} (neither in it nor in a subfolder); "
+                f"point dataset.root to a sequence folder or a folder of sequences."
+            )
 
     def _sequence_dirs(self) -> dict[str, Path]:
         name = self.conf["cameras_file"]
@@ -125,15 +135,19 @@ class Co3dSequences(Dataset):
         shapes = {"gtR": (n, 3, 3), "gtT": (n, 3), "gtFL": (n, 2)}
         for key, shape in shapes.items():
             if arrays[key].shape != shape:
-                raise SampleError(f"{cams_path}: {key} has shape {arrays[key].shape}, expected {shape} for the "
-                                  f"{n} frames in {folder}")
+                raise SampleError(
+                    f"{cams_path}: {key} has shape {arrays[key].shape}, expected {shape} for the {n} frames in {folder}"
+                )
         poses, cameras, resizes, broken = [], [], [], {}
         for k, path in enumerate(paths):
             size = image_size(path)
             bad = [key for key in ("gtR", "gtT", "gtFL") if not np.isfinite(arrays[key][k]).all()]
             if size is None or bad:
-                broken[k] = (f"frame {path} cannot be read as an image" if size is None else
-                             f"{cams_path}: {', '.join(bad)} of frame {k} ({path.name}) holds NaN or inf")
+                broken[k] = (
+                    f"frame {path} cannot be read as an image"
+                    if size is None
+                    else f"{cams_path}: {', '.join(bad)} of frame {k} ({path.name}) holds NaN or inf"
+                )
                 poses.append(None), cameras.append(None), resizes.append(None)
                 continue
             K = intrinsics_from_ndc(arrays["gtFL"][k], *size)
@@ -157,8 +171,10 @@ class Co3dSequences(Dataset):
         file is unusable) is an InvalidSample that says why: it stays in every denominator."""
         paths = self.frame_paths(scene)
         pairs = sequence_pairs(len(paths), self.conf["max_pairs"], self.conf["seed"], scene)
+
         def pair_id(i, j):
             return f"{scene}/{paths[i].stem}-{paths[j].stem}"
+
         try:
             paths, poses, cameras, resizes, broken = self.frames(scene)
         except SampleError as exc:
@@ -170,9 +186,18 @@ class Co3dSequences(Dataset):
             if i in broken or j in broken:
                 yield InvalidSample(pair_id(i, j), scene, broken.get(i) or broken[j])
                 continue
-            yield PairSample(id=pair_id(i, j), scene=scene, image0=paths[i], image1=paths[j], camera0=cameras[i],
-                             camera1=cameras[j], T_0to1=relative_pose(poses[i], poses[j]), resize0=resizes[i],
-                             resize1=resizes[j], extra={"i": i, "j": j, "category": category})
+            yield PairSample(
+                id=pair_id(i, j),
+                scene=scene,
+                image0=paths[i],
+                image1=paths[j],
+                camera0=cameras[i],
+                camera1=cameras[j],
+                T_0to1=relative_pose(poses[i], poses[j]),
+                resize0=resizes[i],
+                resize1=resizes[j],
+                extra={"i": i, "j": j, "category": category},
+            )
 
     def check_samples(self, scene: str, problems: list[str]) -> Iterator[PairSample]:
         paths = self.frame_paths(scene)

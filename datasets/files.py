@@ -1,4 +1,5 @@
 """Small file helpers shared by the ScanNet, MegaDepth, Aachen and CO3D loaders."""
+
 from __future__ import annotations
 
 import importlib
@@ -87,8 +88,9 @@ def missing_files(paths, what: str = "image") -> list[str]:
 
 
 # What a pickled numpy object array may name: the array reconstructors and numpy scalars, nothing else.
-_NUMPY_PICKLE_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-                         for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+_NUMPY_PICKLE_GLOBALS = {
+    (m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")
+} | {("numpy", "ndarray"), ("numpy", "dtype")}
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -109,8 +111,9 @@ def read_object_npz(path: Path) -> dict:
                 continue
             with archive.open(member) as fp:
                 version = np.lib.format.read_magic(fp)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 shape, fortran, dtype = read_header(fp)
                 if dtype.hasobject:
                     array = _NumpyOnlyUnpickler(fp).load()

@@ -11,6 +11,7 @@ after merging repeated frame numbers and skipping broken lines, read with the sc
 runs every query frame. A broken ``intrinsics.txt`` line makes its own frame an ``invalid_input`` row
 (file and line in the reason) and leaves every other frame alone.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,12 +46,19 @@ class MapFree(Dataset):
         "frames": "evaluated",  # evaluated | all
         "scenes": None,  # list of scene names to run; null = all
     }
-    conf_types = {"split": Key(str, choices=("train", "val", "test")), "depth": str | None,
-                  "depth_scale": Key(float, above=0), "frames": Key(str, choices=("evaluated", "all")),
-                  "scenes": list[str] | None}
+    conf_types = {
+        "split": Key(str, choices=("train", "val", "test")),
+        "depth": str | None,
+        "depth_scale": Key(float, above=0),
+        "frames": Key(str, choices=("evaluated", "all")),
+        "scenes": list[str] | None,
+    }
     task = TASK_METRIC_RELATIVE
     protocol = "mapfree"
-    download_hint = "get the data from https://research.nianticlabs.com/mapfree-reloc-benchmark and point to the folder holding val/ and test/"
+    download_hint = (
+        "get the data from https://research.nianticlabs.com/mapfree-reloc-benchmark and point to the folder "
+        "holding val/ and test/"
+    )
 
     @property
     def split_dir(self) -> Path:
@@ -59,8 +67,10 @@ class MapFree(Dataset):
     def check(self) -> None:
         super().check()
         if not self.split_dir.is_dir():
-            raise UserError(f"The Map-free folder {self.root} has no '{self.conf['split']}' split folder; "
-                            f"pass --set dataset.root=PATH pointing to the folder that holds val/ and test/.")
+            raise UserError(
+                f"The Map-free folder {self.root} has no '{self.conf['split']}' split folder; "
+                f"pass --set dataset.root=PATH pointing to the folder that holds val/ and test/."
+            )
         if not self.scenes():
             raise UserError(f"{self.split_dir} holds no scene folders (sXXXXX); check dataset.root and dataset.split.")
 
@@ -80,8 +90,9 @@ class MapFree(Dataset):
         if not path.is_file():
             raise SampleError(f"{path} is missing; every Map-free scene folder needs it")
         lines = read_text_lines(path.read_bytes(), str(path))
-        gt, problems = parse_pose_lines(lines, str(path), with_confidence=False,
-                                        keep_zero_quaternion=self.conf["split"] == "test")
+        gt, problems = parse_pose_lines(
+            lines, str(path), with_confidence=False, keep_zero_quaternion=self.conf["split"] == "test"
+        )
         if not gt:  # no frame can be told apart: the scene becomes one row that says why
             raise SampleError(f"{path} holds no readable pose line ({problems[0] if problems else 'empty'})")
         return gt
@@ -105,8 +116,11 @@ class MapFree(Dataset):
             path = scene_dir / "poses.txt"
             if path.is_file():
                 lines = read_text_lines(path.read_bytes(), str(path))
-                problems += [p for p in parse_pose_lines(lines, str(path), False, self.conf["split"] == "test")[1]
-                             if "ignored" in p]
+                problems += [
+                    p
+                    for p in parse_pose_lines(lines, str(path), False, self.conf["split"] == "test")[1]
+                    if "ignored" in p
+                ]
         except UserError:  # a missing or unreadable file: the scene's own row says so
             pass
         return self.samples(scene)
@@ -115,8 +129,11 @@ class MapFree(Dataset):
         """Every frame of the scene folder, and its depth map when dataset.depth names them."""
         scene_dir = self.split_dir / scene
         images = sorted(p for p in scene_dir.glob("seq*/*.jpg"))
-        depth = [(d, "depth map") for d in (self.depth_path(scene_dir, p.relative_to(scene_dir).as_posix())
-                                            for p in images) if d is not None and d.is_file()]
+        depth = [
+            (d, "depth map")
+            for d in (self.depth_path(scene_dir, p.relative_to(scene_dir).as_posix()) for p in images)
+            if d is not None and d.is_file()
+        ]
         return [(p, "image") for p in images] + depth
 
     def samples(self, scene: str) -> Iterator[PairSample | InvalidSample]:
@@ -127,13 +144,19 @@ class MapFree(Dataset):
         except UserError as exc:
             raise SampleError(str(exc)) from None
         # a broken line costs its own frame only; without the reference's calibration no frame can run
-        ref_problem = broken.get(REFERENCE) or (None if REFERENCE in intrinsics else
-                                                f"{scene_dir / 'intrinsics.txt'} has no line for the reference {REFERENCE}")
+        ref_problem = broken.get(REFERENCE) or (
+            None
+            if REFERENCE in intrinsics
+            else f"{scene_dir / 'intrinsics.txt'} has no line for the reference {REFERENCE}"
+        )
         depth0 = self.depth_path(scene_dir, REFERENCE)
         for name, entry in self.query_entries(gt, intrinsics):
             sample_id = f"{scene}/{name}"
-            problem = ref_problem or broken.get(name) or (
-                None if name in intrinsics else f"{scene_dir / 'intrinsics.txt'} has no line for {name}")
+            problem = (
+                ref_problem
+                or broken.get(name)
+                or (None if name in intrinsics else f"{scene_dir / 'intrinsics.txt'} has no line for {name}")
+            )
             if problem:
                 yield InvalidSample(sample_id, scene, problem)
                 continue
@@ -141,8 +164,15 @@ class MapFree(Dataset):
             T = None
             if entry is not None and np.linalg.norm(entry.q) > 1e-8:
                 T = pose_matrix(quat_to_rotmat(entry.q / np.linalg.norm(entry.q)), entry.t)
-            yield PairSample(id=sample_id, scene=scene, image0=scene_dir / REFERENCE, image1=scene_dir / name,
-                             camera0=Camera.from_K(k0.K, k0.width, k0.height),
-                             camera1=Camera.from_K(k1.K, k1.width, k1.height), T_0to1=T,
-                             depth0=depth0, depth_scale=self.conf["depth_scale"],
-                             extra={"frame_name": name})
+            yield PairSample(
+                id=sample_id,
+                scene=scene,
+                image0=scene_dir / REFERENCE,
+                image1=scene_dir / name,
+                camera0=Camera.from_K(k0.K, k0.width, k0.height),
+                camera1=Camera.from_K(k1.K, k1.width, k1.height),
+                T_0to1=T,
+                depth0=depth0,
+                depth_scale=self.conf["depth_scale"],
+                extra={"frame_name": name},
+            )

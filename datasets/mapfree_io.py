@@ -12,6 +12,7 @@ Lines containing '#' are comments. Two kinds of readers live here:
   both the loader and the scorer so that both evaluate the same frames, and ``intrinsics_by_line``,
   where a broken line costs only its own frame.
 """
+
 from __future__ import annotations
 
 import io
@@ -61,7 +62,9 @@ def _floats(path, lineno, fields, what):
     try:
         values = [float(v) for v in fields]
     except ValueError:
-        raise _BadLine(f"{path} line {lineno}: {what} must be numbers, got '{' '.join(fields)}'; fix the line.") from None
+        raise _BadLine(
+            f"{path} line {lineno}: {what} must be numbers, got '{' '.join(fields)}'; fix the line."
+        ) from None
     if not all(math.isfinite(v) for v in values):
         raise _BadLine(f"{path} line {lineno}: {what} contains NaN or inf; fix or remove the line.")
     return values
@@ -86,10 +89,12 @@ def _read(path: Path, parse, problems: list | None) -> dict:
 
 def read_intrinsics(path: Path, problems: list | None = None) -> dict[str, Intrinsics]:
     """Map image name -> Intrinsics, in file order."""
+
     def parse(lineno, fields):
         if len(fields) != 7:
-            raise _BadLine(f"{path} line {lineno}: expected 'name fx fy cx cy W H' (7 fields), "
-                           f"got {len(fields)}; fix the line.")
+            raise _BadLine(
+                f"{path} line {lineno}: expected 'name fx fy cx cy W H' (7 fields), got {len(fields)}; fix the line."
+            )
         fx, fy, cx, cy, w, h = _floats(path, lineno, fields[1:], "fx fy cx cy W H")
         if fx <= 0 or fy <= 0 or w <= 0 or h <= 0:
             raise _BadLine(f"{path} line {lineno}: focal lengths and image size must be positive.")
@@ -98,16 +103,21 @@ def read_intrinsics(path: Path, problems: list | None = None) -> dict[str, Intri
     return _read(path, parse, problems)
 
 
-def read_poses(path: Path, keep_zero: bool = False, problems: list | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_poses(
+    path: Path, keep_zero: bool = False, problems: list | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Map image name -> (q wxyz unit, t) world-to-camera, in file order.
 
     Lines whose quaternion is all zeros (the withheld test ground truth) are dropped
     unless ``keep_zero``.
     """
+
     def parse(lineno, fields):
         if len(fields) != 8:
-            raise _BadLine(f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz' (8 fields), "
-                           f"got {len(fields)}; fix the line.")
+            raise _BadLine(
+                f"{path} line {lineno}: expected 'name qw qx qy qz tx ty tz' (8 fields), "
+                f"got {len(fields)}; fix the line."
+            )
         v = np.array(_floats(path, lineno, fields[1:], "the pose"))
         q, t = v[:4], v[4:]
         norm = np.linalg.norm(q)
@@ -139,8 +149,9 @@ def read_text_lines(data: bytes, source: str) -> list[str]:
         raise UserError(f"{source} is not UTF-8 text; write it as UTF-8.") from None
 
 
-def parse_pose_lines(lines: Iterable[str], source: str, with_confidence: bool,
-                     keep_zero_quaternion: bool = False) -> tuple[dict, list[str]]:
+def parse_pose_lines(
+    lines: Iterable[str], source: str, with_confidence: bool, keep_zero_quaternion: bool = False
+) -> tuple[dict, list[str]]:
     """``{frame number: PoseLine}`` in first-appearance order with the last line winning, and
     one sentence per skipped or overridden line. ``keep_zero_quaternion`` keeps the all-zero
     poses by which the test split withholds its ground truth (the scorer drops them)."""
@@ -152,8 +163,10 @@ def parse_pose_lines(lines: Iterable[str], source: str, with_confidence: bool,
         where = f"{source} line {lineno}"
         if len(parts) != fields_expected:
             if parts != [""]:  # blank lines are skipped silently enough
-                problems.append(f"{where}: {len(parts)} space-separated fields instead of {fields_expected} "
-                                f"(single spaces only); the line is ignored.")
+                problems.append(
+                    f"{where}: {len(parts)} space-separated fields instead of {fields_expected} "
+                    f"(single spaces only); the line is ignored."
+                )
             continue
         name = parts[0]
         if "#" in name:
@@ -161,8 +174,10 @@ def parse_pose_lines(lines: Iterable[str], source: str, with_confidence: bool,
         try:
             number = frame_number(name)
         except ValueError:
-            problems.append(f"{where}: '{name}' has no frame number at characters [-9:-4] "
-                            f"(expected seqN/frame_NNNNN.jpg); the line is ignored.")
+            problems.append(
+                f"{where}: '{name}' has no frame number at characters [-9:-4] "
+                f"(expected seqN/frame_NNNNN.jpg); the line is ignored."
+            )
             continue
         try:
             values = [float(v) for v in parts[1:]]
@@ -219,8 +234,10 @@ def intrinsics_by_line(path: Path) -> tuple[dict[str, Intrinsics], dict[str, str
 
 
 def format_intrinsics(rows: dict[str, Intrinsics]) -> str:
-    return "\n".join(f"{n} {k.fx:.6f} {k.fy:.6f} {k.cx:.6f} {k.cy:.6f} {k.width} {k.height}"
-                     for n, k in rows.items()) + "\n"
+    return (
+        "\n".join(f"{n} {k.fx:.6f} {k.fy:.6f} {k.cx:.6f} {k.cy:.6f} {k.width} {k.height}" for n, k in rows.items())
+        + "\n"
+    )
 
 
 def format_poses(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:

@@ -31,6 +31,7 @@ resized pixels). The images are resized with OpenCV's bilinear filter (``benchma
 own; glue-factory blurs before shrinking (kornia ``antialias``), and LoFTR zero-pads to a square with a
 mask, neither of which is done here.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,11 @@ from .files import data_path, image_size, missing_file_reason, read_object_npz
 from .scannet import scale_intrinsics
 
 FORMATS = ("loftr", "gluefactory", "gluefactory_views")
-DEFAULT_LISTS = {"loftr": "megadepth_test_1500_scene_info/megadepth_test_1500.txt",
-                 "gluefactory": "pairs_calibrated.txt", "gluefactory_views": "pairs.txt"}
+DEFAULT_LISTS = {
+    "loftr": "megadepth_test_1500_scene_info/megadepth_test_1500.txt",
+    "gluefactory": "pairs_calibrated.txt",
+    "gluefactory_views": "pairs.txt",
+}
 DEFAULT_IMAGE_DIRS = {"loftr": "", "gluefactory": "images", "gluefactory_views": "images"}
 RESIZE_RULES = (None, "loftr", "gluefactory")
 CONVENTIONS = ("opencv", "colmap")
@@ -83,8 +87,9 @@ def scene_of(name: str) -> str:
     return parts[0] if parts else "all"
 
 
-def resized_size(width: int, height: int, rule: str | None, long_side: int | None,
-                 divisible_by: int | None = None) -> tuple[int, int]:
+def resized_size(
+    width: int, height: int, rule: str | None, long_side: int | None, divisible_by: int | None = None
+) -> tuple[int, int]:
     """(W, H) after a protocol's resize rule (see the module docstring)."""
     w, h = int(width), int(height)
     if rule == "loftr" and long_side:
@@ -130,8 +135,14 @@ def read_calibrated_pairs(path: Path) -> tuple[list[PairEntry], list[tuple[str, 
             continue
         where, scene, tag = f"{path} line {lineno}", scene_of(fields[0]), f"{Path(path).name}:{lineno}"
         if len(fields) not in (32, 36):
-            bad.append((tag, scene, f"{where}: expected 32 fields (name0 name1 K0[9] K1[9] R[9] t[3]) or 36 "
-                                       f"(... T_0to1[16]), got {len(fields)}"))
+            bad.append(
+                (
+                    tag,
+                    scene,
+                    f"{where}: expected 32 fields (name0 name1 K0[9] K1[9] R[9] t[3]) or 36 "
+                    f"(... T_0to1[16]), got {len(fields)}",
+                )
+            )
             continue
         try:
             values = np.array([float(v) for v in fields[2:]])
@@ -159,8 +170,10 @@ def read_views(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], di
         model = fields[13] if len(fields) > 13 else ""
         expected = 16 + PINHOLE_PARAMS.get(model, -99)
         if model not in PINHOLE_PARAMS:
-            bad[fields[0]] = (f"{where}: expected 'name R[9] t[3] MODEL W H params' with MODEL PINHOLE or "
-                              f"SIMPLE_PINHOLE (undistorted images), got {model or len(fields)!r}")
+            bad[fields[0]] = (
+                f"{where}: expected 'name R[9] t[3] MODEL W H params' with MODEL PINHOLE or "
+                f"SIMPLE_PINHOLE (undistorted images), got {model or len(fields)!r}"
+            )
             continue
         if len(fields) != expected:
             bad[fields[0]] = f"{where}: a {model} view line has {expected} fields, got {len(fields)}"
@@ -186,8 +199,10 @@ def read_views(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], di
 def read_view_pairs(pairs_path: Path, views_path: Path) -> tuple[list[PairEntry], list[tuple[str, str, str]]]:
     """glue-factory's ``pairs.txt`` with the cameras and poses of ``views.txt``."""
     if not Path(views_path).is_file():
-        raise UserError(f"{views_path} is missing; it comes with {Path(pairs_path).name} in glue-factory's "
-                        f"megadepth1500.zip (or pass --set dataset.views=PATH).")
+        raise UserError(
+            f"{views_path} is missing; it comes with {Path(pairs_path).name} in glue-factory's "
+            f"megadepth1500.zip (or pass --set dataset.views=PATH)."
+        )
     views, bad_views = read_views(views_path)
     entries, bad = [], []
     for lineno, line in enumerate(Path(pairs_path).read_text().splitlines(), start=1):
@@ -198,8 +213,7 @@ def read_view_pairs(pairs_path: Path, views_path: Path) -> tuple[list[PairEntry]
         if len(fields) != 2:
             bad.append((tag, scene, f"{where}: expected 'name0 name1', got {len(fields)} fields"))
             continue
-        problems = [bad_views.get(n) or (f"{views_path} has no line for {n}" if n not in views else "")
-                    for n in fields]
+        problems = [bad_views.get(n) or (f"{views_path} has no line for {n}" if n not in views else "") for n in fields]
         if any(problems):
             bad.append((tag, scene, f"{where}: " + "; ".join(p for p in problems if p)))
             continue
@@ -231,8 +245,10 @@ def read_scene_info(path: Path) -> tuple[list[PairEntry], list[tuple[str, str, s
     try:
         info = read_object_npz(path)
     except FileNotFoundError:
-        raise UserError(f"{path} is missing; it is one of the scene-info files listed in LoFTR's "
-                        f"megadepth_test_1500.txt (assets/megadepth_test_1500_scene_info/).") from None
+        raise UserError(
+            f"{path} is missing; it is one of the scene-info files listed in LoFTR's "
+            f"megadepth_test_1500.txt (assets/megadepth_test_1500_scene_info/)."
+        ) from None
     except Exception as exc:
         raise UserError(f"{path} cannot be read as LoFTR's scene-info .npz ({exc}); download it again.") from None
     missing = [k for k in ("image_paths", "intrinsics", "poses", "pair_infos") if k not in info]
@@ -252,8 +268,14 @@ def read_scene_info(path: Path) -> tuple[list[PairEntry], list[tuple[str, str, s
             name = names[idx] if 0 <= idx < len(names) else None
             K, T = _matrix(Ks, idx, (3, 3)), _matrix(poses, idx, (4, 4))
             views.append((name, K, T))
-        problem = next((f"image {idx} has no path, intrinsics or pose" for idx, (n, K, T) in zip((i, j), views)
-                        if not isinstance(n, str) or K is None or T is None), "")
+        problem = next(
+            (
+                f"image {idx} has no path, intrinsics or pose"
+                for idx, (n, K, T) in zip((i, j), views)
+                if not isinstance(n, str) or K is None or T is None
+            ),
+            "",
+        )
         problem = problem or next((p for _, K, T in views for p in (_check_K(K), _check_pose(T)) if p), "")
         if problem:
             bad.append((tag, scene, f"{where}: {problem}"))
@@ -280,16 +302,25 @@ class MegaDepth1500(Dataset):
         "keypoints_in": "original",  # pixels the pose is solved in: original (LoFTR) | resized (glue-factory)
         "scenes": None,  # e.g. ['0015']; null: all
     }
-    conf_types = {"list_format": Key(str, choices=FORMATS), "pairs": str | None, "views": str | None,
-                  "image_dir": str | None, "resize_rule": Key(str | None, choices=RESIZE_RULES),
-                  "resize": Key(int | None, min=1), "divisible_by": Key(int | None, min=1),
-                  "intrinsics_convention": Key(str, choices=CONVENTIONS),
-                  "keypoints_in": Key(str, choices=KEYPOINT_FRAMES), "scenes": list[str] | None}
+    conf_types = {
+        "list_format": Key(str, choices=FORMATS),
+        "pairs": str | None,
+        "views": str | None,
+        "image_dir": str | None,
+        "resize_rule": Key(str | None, choices=RESIZE_RULES),
+        "resize": Key(int | None, min=1),
+        "divisible_by": Key(int | None, min=1),
+        "intrinsics_convention": Key(str, choices=CONVENTIONS),
+        "keypoints_in": Key(str, choices=KEYPOINT_FRAMES),
+        "scenes": list[str] | None,
+    }
     task = TASK_RELATIVE
     protocol = "relpose"
-    download_hint = ("MegaDepth-1500 test images: LoFTR's megadepth_test_1500 download with "
-                     "assets/megadepth_test_1500_scene_info/, or glue-factory's "
-                     "https://cvg-data.inf.ethz.ch/megadepth/megadepth1500.zip")
+    download_hint = (
+        "MegaDepth-1500 test images: LoFTR's megadepth_test_1500 download with "
+        "assets/megadepth_test_1500_scene_info/, or glue-factory's "
+        "https://cvg-data.inf.ethz.ch/megadepth/megadepth1500.zip"
+    )
 
     def __init__(self, conf: dict | None = None):
         super().__init__(conf)
@@ -303,16 +334,17 @@ class MegaDepth1500(Dataset):
     @property
     def image_root(self) -> Path:
         image_dir = self.conf["image_dir"]
-        return self.root / str(DEFAULT_IMAGE_DIRS.get(self.conf["list_format"], "") if image_dir is None
-                                else image_dir)
+        return self.root / str(DEFAULT_IMAGE_DIRS.get(self.conf["list_format"], "") if image_dir is None else image_dir)
 
     def check(self) -> None:
         super().check()
         conf = self.conf  # types, ranges and choices were checked when the config was merged
         if not self.pairs_path.is_file():
             fmt = conf["list_format"]
-            raise UserError(f"The pair list {self.pairs_path} is missing; pass --set dataset.pairs=PATH (the "
-                            f"{fmt} list of MegaDepth-1500, e.g. {DEFAULT_LISTS[fmt]}).")
+            raise UserError(
+                f"The pair list {self.pairs_path} is missing; pass --set dataset.pairs=PATH (the "
+                f"{fmt} list of MegaDepth-1500, e.g. {DEFAULT_LISTS[fmt]})."
+            )
         self.entries()
 
     def entries(self) -> tuple[list[PairEntry], list[tuple[str, str, str]]]:
@@ -369,13 +401,24 @@ class MegaDepth1500(Dataset):
         for path, K in zip(paths, (e.K0, e.K1)):
             size = image_size(path)
             if size is None:
-                reason = missing_file_reason(path, "image") if not path.is_file() else \
-                    f"{path} cannot be read as an image"
+                reason = (
+                    missing_file_reason(path, "image") if not path.is_file() else f"{path} cannot be read as an image"
+                )
                 return InvalidSample(sample_id, e.scene, f"{e.where}: {reason}")
             views.append(self._view(K, size))
         (cam0, resize0, f0), (cam1, resize1, f1) = views
         extra = {"name0": e.name0, "name1": e.name1, "epipolar_threshold": EPIPOLAR_THRESHOLD_MEGADEPTH}
         if (f0, f1) != ((1.0, 1.0), (1.0, 1.0)):
             extra["keypoint_scale"] = (f0, f1)
-        return PairSample(id=sample_id, scene=e.scene, image0=paths[0], image1=paths[1], camera0=cam0,
-                          camera1=cam1, T_0to1=e.T_0to1, resize0=resize0, resize1=resize1, extra=extra)
+        return PairSample(
+            id=sample_id,
+            scene=e.scene,
+            image0=paths[0],
+            image1=paths[1],
+            camera0=cam0,
+            camera1=cam1,
+            T_0to1=e.T_0to1,
+            resize0=resize0,
+            resize1=resize1,
+            extra=extra,
+        )

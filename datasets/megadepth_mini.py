@@ -15,6 +15,7 @@ PINHOLE cameras with COLMAP intrinsics (principal point in pixel-corner coordina
 Use it with ``--dataset megadepth1500_mini --set dataset.root=OUT`` (loftr layout) or add
 ``--set dataset.list_format=gluefactory`` for the other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,13 @@ from .aachen_mini import _pycolmap_camera, _write_jpg, pose_from, render, toy_sq
 SCENES = {"0015": 0, "0022": 1}  # scene -> texture seed
 SIZES = ((320, 240), (240, 320), (317, 239), (320, 240), (300, 200))  # (W, H) per image of a scene
 # camera centre (x, y, z) and yaw, pitch (deg) per image; neighbours overlap
-VIEWPOINTS = (((-1.5, 0.0, -3.0), 8.0, -2.0), ((-0.5, 0.1, -2.5), 2.0, 0.0), ((0.5, 0.0, -3.2), -4.0, -1.0),
-              ((1.4, -0.1, -2.2), -9.0, 1.0), ((0.0, 0.05, -1.5), 0.0, -3.0))
+VIEWPOINTS = (
+    ((-1.5, 0.0, -3.0), 8.0, -2.0),
+    ((-0.5, 0.1, -2.5), 2.0, 0.0),
+    ((0.5, 0.0, -3.2), -4.0, -1.0),
+    ((1.4, -0.1, -2.2), -9.0, 1.0),
+    ((0.0, 0.05, -1.5), 0.0, -3.0),
+)
 PAIRS = (((0, 1), 0.45), ((1, 2), 0.4), ((2, 3), 0.25), ((0, 4), 0.2))  # (i, j), overlap score
 FOCAL_PER_PX = 0.85  # focal length / long side
 
@@ -79,8 +85,14 @@ def write_loftr(out: Path, scenes: dict) -> None:
         for low, high in ((0.1, 0.3), (0.3, 0.5)):
             chosen = [((i, j), o, np.zeros((0, 4))) for (i, j), o in PAIRS if low <= o < high]
             name = f"{scene}_{low}_{high}"
-            np.savez(info_dir / f"{name}.npz", image_paths=image_paths, depth_paths=depth_paths,
-                     intrinsics=intrinsics, poses=poses, pair_infos=_object_array(chosen))
+            np.savez(
+                info_dir / f"{name}.npz",
+                image_paths=image_paths,
+                depth_paths=depth_paths,
+                intrinsics=intrinsics,
+                poses=poses,
+                pair_infos=_object_array(chosen),
+            )
             names.append(name)
     (info_dir / "megadepth_test_1500.txt").write_text("\n".join(names) + "\n")
 
@@ -91,13 +103,16 @@ def write_gluefactory(out: Path, scenes: dict) -> None:
         for name, image, K, T in views:
             _write_jpg(out / "images" / scene / name, image)
             h, w = image.shape[:2]
-            views_lines.append(f"{scene}/{name} {_numbers(T[:3, :3])} {_numbers(T[:3, 3])} PINHOLE {w} {h} "
-                               f"{_numbers([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])}")
+            views_lines.append(
+                f"{scene}/{name} {_numbers(T[:3, :3])} {_numbers(T[:3, 3])} PINHOLE {w} {h} "
+                f"{_numbers([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])}"
+            )
         for (i, j), _ in sorted(PAIRS, key=lambda p: -p[1]):
             (n0, _, K0, T0), (n1, _, K1, T1) = views[i], views[j]
             T = T1 @ np.linalg.inv(T0)
-            calibrated.append(f"{scene}/{n0} {scene}/{n1} {_numbers(K0)} {_numbers(K1)} {_numbers(T[:3, :3])} "
-                              f"{_numbers(T[:3, 3])}")
+            calibrated.append(
+                f"{scene}/{n0} {scene}/{n1} {_numbers(K0)} {_numbers(K1)} {_numbers(T[:3, :3])} {_numbers(T[:3, 3])}"
+            )
             pair_lines.append(f"{scene}/{n0} {scene}/{n1}")
     (out / "pairs_calibrated.txt").write_text("\n".join(calibrated) + "\n")
     (out / "views.txt").write_text("\n".join(views_lines) + "\n")

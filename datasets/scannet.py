@@ -16,6 +16,7 @@ computed like the official code: ``K' = diag(1/(w/w'), 1/(h/h'), 1) K`` (no half
 rotation codes (``rot0``/``rot1``, all 0 in ScanNet) are passed to the image reader through
 ``PairSample.extra``; the cameras and ``T_0to1`` are rotated with the image so the sample stays consistent.
 """
+
 from __future__ import annotations
 
 import re
@@ -84,8 +85,14 @@ def read_superglue_pairs(path: Path) -> tuple[list[PairEntry], list[tuple[int, s
         scene = scene_of(fields[0])
         where = f"{path} line {lineno}"
         if len(fields) != SUPERGLUE_FIELDS:
-            bad.append((lineno, scene, f"{where}: expected {SUPERGLUE_FIELDS} fields (name0 name1 rot0 rot1 "
-                                       f"K0[9] K1[9] T_0to1[16]), got {len(fields)}"))
+            bad.append(
+                (
+                    lineno,
+                    scene,
+                    f"{where}: expected {SUPERGLUE_FIELDS} fields (name0 name1 rot0 rot1 "
+                    f"K0[9] K1[9] T_0to1[16]), got {len(fields)}",
+                )
+            )
             continue
         try:
             rot0, rot1 = int(fields[2]), int(fields[3])
@@ -97,8 +104,18 @@ def read_superglue_pairs(path: Path) -> tuple[list[PairEntry], list[tuple[int, s
         if problem:
             bad.append((lineno, scene, f"{where}: {problem}"))
             continue
-        entries.append(PairEntry(where, fields[0], fields[1], values[:9].reshape(3, 3), values[9:18].reshape(3, 3),
-                                 values[18:].reshape(4, 4), rot0, rot1))
+        entries.append(
+            PairEntry(
+                where,
+                fields[0],
+                fields[1],
+                values[:9].reshape(3, 3),
+                values[9:18].reshape(3, 3),
+                values[18:].reshape(4, 4),
+                rot0,
+                rot1,
+            )
+        )
     return entries, bad
 
 
@@ -121,8 +138,10 @@ def read_loftr_pairs(pairs_npz: Path, intrinsics_npz: Path) -> tuple[list[PairEn
     intrinsics = _load_npz(intrinsics_npz, ())
     names, rel = np.asarray(pairs["name"]), np.asarray(pairs["rel_pose"], dtype=np.float64)
     if names.ndim != 2 or names.shape[1] != 4 or rel.shape != (len(names), 12):
-        raise UserError(f"{pairs_npz}: expected 'name' of shape (N, 4) and 'rel_pose' of shape (N, 12), got "
-                        f"{names.shape} and {rel.shape}; is this LoFTR's test.npz?")
+        raise UserError(
+            f"{pairs_npz}: expected 'name' of shape (N, 4) and 'rel_pose' of shape (N, 12), got "
+            f"{names.shape} and {rel.shape}; is this LoFTR's test.npz?"
+        )
     entries, bad = [], []
     for i, (scene_no, sub, f0, f1) in enumerate(names.astype(np.int64)):
         scene = f"scene{scene_no:04d}_{sub:02d}"
@@ -133,20 +152,26 @@ def read_loftr_pairs(pairs_npz: Path, intrinsics_npz: Path) -> tuple[list[PairEn
         K = np.asarray(intrinsics[scene], dtype=np.float64)
         T = np.eye(4)
         T[:3] = rel[i].reshape(3, 4)
-        problem = _check_geometry(np.concatenate([K.ravel(), K.ravel(), T.ravel()]), 0, 0) if K.shape == (3, 3) \
+        problem = (
+            _check_geometry(np.concatenate([K.ravel(), K.ravel(), T.ravel()]), 0, 0)
+            if K.shape == (3, 3)
             else f"{intrinsics_npz}: the intrinsics of {scene} are not a 3x3 matrix"
+        )
         if problem:
             bad.append((i, scene, f"{where}: {problem}"))
             continue
-        entries.append(PairEntry(where, f"{scene}/color/{f0}.jpg", f"{scene}/color/{f1}.jpg", K, K.copy(), T,
-                                 K_size=LOFTR_K_SIZE))
+        entries.append(
+            PairEntry(where, f"{scene}/color/{f0}.jpg", f"{scene}/color/{f1}.jpg", K, K.copy(), T, K_size=LOFTR_K_SIZE)
+        )
     return entries, bad
 
 
 def _load_npz(path: Path, keys: tuple[str, ...]) -> dict:
     if not Path(path).is_file():
-        raise UserError(f"{path} is missing; pass --set dataset.pairs=PATH (and dataset.intrinsics=PATH for "
-                        f"the LoFTR format) or put the list in dataset.root.")
+        raise UserError(
+            f"{path} is missing; pass --set dataset.pairs=PATH (and dataset.intrinsics=PATH for "
+            f"the LoFTR format) or put the list in dataset.root."
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {k: data[k] for k in data.files}
@@ -193,13 +218,20 @@ class ScanNet1500(Dataset):
         "image_size": None,  # (W, H) of the image files; null reads each file's header (superglue format)
         "scenes": None,  # list of scene ids to run; null = all
     }
-    conf_types = {"list_format": Key(str, choices=tuple(DEFAULT_LISTS)), "pairs": str | None,
-                  "intrinsics": str | None, "resize": Key(list[int] | None, min=1),
-                  "image_size": Key(list[int] | None, min=1), "scenes": list[str] | None}
+    conf_types = {
+        "list_format": Key(str, choices=tuple(DEFAULT_LISTS)),
+        "pairs": str | None,
+        "intrinsics": str | None,
+        "resize": Key(list[int] | None, min=1),
+        "image_size": Key(list[int] | None, min=1),
+        "scenes": list[str] | None,
+    }
     task = TASK_RELATIVE
     protocol = "relpose"
-    download_hint = ("ScanNet test scenes from http://www.scan-net.org; the pair lists ship with "
-                     "SuperGluePretrainedNetwork (assets/) and LoFTR (assets/scannet_test_1500/)")
+    download_hint = (
+        "ScanNet test scenes from http://www.scan-net.org; the pair lists ship with "
+        "SuperGluePretrainedNetwork (assets/) and LoFTR (assets/scannet_test_1500/)"
+    )
 
     def __init__(self, conf: dict | None = None):
         super().__init__(conf)
@@ -230,8 +262,10 @@ class ScanNet1500(Dataset):
             if v is not None and len(v) != 2:
                 raise UserError(f"dataset.{key} must be [W, H] or null, not {v!r}.")
         if not self.pairs_path.is_file():
-            raise UserError(f"The pair list {self.pairs_path} is missing; pass --set dataset.pairs=PATH "
-                            f"(the {fmt} list of the 1500 test pairs).")
+            raise UserError(
+                f"The pair list {self.pairs_path} is missing; pass --set dataset.pairs=PATH "
+                f"(the {fmt} list of the 1500 test pairs)."
+            )
         self.entries()
 
     def entries(self) -> tuple[list[PairEntry], list[tuple[int, str, str]]]:
@@ -281,8 +315,11 @@ class ScanNet1500(Dataset):
             if needs_file and file_size is None:
                 file_size = image_size(path)
                 if file_size is None:
-                    reason = missing_file_reason(path, "image") if not path.is_file() else \
-                        f"{path} cannot be read as an image"
+                    reason = (
+                        missing_file_reason(path, "image")
+                        if not path.is_file()
+                        else f"{path} cannot be read as an image"
+                    )
                     return InvalidSample(sample_id, scene, f"{e.where}: {reason}")
             src = e.K_size or file_size
             dst = tuple(self.conf["resize"]) if self.conf["resize"] else file_size
@@ -292,6 +329,15 @@ class ScanNet1500(Dataset):
         T = e.T_0to1
         if e.rot0 or e.rot1:
             T = pose_matrix(R1, np.zeros(3)) @ T @ pose_matrix(R0.T, np.zeros(3))
-        return PairSample(id=sample_id, scene=scene, image0=paths[0], image1=paths[1], camera0=cam0, camera1=cam1,
-                          T_0to1=T, resize0=resize0, resize1=resize1,
-                          extra={"rot0": e.rot0, "rot1": e.rot1, "name0": e.name0, "name1": e.name1})
+        return PairSample(
+            id=sample_id,
+            scene=scene,
+            image0=paths[0],
+            image1=paths[1],
+            camera0=cam0,
+            camera1=cam1,
+            T_0to1=T,
+            resize0=resize0,
+            resize1=resize1,
+            extra={"rot0": e.rot0, "rot1": e.rot1, "name0": e.name0, "name1": e.name1},
+        )

@@ -18,6 +18,7 @@ the form the method's ``image_reading`` declares: (H, W, 3) RGB, or (H, W) grey 
 the file as the method's official reader does (SuperGlue, LoFTR). ``match`` also takes the other form
 and converts it. Keypoints come back in those images' pixels, OpenCV convention.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,8 +52,9 @@ class Matcher:
         conf = dict(conf or {})
         for key in ("name", "label"):
             conf.pop(key, None)
-        self.conf = merge(self.default_conf, conf, f"the '{self.name}' method config", "method.",
-                          class_schema(type(self)))
+        self.conf = merge(
+            self.default_conf, conf, f"the '{self.name}' method config", "method.", class_schema(type(self))
+        )
         self._loaded = False
 
     # -- what subclasses write -------------------------------------------------
@@ -143,12 +145,23 @@ class Matcher:
 
     def cache_key(self) -> str:
         """Changes whenever the matches could change: method name, config, weights and how images are read."""
-        return config_hash({"name": self.name, "conf": self.conf, "weights": self.weights_fingerprint(),
-                            "reading": asdict(self.image_reading)})
+        return config_hash(
+            {
+                "name": self.name,
+                "conf": self.conf,
+                "weights": self.weights_fingerprint(),
+                "reading": asdict(self.image_reading),
+            }
+        )
 
 
 def check_image(image, index: int) -> None:
-    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8
-            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3))):
-        raise ValueError(f"image{index} must be a uint8 (H, W, 3) RGB or (H, W) grey array, got "
-                         f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
+    if not (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3))
+    ):
+        raise ValueError(
+            f"image{index} must be a uint8 (H, W, 3) RGB or (H, W) grey array, got "
+            f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}"
+        )

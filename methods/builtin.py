@@ -1,6 +1,7 @@
 """Imports every built-in method module so its @METHODS.register runs.
 
 Modules must not import optional packages (kornia, ...) at import time."""
+
 from . import (  # noqa: F401,E401
     dual_softmax,
     lightglue,

@@ -9,6 +9,7 @@ weights) and names the first few missing, unexpected or mis-shaped keys. An unre
 non-checkpoint file is one sentence too. :func:`load_weight_file` fills the real network with the same
 reading and the same check.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -61,7 +62,9 @@ def read_weights(path: Path, what: str, allowed_globals: tuple = ()) -> Any:
         with open(path, "rb") as f:
             f.read(1)
     except OSError as exc:
-        raise UserError(f"{where} cannot be read ({exc.strerror or exc}); check the path and its permissions.") from None
+        raise UserError(
+            f"{where} cannot be read ({exc.strerror or exc}); check the path and its permissions."
+        ) from None
 
     def load(mmap: bool):
         with torch.serialization.safe_globals(list(allowed_globals)):
@@ -76,13 +79,19 @@ def read_weights(path: Path, what: str, allowed_globals: tuple = ()) -> Any:
             return load(False)  # the legacy (non-zip) format cannot be memory-mapped
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):
-            raise UserError(f"{where} holds Python objects other than tensors, which are not unpickled for safety; "
-                            f"give the released file, or re-save only its state_dict with torch.save.") from None
-        raise UserError(f"{where} is truncated or not a PyTorch checkpoint ({_unpickler_reason(exc)}); download it "
-                        f"again or give the released file.") from None
+            raise UserError(
+                f"{where} holds Python objects other than tensors, which are not unpickled for safety; "
+                f"give the released file, or re-save only its state_dict with torch.save."
+            ) from None
+        raise UserError(
+            f"{where} is truncated or not a PyTorch checkpoint ({_unpickler_reason(exc)}); download it "
+            f"again or give the released file."
+        ) from None
     except Exception as exc:  # noqa: BLE001 - garbage makes the unpickler raise almost anything
-        raise UserError(f"{where} is truncated or not a PyTorch checkpoint ({first_line(exc)}); download it again "
-                        f"or give the released file.") from None
+        raise UserError(
+            f"{where} is truncated or not a PyTorch checkpoint ({first_line(exc)}); download it again "
+            f"or give the released file."
+        ) from None
 
 
 def listing(keys, n: int = 3) -> str:
@@ -94,11 +103,20 @@ def fit_problems(expected: dict, found: dict, optional: tuple[str, ...] = ()) ->
     """What keeps a state dict (``found``: key -> shape) from filling a network (``expected``)."""
     missing = [k for k in expected if k not in found and k not in optional]
     unexpected = [k for k in found if k not in expected]
-    mismatched = [f"{k} {tuple(found[k])} vs {tuple(expected[k])}" for k in expected
-                  if k in found and tuple(found[k]) != tuple(expected[k])]
-    return [f"{label}: {listing(keys)}" for label, keys in
-            (("missing keys", missing), ("unexpected keys", unexpected),
-             ("shape mismatch (file vs network)", mismatched)) if keys]
+    mismatched = [
+        f"{k} {tuple(found[k])} vs {tuple(expected[k])}"
+        for k in expected
+        if k in found and tuple(found[k]) != tuple(expected[k])
+    ]
+    return [
+        f"{label}: {listing(keys)}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatch (file vs network)", mismatched),
+        )
+        if keys
+    ]
 
 
 def shapes(state_dict: dict) -> dict:
@@ -108,19 +126,24 @@ def shapes(state_dict: dict) -> dict:
 def tensor_dict(content, path: Path, what: str) -> dict:
     import torch
 
-    if not (isinstance(content, dict) and content and
-            all(isinstance(k, str) and torch.is_tensor(v) for k, v in content.items())):
+    if not (
+        isinstance(content, dict)
+        and content
+        and all(isinstance(k, str) and torch.is_tensor(v) for k, v in content.items())
+    ):
         kind = type(content).__name__ if not isinstance(content, dict) else "mapping that is not a state dict"
-        raise UserError(f"The {what} weight file {path} holds a {kind}, not a state dict of tensors; give the "
-                        f"released file.")
+        raise UserError(
+            f"The {what} weight file {path} holds a {kind}, not a state dict of tensors; give the released file."
+        )
     return content
 
 
 def require_fit(module, state_dict: dict, path: Path, what: str, optional: tuple[str, ...] = ()) -> None:
     problems = fit_problems(shapes(module.state_dict()), shapes(state_dict), optional)
     if problems:
-        raise UserError(f"The {what} weight file {path} does not fit the network ({'; '.join(problems)}); "
-                        f"give the matching file.")
+        raise UserError(
+            f"The {what} weight file {path} does not fit the network ({'; '.join(problems)}); give the matching file."
+        )
 
 
 def load_strict(module, state_dict, path: Path, what: str, optional: tuple[str, ...] = ()) -> None:
@@ -158,8 +181,10 @@ def check_weight_files(files: list[WeightFile]) -> None:
             continue
         problems = fit_problems(expected, shapes(_content(wf)), wf.optional)
         if problems:
-            raise UserError(f"The {wf.what} weight file {wf.path} does not fit the network ({'; '.join(problems)}); "
-                            f"give the matching file.")
+            raise UserError(
+                f"The {wf.what} weight file {wf.path} does not fit the network ({'; '.join(problems)}); "
+                f"give the matching file."
+            )
         _CHECKED.add(key)
 
 

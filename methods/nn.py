@@ -2,6 +2,7 @@
 
 numpy only, so that SIFT runs without importing torch (learned features hand over CPU tensors,
 which numpy reads without a copy)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,15 @@ def _best_two(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return val, idx
 
 
-def mutual_nn_ratio(desc0, desc1, *, ratio: float | None = 0.8, mutual: bool = True,
-                    max_distance: float | None = None, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def mutual_nn_ratio(
+    desc0,
+    desc1,
+    *,
+    ratio: float | None = 0.8,
+    mutual: bool = True,
+    max_distance: float | None = None,
+    block: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
     """Match L2-normalised descriptors (N0, D) and (N1, D) (numpy arrays or CPU tensors).
 
     Returns (pairs (M, 2) int64 indices into desc0/desc1, distances (M,)).
@@ -41,13 +49,13 @@ def mutual_nn_ratio(desc0, desc1, *, ratio: float | None = 0.8, mutual: bool = T
     back_sim = np.full(n1, -np.inf, dtype=np.float32)
     back_idx = np.zeros(n1, dtype=np.int64)
     for s in range(0, n0, block):
-        sim = d0[s:s + block] @ d1.T
+        sim = d0[s : s + block] @ d1.T
         if mutual:
             bi = sim.argmax(axis=0)
             bv = sim[bi, np.arange(n1)]
             better = bv > back_sim  # strict: the first block wins ties, i.e. the lowest index
             back_sim[better], back_idx[better] = bv[better], bi[better] + s
-        best_sim[s:s + block], best_idx[s:s + block] = _best_two(sim, k)
+        best_sim[s : s + block], best_idx[s : s + block] = _best_two(sim, k)
     # unit vectors: |a - b|^2 = 2 - 2 a.b
     dist = np.sqrt(np.maximum(2.0 - 2.0 * best_sim, 0.0))
     keep = np.ones(n0, dtype=bool)

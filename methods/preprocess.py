@@ -19,6 +19,7 @@ One function per reference reader (the README's pre-processing table lists which
   resize asked for beforehand follows XFeat's MegaDepth evaluation (sides multiples of 32, OpenCV's
   bilinear resize of the uint8 image).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -99,8 +100,9 @@ def lightglue_input(image: np.ndarray, resize_max=None, resize_to=None, force: b
     return NetInput(x, (w, h), (x.shape[-1], x.shape[-2]), centres=True)
 
 
-def superglue_input(image: np.ndarray, resize_max=None, resize_to=None, force: bool = True,
-                    resize_float: bool = False) -> NetInput:
+def superglue_input(
+    image: np.ndarray, resize_max=None, resize_to=None, force: bool = True, resize_float: bool = False
+) -> NetInput:
     """``match_pairs.py``'s ``read_image`` on a uint8 grey image (H, W); ``resize_max`` is its one-number
     ``--resize``, ``resize_to`` its two-number one."""
     import torch
@@ -115,8 +117,9 @@ def superglue_input(image: np.ndarray, resize_max=None, resize_to=None, force: b
     return NetInput(torch.from_numpy(frame / 255.0)[None], (w, h), size, centres=False)
 
 
-def loftr_input(image: np.ndarray, resize_max=None, resize_to=None, force: bool = True, pad: bool = False,
-                multiple: int = 8) -> NetInput:
+def loftr_input(
+    image: np.ndarray, resize_max=None, resize_to=None, force: bool = True, pad: bool = False, multiple: int = 8
+) -> NetInput:
     """LoFTR's ``read_scannet_gray`` (``resize_to``: an exact size) or ``read_megadepth_gray`` (long side
     ``resize_max``, floored to ``multiple``; ``pad``: zero-padded to a square, with its mask)."""
     import torch
@@ -132,15 +135,14 @@ def loftr_input(image: np.ndarray, resize_max=None, resize_to=None, force: bool 
     if pad:
         side = max(size)
         padded = x.new_zeros((1, side, side))
-        padded[:, :size[1], :size[0]] = x
+        padded[:, : size[1], : size[0]] = x
         mask = torch.zeros((side, side), dtype=torch.bool)
-        mask[:size[1], :size[0]] = True
+        mask[: size[1], : size[0]] = True
         x = padded
     return NetInput(x, (w, h), size, centres=False, mask=mask)
 
 
-def xfeat_input(image: np.ndarray, resize_max=None, resize_to=None, force: bool = True,
-                multiple: int = 32) -> NetInput:
+def xfeat_input(image: np.ndarray, resize_max=None, resize_to=None, force: bool = True, multiple: int = 32) -> NetInput:
     """``XFeat.match_xfeat``'s input; a resize, if asked for, as XFeat's MegaDepth evaluation prepares its
     images (long side with Python's round, sides floored to multiples of 32, OpenCV bilinear on uint8)."""
     h, w = image.shape[:2]

@@ -1,4 +1,5 @@
 """SIFT (pycolmap's implementation, CPU) with mutual nearest neighbour + ratio matching."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,12 @@ class SiftMatcher(Matcher):
         "max_distance": 0.7,  # Euclidean distance between unit descriptors (COLMAP's default)
         "num_threads": 1,
     }
-    conf_types = {"peak_threshold": Key(float, above=0), "edge_threshold": Key(float, above=0),
-                  "ratio": Key(float | None, above=0, max=1), "max_distance": Key(float | None, above=0)}
+    conf_types = {
+        "peak_threshold": Key(float, above=0),
+        "edge_threshold": Key(float, above=0),
+        "ratio": Key(float | None, above=0, max=1),
+        "max_distance": Key(float | None, above=0),
+    }
 
     def _load(self):
         import pycolmap
@@ -62,7 +67,7 @@ class SiftMatcher(Matcher):
     def _match(self, image0, image1) -> Matches:
         xy0, d0 = self.detect(image0)
         xy1, d1 = self.detect(image1)
-        pairs, dist = mutual_nn_ratio(d0, d1, ratio=self.conf["ratio"], mutual=self.conf["mutual"],
-                                      max_distance=self.conf["max_distance"])
-        return Matches(xy0[pairs[:, 0]], xy1[pairs[:, 1]], 1.0 - dist,
-                       num_keypoints0=len(xy0), num_keypoints1=len(xy1))
+        pairs, dist = mutual_nn_ratio(
+            d0, d1, ratio=self.conf["ratio"], mutual=self.conf["mutual"], max_distance=self.conf["max_distance"]
+        )
+        return Matches(xy0[pairs[:, 0]], xy1[pairs[:, 1]], 1.0 - dist, num_keypoints0=len(xy0), num_keypoints1=len(xy1))

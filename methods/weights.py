@@ -8,6 +8,7 @@ Resolution order for a weight file:
 5. a download, but only when the user passed ``--allow-download`` (never in tests).
 A missing file gives one sentence saying where to get it and where to put it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -106,9 +107,17 @@ def candidates(filename: str, extra_dirs: Iterable[Path] = ()) -> list[Path]:
     return [d / filename for d in dirs]
 
 
-def resolve(spec: str | os.PathLike | None, known_default: str, *, what: str,
-            extra_dirs: Iterable[Path] = (), check: Callable[[Path], None] | None = None,
-            extra_files: Iterable[Path] = (), hint: str = "", setting: str = "method.weights") -> Path:
+def resolve(
+    spec: str | os.PathLike | None,
+    known_default: str,
+    *,
+    what: str,
+    extra_dirs: Iterable[Path] = (),
+    check: Callable[[Path], None] | None = None,
+    extra_files: Iterable[Path] = (),
+    hint: str = "",
+    setting: str = "method.weights",
+) -> Path:
     """Find the weight file for ``spec`` (a path, a known name, or None for ``known_default``).
 
     ``extra_files`` are full paths tried after the folders (copies stored under another name, e.g.
@@ -136,7 +145,8 @@ def resolve(spec: str | os.PathLike | None, known_default: str, *, what: str,
     raise UserError(
         f"The {what} weights '{entry.name}' ({entry.filename}, licence {entry.licence}) are not on this machine: "
         f"{how} {entry.url} and put it in {cache_dir()} (or in the folder named by ${ENV_DIR}, "
-        f"or pass --set {setting}=PATH; --allow-download fetches it for you).")
+        f"or pass --set {setting}=PATH; --allow-download fetches it for you)."
+    )
 
 
 def download(known: KnownWeights) -> Path:

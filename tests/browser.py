@@ -5,6 +5,7 @@ into the DOM, every image's ``naturalWidth``, the number of body rows of every t
 URLs the page fetched (Resource Timing) and every request the page's security policy refused. Chromium
 runs with ``--dump-dom`` (no DevTools client needed) and the probe's result is read back from the dump.
 """
+
 from __future__ import annotations
 
 import html
@@ -24,17 +25,27 @@ document.querySelectorAll('table[id]').forEach(function(t){r.rows[t.id]=t.tBodie
 performance.getEntriesByType('resource').forEach(function(e){r.fetched.push(e.name)});
 var p=document.createElement('pre');p.id='probe-result';p.textContent=JSON.stringify(r);
 document.body.appendChild(p)},200)})})();</script>"""
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=10000",
-         "--dump-dom"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--virtual-time-budget=10000",
+    "--dump-dom",
+]
 
 
 def chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         if path := shutil.which(name):
             return path
-    pytest.skip("headless Chromium is not installed here (apt-get install -y chromium): the browser checks "
-                "of the HTML pages are skipped")
+    pytest.skip(
+        "headless Chromium is not installed here (apt-get install -y chromium): the browser checks "
+        "of the HTML pages are skipped"
+    )
 
 
 def external_links(text: str) -> list[str]:
@@ -52,8 +63,12 @@ def inspect(page: Path, tmp: Path) -> dict:
     probed.write_text(text.replace("<head>", "<head>" + PROBE, 1))
     profile = tmp / f"chromium-profile-{page.stem}"
     try:
-        out = subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}", probed.resolve().as_uri()],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [binary, *FLAGS, f"--user-data-dir={profile}", probed.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         probed.unlink()
         shutil.rmtree(profile, ignore_errors=True)

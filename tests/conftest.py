@@ -1,4 +1,5 @@
 """Shared test fixtures. Reference material lives in ../shared (relative to the project root)."""
+
 from __future__ import annotations
 
 import contextlib

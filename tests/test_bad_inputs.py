@@ -7,6 +7,7 @@ print exactly that one ``error: ...`` line and log nothing else, show no traceba
 behind (the working folder, a results folder finished earlier and its cache are as they were). Other
 rows give their exit code and check what was printed and written.
 """
+
 import json
 import logging
 import os
@@ -33,8 +34,23 @@ def tiny_root(fixtures_dir):
 
 
 def tiny_args(root, cache):
-    return ["--method", "sift", "--dataset", "mapfree", "--set", f"dataset.root={root}", "--set", "dataset.depth=dptnyu",
-            "--set", f"run.cache_dir={cache}", "--set", "run.bootstrap=0", "--set", "run.plots=false", "--no-progress"]
+    return [
+        "--method",
+        "sift",
+        "--dataset",
+        "mapfree",
+        "--set",
+        f"dataset.root={root}",
+        "--set",
+        "dataset.depth=dptnyu",
+        "--set",
+        f"run.cache_dir={cache}",
+        "--set",
+        "run.bootstrap=0",
+        "--set",
+        "run.plots=false",
+        "--no-progress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +64,12 @@ def finished(tmp_path_factory, tiny_root):
 
 def snapshot(folder: Path) -> dict:
     """Every path under ``folder``, with the mode, time and bytes of files."""
-    return {str(p.relative_to(folder)): (p.stat().st_mode, p.stat().st_mtime_ns, p.read_bytes()) if p.is_file()
-            else "folder" for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mode, p.stat().st_mtime_ns, p.read_bytes())
+        if p.is_file()
+        else "folder"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @dataclass
@@ -80,14 +100,32 @@ def _garbage(ctx, name="garbage.pth"):
 def _superpoint_file(ctx, state_dict, name):
     path = ctx.tmp / name
     torch.save(state_dict, path)
-    return ["run", *ctx.args, "--method", "mnn", "--set", "method.features=superpoint", "--set",
-            f"method.detector_weights={path}", "--set", "method.device=cpu", "--output", str(ctx.tmp / "new")], path
+    return [
+        "run",
+        *ctx.args,
+        "--method",
+        "mnn",
+        "--set",
+        "method.features=superpoint",
+        "--set",
+        f"method.detector_weights={path}",
+        "--set",
+        "method.device=cpu",
+        "--output",
+        str(ctx.tmp / "new"),
+    ], path
 
 
 def _wrong_architecture(ctx):
     argv, path = _superpoint_file(ctx, torch.nn.Linear(3, 2).state_dict(), "linear.pth")
-    return Row(argv, (f"error: The SuperPoint weight file {path} does not fit the network (missing keys: conv1a.weight, "
-                      f"conv1a.bias, conv1b.weight (+", "more); unexpected keys: weight, bias); give the matching file."))
+    return Row(
+        argv,
+        (
+            f"error: The SuperPoint weight file {path} does not fit the network (missing keys: conv1a.weight, "
+            f"conv1a.bias, conv1b.weight (+",
+            "more); unexpected keys: weight, bias); give the matching file.",
+        ),
+    )
 
 
 def _wrong_shapes(ctx):
@@ -96,14 +134,19 @@ def _wrong_shapes(ctx):
     sd = SuperPoint().state_dict()
     sd["convDb.weight"] = torch.zeros(128, 256, 1, 1)
     argv, path = _superpoint_file(ctx, sd, "sp_128.pth")
-    return Row(argv, f"error: The SuperPoint weight file {path} does not fit the network (shape mismatch (file vs "
-                     f"network): convDb.weight (128, 256, 1, 1) vs (256, 256, 1, 1)); give the matching file.")
+    return Row(
+        argv,
+        f"error: The SuperPoint weight file {path} does not fit the network (shape mismatch (file vs "
+        f"network): convDb.weight (128, 256, 1, 1) vs (256, 256, 1, 1)); give the matching file.",
+    )
 
 
 def _not_a_state_dict(ctx):
     argv, path = _superpoint_file(ctx, [1, 2, 3], "list.pth")
-    return Row(argv, f"error: The SuperPoint weight file {path} holds a list, not a state dict of tensors; give the "
-                     f"released file.")
+    return Row(
+        argv,
+        f"error: The SuperPoint weight file {path} holds a list, not a state dict of tensors; give the released file.",
+    )
 
 
 def _garbage_kornia_weights(ctx):
@@ -112,28 +155,62 @@ def _garbage_kornia_weights(ctx):
     disk = ctx.tmp / "disk.pth"
     torch.save(KF.DISK().state_dict(), disk)  # a valid detector file: the LightGlue file is the one at fault
     g = _garbage(ctx)
-    return Row(["run", *ctx.args, "--method", "disk_lightglue", "--set", f"method.detector_weights={disk}",
-                "--set", f"method.weights={g}", "--set", "method.device=cpu", "--output", str(ctx.tmp / "new")],
-               (f"error: The LightGlue weight file {g} is truncated or not a PyTorch checkpoint (",
-                "); download it again or give the released file."), needs=("kornia",))
+    return Row(
+        [
+            "run",
+            *ctx.args,
+            "--method",
+            "disk_lightglue",
+            "--set",
+            f"method.detector_weights={disk}",
+            "--set",
+            f"method.weights={g}",
+            "--set",
+            "method.device=cpu",
+            "--output",
+            str(ctx.tmp / "new"),
+        ],
+        (
+            f"error: The LightGlue weight file {g} is truncated or not a PyTorch checkpoint (",
+            "); download it again or give the released file.",
+        ),
+        needs=("kornia",),
+    )
 
 
 def _truncated_checkpoint(ctx):
     path = ctx.tmp / "loftr.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(4096)}}, path)
     path.write_bytes(path.read_bytes()[:5000])
-    return Row(["run", *ctx.args, "--method", "loftr_outdoor", "--set", f"method.weights={path}", "--output",
-                str(ctx.tmp / "new")],
-               (f"error: The LoFTR weight file {path} is truncated or not a PyTorch checkpoint (",
-                "); download it again or give the released file."), needs=("kornia",))
+    return Row(
+        [
+            "run",
+            *ctx.args,
+            "--method",
+            "loftr_outdoor",
+            "--set",
+            f"method.weights={path}",
+            "--output",
+            str(ctx.tmp / "new"),
+        ],
+        (
+            f"error: The LoFTR weight file {path} is truncated or not a PyTorch checkpoint (",
+            "); download it again or give the released file.",
+        ),
+        needs=("kornia",),
+    )
 
 
 def _bad_yaml(ctx):
     path = ctx.tmp / "exp.yaml"
     path.write_text("method:\n  name: sift\n  max_keypoints: [1, 2\n")
-    return Row(["run", *ctx.args, "--experiment", str(path), "--output", str(ctx.prev)],
-               (f"error: Config file {path} line ",
-                "is not valid YAML (expected ',' or ']', but got '<stream end>'); fix the syntax."))
+    return Row(
+        ["run", *ctx.args, "--experiment", str(path), "--output", str(ctx.prev)],
+        (
+            f"error: Config file {path} line ",
+            "is not valid YAML (expected ',' or ']', but got '<stream end>'); fix the syntax.",
+        ),
+    )
 
 
 def _experiment(ctx, text):
@@ -145,10 +222,11 @@ def _experiment(ctx, text):
 def _missing_split(ctx):
     copy = ctx.tmp / "mf"
     shutil.copytree(ctx.root / "val", copy / "val")
-    return Row(["run", *ctx.args, "--set", f"dataset.root={copy}", "--set", "dataset.split=test", "--output",
-                str(ctx.prev)],
-               f"error: The Map-free folder {copy} has no 'test' split folder; pass --set dataset.root=PATH pointing "
-               f"to the folder that holds val/ and test/.")
+    return Row(
+        ["run", *ctx.args, "--set", f"dataset.root={copy}", "--set", "dataset.split=test", "--output", str(ctx.prev)],
+        f"error: The Map-free folder {copy} has no 'test' split folder; pass --set dataset.root=PATH pointing "
+        f"to the folder that holds val/ and test/.",
+    )
 
 
 def _a_file(ctx, name="notes.md"):
@@ -162,90 +240,139 @@ def _unwritable_cache(ctx):
         try:
             Path("/sys/locbench-cache-test").mkdir()
         except OSError:
-            return Row(["run", *ctx.args, "--set", "run.cache_dir=/sys/locbench-cache", "--output",
-                        str(ctx.tmp / "new")], ("error: The cache folder /sys/locbench-cache/matches-v3/sift-",
-                                                 "; set another run.cache_dir or pass --no-cache."))
+            return Row(
+                ["run", *ctx.args, "--set", "run.cache_dir=/sys/locbench-cache", "--output", str(ctx.tmp / "new")],
+                (
+                    "error: The cache folder /sys/locbench-cache/matches-v3/sift-",
+                    "; set another run.cache_dir or pass --no-cache.",
+                ),
+            )
         Path("/sys/locbench-cache-test").rmdir()
     pytest.skip("no folder that cannot be created here")
 
 
 def _unreachable_ray(ctx):
-    return Row(["run", *ctx.args, "--executor", "ray", "--set", "executor.address=127.0.0.1:1", "--output",
-                str(ctx.tmp / "new")],
-               "error: Nothing answers at executor.address=127.0.0.1:1 (Connection refused); start the head with "
-               "`ray start --head --port=1` there, or check the host name and port.", needs=("ray",))
+    return Row(
+        [
+            "run",
+            *ctx.args,
+            "--executor",
+            "ray",
+            "--set",
+            "executor.address=127.0.0.1:1",
+            "--output",
+            str(ctx.tmp / "new"),
+        ],
+        "error: Nothing answers at executor.address=127.0.0.1:1 (Connection refused); start the head with "
+        "`ray start --head --port=1` there, or check the host name and port.",
+        needs=("ray",),
+    )
 
 
 def _score(ctx, submission: Path):
-    return ["score", "--dataset", "mapfree", "--set", f"dataset.root={ctx.fixtures / 'metrics/mapfree/dataset'}",
-            "--submission", str(submission)]
+    return [
+        "score",
+        "--dataset",
+        "mapfree",
+        "--set",
+        f"dataset.root={ctx.fixtures / 'metrics/mapfree/dataset'}",
+        "--submission",
+        str(submission),
+    ]
 
 
 def _empty_submission(ctx):
     path = ctx.tmp / "empty.zip"
     path.write_bytes(b"")
-    return Row(_score(ctx, path), f"error: The submission {path} is an empty file; give the submission.zip that "
-                                  f"`python -m benchmark run` writes, or a ZIP of pose_<scene>.txt files in the "
-                                  f"official format.")
+    return Row(
+        _score(ctx, path),
+        f"error: The submission {path} is an empty file; give the submission.zip that "
+        f"`python -m benchmark run` writes, or a ZIP of pose_<scene>.txt files in the "
+        f"official format.",
+    )
 
 
 def _text_submission(ctx):
     path = _a_file(ctx, "submission.zip")
-    return Row(_score(ctx, path), f"error: The submission {path} is not a ZIP file; give the submission.zip that "
-                                  f"`python -m benchmark run` writes, or a ZIP of pose_<scene>.txt files in the "
-                                  f"official format.")
+    return Row(
+        _score(ctx, path),
+        f"error: The submission {path} is not a ZIP file; give the submission.zip that "
+        f"`python -m benchmark run` writes, or a ZIP of pose_<scene>.txt files in the "
+        f"official format.",
+    )
 
 
 def _no_finished_run(ctx):
     (ctx.tmp / "unfinished").mkdir()
-    return Row(["leaderboard", str(ctx.tmp / "unfinished"), str(ctx.tmp / "absent")],
-               f"error: None of {ctx.tmp / 'unfinished'}, {ctx.tmp / 'absent'} holds a finished run (a summary.json); "
-               f"pass run folders such as results/*.")
+    return Row(
+        ["leaderboard", str(ctx.tmp / "unfinished"), str(ctx.tmp / "absent")],
+        f"error: None of {ctx.tmp / 'unfinished'}, {ctx.tmp / 'absent'} holds a finished run (a summary.json); "
+        f"pass run folders such as results/*.",
+    )
 
 
 def _sweep_in_run(ctx):
     path = _experiment(ctx, "sweep: {method.max_keypoints: [8, 16]}\n")
-    return Row(["run", *ctx.args, "--experiment", str(path), "--output", str(ctx.tmp / "new")],
-               f"error: {path} has a sweep: of method.max_keypoints, which only `python -m benchmark ablate "
-               f"--experiment {path}` runs; remove the sweep: key to use the file here.")
+    return Row(
+        ["run", *ctx.args, "--experiment", str(path), "--output", str(ctx.tmp / "new")],
+        f"error: {path} has a sweep: of method.max_keypoints, which only `python -m benchmark ablate "
+        f"--experiment {path}` runs; remove the sweep: key to use the file here.",
+    )
 
 
 REFUSALS = {
     # issue 14's table
-    "shard_size=abc": lambda c: Row(["run", *c.args, "--set", "run.shard_size=abc", "--output", str(c.tmp / "new")],
-                                    "error: run.shard_size must be an integer >= 1, not 'abc' (in --set "
-                                    "run.shard_size=abc)."),
-    "max_samples=abc": lambda c: Row(["run", *c.args, "--set", "run.max_samples=abc"],
-                                     "error: run.max_samples must be an integer >= 1 or null, not 'abc' (in --set "
-                                     "run.max_samples=abc)."),
-    "bootstrap=abc": lambda c: Row(["run", *c.args, "--set", "run.bootstrap=abc", "--output", str(c.prev)],
-                                   "error: run.bootstrap must be an integer >= 0, not 'abc' (in --set "
-                                   "run.bootstrap=abc)."),
-    "max_keypoints=abc": lambda c: Row(["run", *c.args, "--set", "method.max_keypoints=abc"],
-                                       "error: method.max_keypoints must be an integer, not 'abc' (in --set "
-                                       "method.max_keypoints=abc)."),
-    "max_error=abc": lambda c: Row(["run", *c.args, "--set", "solver.ransac.max_error=abc"],
-                                   "error: solver.ransac.max_error must be a number or a list of numbers > 0, not "
-                                   "'abc' (in --set solver.ransac.max_error=abc)."),
-    "relative solver typo": lambda c: Row(["run", *c.args, "--set", "solver.relative=essentiall"],
-                                          {"solver.relative", "'essentiall'", "essential_opencv"}),
-    "absolute solver typo": lambda c: Row(["run", *c.args, "--set", "solver.absolute=pnpp"],
-                                          {"solver.absolute", "'pnpp'", "pnp"}),
-    "metric solver typo": lambda c: Row(["run", *c.args, "--set", "solver.metric_relative=pnp_dept"],
-                                        {"solver.metric_relative", "'pnp_dept'", "pnp_depth"}),
-    "seed=[1,2]": lambda c: Row(["run", *c.args, "--set", "run.seed=[1,2]"],
-                                "error: run.seed must be an integer >= 0, not [1, 2] (in --set run.seed=[1,2])."),
-    "output is a file": lambda c: Row(["run", *c.args, "--output", str(_a_file(c))],
-                                      f"error: The output folder {c.tmp / 'notes.md'} is a file, not a folder; choose "
-                                      f"another --output."),
-    "output cannot be created": lambda c: Row(["run", *c.args, "--output", str(_a_file(c) / "run")],
-                                              f"error: The output folder {c.tmp / 'notes.md/run'} cannot be created "
-                                              f"(Not a directory); choose another --output."),
-    "cache cannot be created": lambda c: Row(["run", *c.args, "--set", f"run.cache_dir={_a_file(c) / 'cache'}",
-                                              "--output", str(c.tmp / "new")],
-                                             (f"error: The cache folder {c.tmp / 'notes.md/cache'}/matches-v3/sift-",
-                                              " cannot be created (Not a directory); set another "
-                                              "run.cache_dir or pass --no-cache.")),
+    "shard_size=abc": lambda c: Row(
+        ["run", *c.args, "--set", "run.shard_size=abc", "--output", str(c.tmp / "new")],
+        "error: run.shard_size must be an integer >= 1, not 'abc' (in --set run.shard_size=abc).",
+    ),
+    "max_samples=abc": lambda c: Row(
+        ["run", *c.args, "--set", "run.max_samples=abc"],
+        "error: run.max_samples must be an integer >= 1 or null, not 'abc' (in --set run.max_samples=abc).",
+    ),
+    "bootstrap=abc": lambda c: Row(
+        ["run", *c.args, "--set", "run.bootstrap=abc", "--output", str(c.prev)],
+        "error: run.bootstrap must be an integer >= 0, not 'abc' (in --set run.bootstrap=abc).",
+    ),
+    "max_keypoints=abc": lambda c: Row(
+        ["run", *c.args, "--set", "method.max_keypoints=abc"],
+        "error: method.max_keypoints must be an integer, not 'abc' (in --set method.max_keypoints=abc).",
+    ),
+    "max_error=abc": lambda c: Row(
+        ["run", *c.args, "--set", "solver.ransac.max_error=abc"],
+        "error: solver.ransac.max_error must be a number or a list of numbers > 0, not "
+        "'abc' (in --set solver.ransac.max_error=abc).",
+    ),
+    "relative solver typo": lambda c: Row(
+        ["run", *c.args, "--set", "solver.relative=essentiall"], {"solver.relative", "'essentiall'", "essential_opencv"}
+    ),
+    "absolute solver typo": lambda c: Row(
+        ["run", *c.args, "--set", "solver.absolute=pnpp"], {"solver.absolute", "'pnpp'", "pnp"}
+    ),
+    "metric solver typo": lambda c: Row(
+        ["run", *c.args, "--set", "solver.metric_relative=pnp_dept"],
+        {"solver.metric_relative", "'pnp_dept'", "pnp_depth"},
+    ),
+    "seed=[1,2]": lambda c: Row(
+        ["run", *c.args, "--set", "run.seed=[1,2]"],
+        "error: run.seed must be an integer >= 0, not [1, 2] (in --set run.seed=[1,2]).",
+    ),
+    "output is a file": lambda c: Row(
+        ["run", *c.args, "--output", str(_a_file(c))],
+        f"error: The output folder {c.tmp / 'notes.md'} is a file, not a folder; choose another --output.",
+    ),
+    "output cannot be created": lambda c: Row(
+        ["run", *c.args, "--output", str(_a_file(c) / "run")],
+        f"error: The output folder {c.tmp / 'notes.md/run'} cannot be created "
+        f"(Not a directory); choose another --output.",
+    ),
+    "cache cannot be created": lambda c: Row(
+        ["run", *c.args, "--set", f"run.cache_dir={_a_file(c) / 'cache'}", "--output", str(c.tmp / "new")],
+        (
+            f"error: The cache folder {c.tmp / 'notes.md/cache'}/matches-v3/sift-",
+            " cannot be created (Not a directory); set another run.cache_dir or pass --no-cache.",
+        ),
+    ),
     "cache cannot be written": _unwritable_cache,
     "garbage kornia weights": _garbage_kornia_weights,
     "truncated checkpoint": _truncated_checkpoint,
@@ -254,104 +381,168 @@ REFUSALS = {
     "not a state dict": _not_a_state_dict,
     "score: 0-byte file": _empty_submission,
     "score: not a ZIP": _text_submission,
-    "score: no such file": lambda c: Row(_score(c, c.tmp / "nope.zip"),
-                                         f"error: The submission {c.tmp / 'nope.zip'} is not a file; pass the path of "
-                                         f"the submission ZIP."),
+    "score: no such file": lambda c: Row(
+        _score(c, c.tmp / "nope.zip"),
+        f"error: The submission {c.tmp / 'nope.zip'} is not a file; pass the path of the submission ZIP.",
+    ),
     "leaderboard without a finished run": _no_finished_run,
     "run of an experiment with a sweep": _sweep_in_run,
     # more
-    "shard_size=0": lambda c: Row(["run", *c.args, "--set", "run.shard_size=0", "--output", str(c.prev)],
-                                  "error: run.shard_size must be an integer >= 1, not 0 (in --set run.shard_size=0)."),
-    "confidence out of (0, 1]": lambda c: Row(["run", *c.args, "--set", "solver.ransac.confidence=2"],
-                                              "error: solver.ransac.confidence must be a number in (0, 1], not 2 (in "
-                                              "--set solver.ransac.confidence=2)."),
-    "negative threshold in a list": lambda c: Row(["run", *c.args, "--set", "solver.ransac.max_error=[1, -1]"],
-                                                  "error: solver.ransac.max_error must be a number or a list of "
-                                                  "numbers > 0, not [1, -1] (in --set solver.ransac.max_error=[1, -1])."),
-    "boolean for an integer": lambda c: Row(["run", *c.args, "--set", "run.bootstrap=true"],
-                                            "error: run.bootstrap must be an integer >= 0, not True (in --set "
-                                            "run.bootstrap=true)."),
-    "value for a section": lambda c: Row(["run", *c.args, "--set", "solver.ransac=3"],
-                                         "error: solver.ransac is a section of keys (max_error, max_error_diag_ratio, confidence, "
-                                         "min_iterations, max_iterations), not a value: set one of them (e.g. "
-                                         "solver.ransac.max_error=...) instead of 3 (in --set solver.ransac=3)."),
+    "shard_size=0": lambda c: Row(
+        ["run", *c.args, "--set", "run.shard_size=0", "--output", str(c.prev)],
+        "error: run.shard_size must be an integer >= 1, not 0 (in --set run.shard_size=0).",
+    ),
+    "confidence out of (0, 1]": lambda c: Row(
+        ["run", *c.args, "--set", "solver.ransac.confidence=2"],
+        "error: solver.ransac.confidence must be a number in (0, 1], not 2 (in --set solver.ransac.confidence=2).",
+    ),
+    "negative threshold in a list": lambda c: Row(
+        ["run", *c.args, "--set", "solver.ransac.max_error=[1, -1]"],
+        "error: solver.ransac.max_error must be a number or a list of "
+        "numbers > 0, not [1, -1] (in --set solver.ransac.max_error=[1, -1]).",
+    ),
+    "boolean for an integer": lambda c: Row(
+        ["run", *c.args, "--set", "run.bootstrap=true"],
+        "error: run.bootstrap must be an integer >= 0, not True (in --set run.bootstrap=true).",
+    ),
+    "value for a section": lambda c: Row(
+        ["run", *c.args, "--set", "solver.ransac=3"],
+        "error: solver.ransac is a section of keys (max_error, max_error_diag_ratio, confidence, "
+        "min_iterations, max_iterations), not a value: set one of them (e.g. "
+        "solver.ransac.max_error=...) instead of 3 (in --set solver.ransac=3).",
+    ),
     "wrong type in an experiment file": lambda c: Row(
         ["run", *c.args, "--experiment", str(_experiment(c, "solver: {min_matches: many}\n"))],
-        f"error: solver.min_matches must be an integer >= 1, not 'many' (in {c.tmp / 'exp.yaml'})."),
-    "a scene the data does not hold": lambda c: Row(["run", *c.args, "--set", "dataset.scenes=s99999"],
-                                                    f"error: dataset.scenes names s99999, which {c.root / 'val'} does "
-                                                    f"not hold; it holds s00460."),
-    "ablate: a bad value": lambda c: Row(["ablate", *c.args, "--sweep", "run.shard_size=2,abc", "--output",
-                                          str(c.tmp / "abl")],
-                                         "error: run.shard_size must be an integer >= 1, not 'abc' (in --set "
-                                         "run.shard_size=abc)."),
+        f"error: solver.min_matches must be an integer >= 1, not 'many' (in {c.tmp / 'exp.yaml'}).",
+    ),
+    "a scene the data does not hold": lambda c: Row(
+        ["run", *c.args, "--set", "dataset.scenes=s99999"],
+        f"error: dataset.scenes names s99999, which {c.root / 'val'} does not hold; it holds s00460.",
+    ),
+    "ablate: a bad value": lambda c: Row(
+        ["ablate", *c.args, "--sweep", "run.shard_size=2,abc", "--output", str(c.tmp / "abl")],
+        "error: run.shard_size must be an integer >= 1, not 'abc' (in --set run.shard_size=abc).",
+    ),
     "ablate: a weight file that cannot be used": lambda c: Row(
-        ["ablate", *c.args, "--method", "mnn", "--set", "method.features=superpoint", "--sweep",
-         f"method.detector_weights={_garbage(c)}", "--output", str(c.tmp / "abl")],
-        (f"error: The SuperPoint weight file {c.tmp / 'garbage.pth'} is truncated or not a PyTorch checkpoint (",
-         "); download it again or give the released file.")),
+        [
+            "ablate",
+            *c.args,
+            "--method",
+            "mnn",
+            "--set",
+            "method.features=superpoint",
+            "--sweep",
+            f"method.detector_weights={_garbage(c)}",
+            "--output",
+            str(c.tmp / "abl"),
+        ],
+        (
+            f"error: The SuperPoint weight file {c.tmp / 'garbage.pth'} is truncated or not a PyTorch checkpoint (",
+            "); download it again or give the released file.",
+        ),
+    ),
     "ablate: two sweeps": lambda c: Row(
-        ["ablate", *c.args, "--sweep", "method.max_keypoints=8",
-         "--experiment", str(_experiment(c, "sweep: {method.max_keypoints: [16]}\n"))],
+        [
+            "ablate",
+            *c.args,
+            "--sweep",
+            "method.max_keypoints=8",
+            "--experiment",
+            str(_experiment(c, "sweep: {method.max_keypoints: [16]}\n")),
+        ],
         f"error: Give the sweep once: --sweep method.max_keypoints=8 or the sweep: key of {c.tmp / 'exp.yaml'}, not "
-        f"both."),
-    "ablate: nothing to sweep": lambda c: Row(["ablate", *c.args],
-                                              "error: Say what to sweep: --sweep KEY=V1,V2,... (e.g. "
-                                              "method.frm.max_iter=1,2,3), or an experiment file with a sweep: key."),
-    "unknown method": lambda c: Row(["run", *c.args, "--method", "nosuch", "--output", str(c.prev)],
-                                    ("error: Unknown method 'nosuch'; choose one of: ",
-                                     " (`python -m benchmark list` shows them).")),
-    "unknown dataset": lambda c: Row(["run", *c.args, "--dataset", "nosuch", "--output", str(c.prev)],
-                                     ("error: Unknown dataset 'nosuch'; choose one of: ",
-                                      " (`python -m benchmark list` shows them).")),
-    "unknown override key": lambda c: Row(["run", *c.args, "--set", "run.shard_sise=5", "--output", str(c.prev)],
-                                          ("error: Unknown config key 'run.shard_sise' in --set run.shard_sise=5; "
-                                           "known keys here: ", "torch_threads, viz_worst.")),
-    "malformed override": lambda c: Row(["run", *c.args, "--set", "novalue", "--output", str(c.prev)],
-                                        "error: Override 'novalue' must look like key.path=value (e.g. --set "
-                                        "method.max_keypoints=2048)."),
+        f"both.",
+    ),
+    "ablate: nothing to sweep": lambda c: Row(
+        ["ablate", *c.args],
+        "error: Say what to sweep: --sweep KEY=V1,V2,... (e.g. "
+        "method.frm.max_iter=1,2,3), or an experiment file with a sweep: key.",
+    ),
+    "unknown method": lambda c: Row(
+        ["run", *c.args, "--method", "nosuch", "--output", str(c.prev)],
+        ("error: Unknown method 'nosuch'; choose one of: ", " (`python -m benchmark list` shows them)."),
+    ),
+    "unknown dataset": lambda c: Row(
+        ["run", *c.args, "--dataset", "nosuch", "--output", str(c.prev)],
+        ("error: Unknown dataset 'nosuch'; choose one of: ", " (`python -m benchmark list` shows them)."),
+    ),
+    "unknown override key": lambda c: Row(
+        ["run", *c.args, "--set", "run.shard_sise=5", "--output", str(c.prev)],
+        (
+            "error: Unknown config key 'run.shard_sise' in --set run.shard_sise=5; known keys here: ",
+            "torch_threads, viz_worst.",
+        ),
+    ),
+    "malformed override": lambda c: Row(
+        ["run", *c.args, "--set", "novalue", "--output", str(c.prev)],
+        "error: Override 'novalue' must look like key.path=value (e.g. --set method.max_keypoints=2048).",
+    ),
     "bad YAML experiment file": _bad_yaml,
-    "missing experiment file": lambda c: Row(["run", *c.args, "--experiment", str(c.tmp / "nope.yaml")],
-                                             f"error: Config file {c.tmp / 'nope.yaml'} does not exist; check the "
-                                             f"path."),
-    "missing dataset root": lambda c: Row(["run", *c.args, "--set", "dataset.root=/nonexistent/mapfree"],
-                                          f"error: The mapfree dataset folder /nonexistent/mapfree does not exist; pass "
-                                          f"--set dataset.root=PATH ({MapFree.download_hint})."),
+    "missing experiment file": lambda c: Row(
+        ["run", *c.args, "--experiment", str(c.tmp / "nope.yaml")],
+        f"error: Config file {c.tmp / 'nope.yaml'} does not exist; check the path.",
+    ),
+    "missing dataset root": lambda c: Row(
+        ["run", *c.args, "--set", "dataset.root=/nonexistent/mapfree"],
+        f"error: The mapfree dataset folder /nonexistent/mapfree does not exist; pass "
+        f"--set dataset.root=PATH ({MapFree.download_hint}).",
+    ),
     "split folder missing": _missing_split,
-    "output holds another config": lambda c: Row(["run", *c.args, "--set", "method.max_keypoints=100", "--output",
-                                                  str(c.prev)],
-                                                 f"error: {c.prev} holds results of a different config; choose another "
-                                                 f"--output or delete that folder."),
-    "missing weights file": lambda c: Row(["run", *c.args, "--method", "loftr_outdoor", "--set",
-                                           "method.weights=/nonexistent/loftr.ckpt"],
-                                          ("error: The LoFTR weight file /nonexistent/loftr.ckpt does not exist", "."),
-                                          needs=("kornia",)),
-    "missing MASt3R weights": lambda c: Row(["run", *c.args, "--method", "mast3r", "--set",
-                                             f"method.weights={c.tmp / 'nowhere/mast3r.pth'}"],
-                                            f"error: The DUSt3R/MASt3R weight file {c.tmp / 'nowhere/mast3r.pth'} does "
-                                            f"not exist; check --set method.weights=PATH."),
+    "output holds another config": lambda c: Row(
+        ["run", *c.args, "--set", "method.max_keypoints=100", "--output", str(c.prev)],
+        f"error: {c.prev} holds results of a different config; choose another --output or delete that folder.",
+    ),
+    "missing weights file": lambda c: Row(
+        ["run", *c.args, "--method", "loftr_outdoor", "--set", "method.weights=/nonexistent/loftr.ckpt"],
+        ("error: The LoFTR weight file /nonexistent/loftr.ckpt does not exist", "."),
+        needs=("kornia",),
+    ),
+    "missing MASt3R weights": lambda c: Row(
+        ["run", *c.args, "--method", "mast3r", "--set", f"method.weights={c.tmp / 'nowhere/mast3r.pth'}"],
+        f"error: The DUSt3R/MASt3R weight file {c.tmp / 'nowhere/mast3r.pth'} does "
+        f"not exist; check --set method.weights=PATH.",
+    ),
     "MASt3R weights of the wrong family": lambda c: Row(
-        ["run", *c.args, "--method", "mast3r", "--set",
-         f"method.weights={c.fixtures / 'mast3r/tiny_dust3r/checkpoint.pth'}", "--output", str(c.tmp / "new")],
-        ("error: ", "tiny_dust3r/checkpoint.pth holds a DUSt3R network (AsymmetricCroCo3DStereo) but a MASt3R one is "
-                    "needed here; use e.g. MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric.pth.")),
-    "unknown executor": lambda c: Row(["run", *c.args, "--set", "executor.name=spark"],
-                                      "error: executor.name must be one of local, ray, not 'spark' (in --set "
-                                      "executor.name=spark)."),
-    "malformed ray address": lambda c: Row(["run", *c.args, "--executor", "ray", "--set", "executor.address=nonsense"],
-                                           "error: executor.address must be null, auto, HOST:PORT or ray://HOST:PORT, "
-                                           "not 'nonsense'.", needs=("ray",)),
+        [
+            "run",
+            *c.args,
+            "--method",
+            "mast3r",
+            "--set",
+            f"method.weights={c.fixtures / 'mast3r/tiny_dust3r/checkpoint.pth'}",
+            "--output",
+            str(c.tmp / "new"),
+        ],
+        (
+            "error: ",
+            "tiny_dust3r/checkpoint.pth holds a DUSt3R network (AsymmetricCroCo3DStereo) but a MASt3R one is "
+            "needed here; use e.g. MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric.pth.",
+        ),
+    ),
+    "unknown executor": lambda c: Row(
+        ["run", *c.args, "--set", "executor.name=spark"],
+        "error: executor.name must be one of local, ray, not 'spark' (in --set executor.name=spark).",
+    ),
+    "malformed ray address": lambda c: Row(
+        ["run", *c.args, "--executor", "ray", "--set", "executor.address=nonsense"],
+        "error: executor.address must be null, auto, HOST:PORT or ray://HOST:PORT, not 'nonsense'.",
+        needs=("ray",),
+    ),
     "unreachable ray head": _unreachable_ray,
-    "depth solver without depth": lambda c: Row(["run", *c.args, "--set", "dataset.depth=null"],
-                                                "error: solver.metric_relative=pnp_depth needs the reference depth, but "
-                                                "dataset.depth is not set; name the depth maps to use (e.g. --set "
-                                                "dataset.depth=dptnyu for Map-free's DPT depth) or use a method that "
-                                                "predicts 3D points with solver.metric_relative=pnp_pts3d."),
-    "3D-point solver, sparse method": lambda c: Row(["run", *c.args, "--set", "solver.metric_relative=essential_pts3d"],
-                                                    "error: solver.metric_relative=essential_pts3d needs a method that "
-                                                    "predicts 3D points (mast3r, dust3r), which sift does not; choose "
-                                                    "another solver.metric_relative (pnp_depth, essential_depth, "
-                                                    "pnp_depth_poselib)."),
+    "depth solver without depth": lambda c: Row(
+        ["run", *c.args, "--set", "dataset.depth=null"],
+        "error: solver.metric_relative=pnp_depth needs the reference depth, but "
+        "dataset.depth is not set; name the depth maps to use (e.g. --set "
+        "dataset.depth=dptnyu for Map-free's DPT depth) or use a method that "
+        "predicts 3D points with solver.metric_relative=pnp_pts3d.",
+    ),
+    "3D-point solver, sparse method": lambda c: Row(
+        ["run", *c.args, "--set", "solver.metric_relative=essential_pts3d"],
+        "error: solver.metric_relative=essential_pts3d needs a method that "
+        "predicts 3D points (mast3r, dust3r), which sift does not; choose "
+        "another solver.metric_relative (pnp_depth, essential_depth, "
+        "pnp_depth_poselib).",
+    ),
 }
 
 
@@ -361,9 +552,30 @@ def _scene_by_name(ctx):
     def check(stdout, stderr, warnings):
         assert set(pd.read_parquet(out / "samples.parquet")["scene"]) == {"s90000"}
 
-    return Row(["run", "--method", "sift", "--dataset", "demo", "--set", "dataset.scenes=s90000", "--set",
-                "run.max_samples=2", "--set", "run.bootstrap=0", "--set", "run.plots=false", "--set",
-                f"run.cache_dir={ctx.tmp / 'cache'}", "--output", str(out), "--no-progress"], code=0, check=check)
+    return Row(
+        [
+            "run",
+            "--method",
+            "sift",
+            "--dataset",
+            "demo",
+            "--set",
+            "dataset.scenes=s90000",
+            "--set",
+            "run.max_samples=2",
+            "--set",
+            "run.bootstrap=0",
+            "--set",
+            "run.plots=false",
+            "--set",
+            f"run.cache_dir={ctx.tmp / 'cache'}",
+            "--output",
+            str(out),
+            "--no-progress",
+        ],
+        code=0,
+        check=check,
+    )
 
 
 def _damaged_dataset(ctx):
@@ -373,18 +585,23 @@ def _damaged_dataset(ctx):
     shutil.copytree(ctx.root / "val", root / "val")
     scene = root / "val/s00460"
     image = scene / "seq1/frame_00003.jpg"
-    image.write_bytes(image.read_bytes()[:len(image.read_bytes()) // 2])
+    image.write_bytes(image.read_bytes()[: len(image.read_bytes()) // 2])
     poses = (scene / "poses.txt").read_text().splitlines()
     poses[2], poses[7] = "seq1/frame_00001.jpg 1.0 0.0 0.0", "seq1/frame_00006.jpg 1 0 0 0 0 0 x"
     (scene / "poses.txt").write_text("\n".join(poses) + "\n")
     intrinsics = (scene / "intrinsics.txt").read_text().splitlines()
     intrinsics[3] = "seq1/frame_00002.jpg 500 500 27"
     (scene / "intrinsics.txt").write_text("\n".join(intrinsics) + "\n")
-    return root, [
-        f"{scene / 'intrinsics.txt'} line 4: expected 'name fx fy cx cy W H' (7 fields), got 4",
-        f"{scene / 'poses.txt'} line 3: 4 space-separated fields instead of 8 (single spaces only); the line is ignored.",
-        f"{scene / 'poses.txt'} line 8: a pose value is not a number; the line is ignored.",
-    ], image
+    return (
+        root,
+        [
+            f"{scene / 'intrinsics.txt'} line 4: expected 'name fx fy cx cy W H' (7 fields), got 4",
+            f"{scene / 'poses.txt'} line 3: 4 space-separated fields instead of 8 (single spaces only); "
+            "the line is ignored.",
+            f"{scene / 'poses.txt'} line 8: a pose value is not a number; the line is ignored.",
+        ],
+        image,
+    )
 
 
 def _datasets_check(ctx, quick: bool):
@@ -396,8 +613,11 @@ def _datasets_check(ctx, quick: bool):
         assert [line for line in listed[3:] if str(image) in line] == ([] if quick else listed[3:])
         assert len(listed) == (3 if quick else 4) and stdout.startswith(f"mapfree: {len(listed)} problem(s)")
 
-    return Row(["datasets", "check", "--dataset", "mapfree", "--set", f"dataset.root={root}",
-                *(["--quick"] if quick else [])], code=1, check=check)
+    return Row(
+        ["datasets", "check", "--dataset", "mapfree", "--set", f"dataset.root={root}", *(["--quick"] if quick else [])],
+        code=1,
+        check=check,
+    )
 
 
 def _score_with_malformed_lines(ctx):
@@ -515,7 +735,10 @@ def test_ray_workers_receive_the_project_environment(monkeypatch):
     monkeypatch.setenv("LOCBENCH_ALLOW_DOWNLOAD", "1")
     env = RayExecutor({"address": None, "cpus_per_task": 1.0, "gpus_per_task": 0.0})._runtime_env()["env_vars"]
     assert {k: env[k] for k in ("LOCBENCH_WEIGHTS", "LOCBENCH_CACHE", "LOCBENCH_ALLOW_DOWNLOAD")} == {
-        "LOCBENCH_WEIGHTS": "/shared/weights", "LOCBENCH_CACHE": "/shared/cache", "LOCBENCH_ALLOW_DOWNLOAD": "1"}
+        "LOCBENCH_WEIGHTS": "/shared/weights",
+        "LOCBENCH_CACHE": "/shared/cache",
+        "LOCBENCH_ALLOW_DOWNLOAD": "1",
+    }
     monkeypatch.delenv("LOCBENCH_WEIGHTS")
     env = RayExecutor({"address": None, "cpus_per_task": 1.0, "gpus_per_task": 0.0})._runtime_env()["env_vars"]
     assert "LOCBENCH_WEIGHTS" not in env
@@ -532,7 +755,8 @@ def test_a_bug_is_one_line_and_its_traceback_needs_verbose(tiny_root, tmp_path, 
     assert main(argv) == 1
     assert capsys.readouterr().err.strip() == (
         "error: unexpected ZeroDivisionError: division by zero; this is a bug in locbench: run the command again "
-        "with --verbose for the traceback and report it.")
+        "with --verbose for the traceback and report it."
+    )
     with pytest.raises(ZeroDivisionError):
         main(["--verbose", *argv])
     assert not (tmp_path / "out").exists()
@@ -546,7 +770,8 @@ def test_ray_requested_without_ray_installed(finished, monkeypatch, capsys):
     assert main(["run", *args, "--executor", "ray", "--output", str(prev)]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: The Ray executor (--executor ray) needs the optional package 'ray'; install it with "
-        "pip install torch==2.13.0 -e '.[ray]'.")
+        "pip install torch==2.13.0 -e '.[ray]'."
+    )
     assert snapshot(prev) == before
 
 
@@ -575,8 +800,11 @@ def test_bad_scenes_and_images_are_recorded_and_the_run_goes_on(tiny_root, tmp_p
     assert [i for i in rest.index if i.startswith("s00462")] == [f"s00462/seq1/frame_{n:05d}.jpg" for n in (0, 6, 11)]
     assert len(rest) == 6 and (rest["status"] == "too_few_matches").all()  # the other samples ran
     summary = read_summary(out / "summary.json")
-    assert summary["status_counts"] == {**dict.fromkeys(summary["status_counts"], 0),
-                                        "invalid_input": 2, "too_few_matches": 6}
+    assert summary["status_counts"] == {
+        **dict.fromkeys(summary["status_counts"], 0),
+        "invalid_input": 2,
+        "too_few_matches": 6,
+    }
 
 
 # Each: (results folder, cache folder) -> (start, end of the warning, folder for the second run).
@@ -584,8 +812,11 @@ def _truncate_cache(out, cache):
     path = next(cache.rglob("*.npz"))
     path.write_bytes(path.read_bytes()[:200])
     # a finished folder never reads the cache: a new folder with the same cache does
-    return (f"match cache entry {path} is unreadable (", "); it was moved aside and will be recomputed",
-            out.with_name("other"))
+    return (
+        f"match cache entry {path} is unreadable (",
+        "); it was moved aside and will be recomputed",
+        out.with_name("other"),
+    )
 
 
 def _garbage_shard(out, cache):
@@ -600,8 +831,11 @@ def _garbage_fingerprint(out, cache):
     return f"{path} is unreadable (", "); the 1 shard files beside it cannot be trusted and are recomputed", out
 
 
-DAMAGED = {"corrupt match cache entry": _truncate_cache, "corrupt shard parquet": _garbage_shard,
-           "corrupt fingerprint": _garbage_fingerprint}
+DAMAGED = {
+    "corrupt match cache entry": _truncate_cache,
+    "corrupt shard parquet": _garbage_shard,
+    "corrupt fingerprint": _garbage_fingerprint,
+}
 
 
 @pytest.mark.parametrize("case", list(DAMAGED))

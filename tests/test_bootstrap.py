@@ -1,5 +1,6 @@
 """The vectorised bootstrap gives exactly the intervals of the loop it replaced (resampled tables
 summarised one by one), for every protocol, on tables with ties, failures, NaNs and missing groups."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,8 +24,7 @@ def loop_bootstrap(df, summarize, n, seed, level=0.95):
             if isinstance(v, (int, float, np.floating)) and np.isfinite(v):
                 draws.setdefault(k, []).append(float(v))
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in draws.items()
-            if len(v) >= n // 2}
+    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in draws.items() if len(v) >= n // 2}
 
 
 def scene_sizes(rng, n_scenes):
@@ -41,9 +41,16 @@ def mapfree_table(rng, n_scenes):
             if ok and rng.random() < 0.05:
                 err[1] = np.nan  # the arcsin NaN at 180 deg
             conf = float(rng.integers(0, 30)) if rng.random() < 0.7 else rng.random() * 30  # many ties
-            rows.append({"scene": scene, "status": "ok" if ok else "solver_failed", "trans_err_m": err[0] if ok else np.nan,
-                         "rot_err_deg": err[1] if ok else np.nan, "vcre_px": err[2] if ok else np.nan,
-                         "confidence": conf if ok else np.nan})
+            rows.append(
+                {
+                    "scene": scene,
+                    "status": "ok" if ok else "solver_failed",
+                    "trans_err_m": err[0] if ok else np.nan,
+                    "rot_err_deg": err[1] if ok else np.nan,
+                    "vcre_px": err[2] if ok else np.nan,
+                    "confidence": conf if ok else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -52,9 +59,15 @@ def relpose_table(rng, n_scenes):
     for scene, size in scene_sizes(rng, n_scenes):
         for _ in range(size):
             fail = rng.random() < 0.15
-            rows.append({"scene": scene, "err_R_deg": np.inf if fail else rng.exponential(8),
-                         "err_t_deg": np.nan if fail else rng.exponential(12),
-                         "epi_precision": np.nan if fail else rng.random(), "matching_score": rng.random()})
+            rows.append(
+                {
+                    "scene": scene,
+                    "err_R_deg": np.inf if fail else rng.exponential(8),
+                    "err_t_deg": np.nan if fail else rng.exponential(12),
+                    "epi_precision": np.nan if fail else rng.random(),
+                    "matching_score": rng.random(),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -78,11 +91,15 @@ def aachen_table(rng, n_scenes, ground_truth=True):
         condition = rng.choice(["day", "night", "dusk"])
         for i in range(size):
             ok = rng.random() < 0.8
-            row = {"scene": scene, "sample_id": f"query/{condition}/cam/{scene}_{i}.jpg",
-                   "status": "ok" if ok else "too_few_matches"}
+            row = {
+                "scene": scene,
+                "sample_id": f"query/{condition}/cam/{scene}_{i}.jpg",
+                "status": "ok" if ok else "too_few_matches",
+            }
             if ground_truth:
-                row.update(trans_err_m=rng.exponential(0.5) if ok else np.inf,
-                           rot_err_deg=rng.exponential(3) if ok else np.nan)
+                row.update(
+                    trans_err_m=rng.exponential(0.5) if ok else np.inf, rot_err_deg=rng.exponential(3) if ok else np.nan
+                )
             rows.append(row)
     return pd.DataFrame(rows)
 

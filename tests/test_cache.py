@@ -1,4 +1,5 @@
 """Per-pair match cache: round trip, atomic entries, corrupt entries reported and recomputed, keys by content."""
+
 import os
 
 import numpy as np
@@ -11,8 +12,16 @@ from benchmark.types import Matches
 
 def _m(n=5, with3d=False):
     rng = np.random.default_rng(n)
-    return Matches(rng.random((n, 2)), rng.random((n, 2)), rng.random(n), rng.random((n, 3)) if with3d else None,
-                   None, 10, 12, {"match": 0.5, "forward": 0.25})
+    return Matches(
+        rng.random((n, 2)),
+        rng.random((n, 2)),
+        rng.random(n),
+        rng.random((n, 3)) if with3d else None,
+        None,
+        10,
+        12,
+        {"match": 0.5, "forward": 0.25},
+    )
 
 
 def test_round_trip(tmp_path):
@@ -73,7 +82,11 @@ def test_file_identity_follows_content_not_names_or_times(tmp_path):
 def test_match_key_depends_on_method_images_and_how_they_are_read():
     base = match_key("m", "d0", "d1", (None, 0), (None, 0))
     assert base == match_key("m", "d0", "d1", (None, 0), (None, 0))
-    others = [match_key("m2", "d0", "d1", (None, 0), (None, 0)), match_key("m", "dX", "d1", (None, 0), (None, 0)),
-              match_key("m", "d0", "d1", ((640, 480), 0), (None, 0)), match_key("m", "d0", "d1", (None, 1), (None, 0)),
-              match_key("m", "d1", "d0", (None, 0), (None, 0))]
+    others = [
+        match_key("m2", "d0", "d1", (None, 0), (None, 0)),
+        match_key("m", "dX", "d1", (None, 0), (None, 0)),
+        match_key("m", "d0", "d1", ((640, 480), 0), (None, 0)),
+        match_key("m", "d0", "d1", (None, 1), (None, 0)),
+        match_key("m", "d1", "d0", (None, 0), (None, 0)),
+    ]
     assert len({base, *others}) == 6

@@ -1,6 +1,7 @@
 """The match-cache keys of the built-in presets are pinned: cached matches are reused exactly while the key
 stays, so a change of code that cannot change matches (a refactor of ``methods/``) must not move a key, and
 one that can must move it (then update these values in the same commit, saying why)."""
+
 from __future__ import annotations
 
 import pytest

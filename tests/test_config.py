@@ -1,4 +1,5 @@
 """Config layering, --set overrides and unknown-key errors."""
+
 import re
 
 import pytest
@@ -61,29 +62,40 @@ def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
-@pytest.mark.parametrize("override, message", [
-    ("run.shard_size=abc", "run.shard_size must be an integer >= 1, not 'abc'"),
-    ("run.shard_size=0", "run.shard_size must be an integer >= 1, not 0"),
-    ("run.bootstrap=-1", "run.bootstrap must be an integer >= 0, not -1"),
-    ("run.max_samples=1.5", "run.max_samples must be an integer >= 1 or null, not 1.5"),
-    ("run.seed=[1,2]", "run.seed must be an integer >= 0, not [1, 2]"),
-    ("run.plots=1", "run.plots must be true or false, not 1"),
-    ("solver.ransac.max_error=abc", "solver.ransac.max_error must be a number or a list of numbers > 0, not 'abc'"),
-    ("solver.ransac.max_error=[1, -2]", "solver.ransac.max_error must be a number or a list of numbers > 0"),
-    ("solver.ransac.confidence=1.5", "solver.ransac.confidence must be a number in (0, 1], not 1.5"),
-    ("solver.confidence=best", "solver.confidence must be one of inliers, inlier_ratio, mean_score, not 'best'"),
-    ("method.ratio=0", "method.ratio must be a number in (0, 1] or null, not 0"),
-    ("dataset.split=train2", "dataset.split must be one of train, val, test, not 'train2'"),
-    ("executor.num_cpus=0", "executor.num_cpus must be an integer >= 1 or null, not 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("run.shard_size=abc", "run.shard_size must be an integer >= 1, not 'abc'"),
+        ("run.shard_size=0", "run.shard_size must be an integer >= 1, not 0"),
+        ("run.bootstrap=-1", "run.bootstrap must be an integer >= 0, not -1"),
+        ("run.max_samples=1.5", "run.max_samples must be an integer >= 1 or null, not 1.5"),
+        ("run.seed=[1,2]", "run.seed must be an integer >= 0, not [1, 2]"),
+        ("run.plots=1", "run.plots must be true or false, not 1"),
+        ("solver.ransac.max_error=abc", "solver.ransac.max_error must be a number or a list of numbers > 0, not 'abc'"),
+        ("solver.ransac.max_error=[1, -2]", "solver.ransac.max_error must be a number or a list of numbers > 0"),
+        ("solver.ransac.confidence=1.5", "solver.ransac.confidence must be a number in (0, 1], not 1.5"),
+        ("solver.confidence=best", "solver.confidence must be one of inliers, inlier_ratio, mean_score, not 'best'"),
+        ("method.ratio=0", "method.ratio must be a number in (0, 1] or null, not 0"),
+        ("dataset.split=train2", "dataset.split must be one of train, val, test, not 'train2'"),
+        ("executor.num_cpus=0", "executor.num_cpus must be an integer >= 1 or null, not 0"),
+    ],
+)
 def test_wrong_types_and_ranges_name_key_type_value_and_layer(override, message):
     with pytest.raises(UserError, match=re.escape(message) + rf".* \(in --set {re.escape(override)}\)\.$"):
         resolve("sift", "demo", overrides=[override])
 
 
 def test_values_are_normalised():
-    cfg = resolve("sift", "demo", overrides=["dataset.scenes=s90000", "solver.ransac.max_error=2",
-                                             "solver.ransac.confidence=1", "method.ratio=null"])
+    cfg = resolve(
+        "sift",
+        "demo",
+        overrides=[
+            "dataset.scenes=s90000",
+            "solver.ransac.max_error=2",
+            "solver.ransac.confidence=1",
+            "method.ratio=null",
+        ],
+    )
     assert cfg["dataset"]["scenes"] == ["s90000"]  # one string for a list key: a one-element list
     assert cfg["solver"]["ransac"]["max_error"] == 2.0 and isinstance(cfg["solver"]["ransac"]["max_error"], float)
     assert cfg["method"]["ratio"] is None and cfg["executor"]["cpus_per_task"] == 1.0
@@ -99,8 +111,11 @@ def test_values_are_normalised():
 def test_numbers_in_a_file_for_a_string_key_say_to_quote(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text("method: {name: sift}\ndataset: {name: co3d, sequences: [110_13051_23361]}\n")
-    with pytest.raises(UserError, match="dataset.sequences must be a list of strings or null, not \\[1101305123361\\] "
-                                        ".*put a value that looks like a number in quotes"):
+    with pytest.raises(
+        UserError,
+        match="dataset.sequences must be a list of strings or null, not \\[1101305123361\\] "
+        ".*put a value that looks like a number in quotes",
+    ):
         resolve(None, None, exp)
 
 

@@ -1,5 +1,6 @@
 """Aachen loader on a generated miniature (datasets/aachen_mini.py): layout, pixel conventions of the map
 and cameras, ground truth, SIFT localization, malformed input; plus hloc's real retrieval list."""
+
 import shutil
 
 import numpy as np
@@ -96,8 +97,10 @@ def test_query_missing_from_the_intrinsics_list(mini_copy):
     bad = [i for i in items if isinstance(i, InvalidSample)]
     assert len(items) == 8 and len(bad) == 1
     assert bad[0].id == lines[0].split()[0] and bad[0].scene == "day/cam_a"
-    assert "pairs-query-mini.txt line 1: the query query/day/cam_a/cam_a_day_000.jpg has no line in the query lists" \
+    assert (
+        "pairs-query-mini.txt line 1: the query query/day/cam_a/cam_a_day_000.jpg has no line in the query lists"
         in bad[0].reason
+    )
     assert ds.problems() == [bad[0].reason]
 
 
@@ -110,8 +113,10 @@ def test_retrieval_pair_naming_an_image_not_in_the_model(mini_copy):
     pairs.write_text("\n".join(lines) + "\n")
     ds = Aachen({"root": str(mini_copy), **MINI, "num_retrieved": 6})
     bad = {i.id: i.reason for i in _all(ds) if isinstance(i, InvalidSample)}
-    assert bad[query].endswith(f"pairs-query-mini.txt line 8: the database image db/9999.jpg is not a registered "
-                               f"image of the model {(mini_copy / 'sfm').resolve()}")
+    assert bad[query].endswith(
+        f"pairs-query-mini.txt line 8: the database image db/9999.jpg is not a registered "
+        f"image of the model {(mini_copy / 'sfm').resolve()}"
+    )
     assert "line 14: expected 'query_name db_name', got 3 fields" in bad[lines[13].split()[0]]
     # with fewer retrieved images the bad line is not used
     ds2 = Aachen({"root": str(mini_copy), **MINI, "num_retrieved": 1})
@@ -129,13 +134,18 @@ def test_malformed_intrinsics_and_ground_truth_lines(mini_copy):
     poses[5] += " 153"  # 9 fields (a confidence column)
     gt.write_text("\n".join(poses) + "\n")
     ds = Aachen({"root": str(mini_copy), **MINI})
-    with pytest.raises(UserError, match=r"query_poses.txt line 3: expected 'name qw qx qy qz tx ty tz' \(8 fields\), "
-                                        r"got 7; fix the ground-truth file \(2 bad line"):
+    with pytest.raises(
+        UserError,
+        match=r"query_poses.txt line 3: expected 'name qw qx qy qz tx ty tz' \(8 fields\), "
+        r"got 7; fix the ground-truth file \(2 bad line",
+    ):
         ds.check()
     problems = ds.problems()
     assert any("query_poses.txt line 6" in p for p in problems)
-    assert any("night_time_queries_with_intrinsics.txt line 2: a SIMPLE_RADIAL camera takes the parameters f, cx, cy, k"
-               in p for p in problems)
+    assert any(
+        "night_time_queries_with_intrinsics.txt line 2: a SIMPLE_RADIAL camera takes the parameters f, cx, cy, k" in p
+        for p in problems
+    )
     assert len(problems) == 3
 
 
@@ -169,13 +179,15 @@ def test_real_hloc_retrieval_list(data_dir):
 def test_kapture_pairs_file_is_ranked_by_score(tmp_path):
     """kapture's pairs format (MASt3R's FIRe list fire_top50.txt): 'query, db, score', best score first."""
     path = tmp_path / "fire_top50.txt"
-    path.write_text("# query_image, map_image, score\n"
-                    "query/day/a.jpg, db/1.jpg, 0.2\n"
-                    "query/day/a.jpg, db/2.jpg, 0.9\n"
-                    "query/night/b.jpg, db/3.jpg, 0.5\n"
-                    "query/day/a.jpg, db/3.jpg, 0.2\n"
-                    "query/night/b.jpg, db/1.jpg, high\n"
-                    "query/night/c.jpg db/1.jpg 0.3\n")
+    path.write_text(
+        "# query_image, map_image, score\n"
+        "query/day/a.jpg, db/1.jpg, 0.2\n"
+        "query/day/a.jpg, db/2.jpg, 0.9\n"
+        "query/night/b.jpg, db/3.jpg, 0.5\n"
+        "query/day/a.jpg, db/3.jpg, 0.2\n"
+        "query/night/b.jpg, db/1.jpg, high\n"
+        "query/night/c.jpg db/1.jpg 0.3\n"
+    )
     pairs, bad = read_retrieval_pairs(path)
     assert pairs["query/day/a.jpg"] == [("db/2.jpg", 3), ("db/1.jpg", 2), ("db/3.jpg", 5)]  # ties: file order
     assert pairs["query/night/b.jpg"] == [("db/3.jpg", 4)]
@@ -194,8 +206,9 @@ def test_ground_truth_from_a_colmap_model(mini_copy):
         poses.append(T)
     # a model of the queries named without the 'query/day/' prefix
     short = ["/".join(n.split("/")[2:]) for n in names]
-    aachen_mini.write_model(mini_copy / "gt_model", aachen_mini.DB_CAMERA, short, poses,
-                            [(np.zeros((0, 2)), np.zeros((0, 3)))] * 2)
+    aachen_mini.write_model(
+        mini_copy / "gt_model", aachen_mini.DB_CAMERA, short, poses, [(np.zeros((0, 2)), np.zeros((0, 3)))] * 2
+    )
     ds = Aachen({"root": str(mini_copy), **MINI, "ground_truth": "gt_model"})
     got = {s.id: s.T_w2c for s in _all(ds)}
     for name, T in zip(names, poses):

@@ -1,5 +1,6 @@
 """CO3D-style sequences: the PoseDiffusion apple sample (190 pairs), PyTorch3D -> OpenCV conversion, pair
 order, resizing, malformed input."""
+
 import itertools
 import shutil
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Map-free loader on the real-format fixtures: evaluated frames, poses, intrinsics, depth, bad input."""
+
 import json
 import shutil
 
@@ -28,7 +29,12 @@ def test_samples_carry_pose_intrinsics_and_depth(fixtures_dir):
     ds = MapFree({"root": str(root), "depth": "dptnyu"})
     samples = list(ds.samples("s00460"))
     assert all(isinstance(s, PairSample) for s in samples)
-    assert [s.image1.name for s in samples] == ["frame_00000.jpg", "frame_00005.jpg", "frame_00010.jpg", "frame_00015.jpg"]
+    assert [s.image1.name for s in samples] == [
+        "frame_00000.jpg",
+        "frame_00005.jpg",
+        "frame_00010.jpg",
+        "frame_00015.jpg",
+    ]
     s = samples[1]
     poses = read_poses(root / "val/s00460/poses.txt")
     q, t = poses["seq1/frame_00005.jpg"]
@@ -75,8 +81,12 @@ def test_a_broken_pose_line_costs_its_frame_only_as_the_scorer_decides(fixtures_
     evaluates exactly those frames (not one invalid row for the scene)."""
     root = _copy_tiny(fixtures_dir, tmp_path)
     poses = root / "val/s00460/poses.txt"
-    edit = {"a field short": lambda line: " ".join(line.split()[:-1]), "not a number": lambda line: line.replace("0.", "x.", 1),
-            "two spaces": lambda line: line.replace(" ", "  ", 1), "nan": lambda line: line.rsplit(" ", 1)[0] + " nan"}[broken]
+    edit = {
+        "a field short": lambda line: " ".join(line.split()[:-1]),
+        "not a number": lambda line: line.replace("0.", "x.", 1),
+        "two spaces": lambda line: line.replace(" ", "  ", 1),
+        "nan": lambda line: line.rsplit(" ", 1)[0] + " nan",
+    }[broken]
     _break_line(poses, "seq1/frame_00002.jpg", edit)
     samples = list(MapFree({"root": str(root)}).samples("s00460"))
     assert all(isinstance(s, PairSample) for s in samples)
@@ -88,11 +98,14 @@ def test_a_broken_pose_line_costs_its_frame_only_as_the_scorer_decides(fixtures_
     assert any("line 4" in p and "ignored" in p for p in MapFree({"root": str(root)}).problems())
 
 
-@pytest.mark.parametrize("edit, reason", [
-    (lambda line: " ".join([line.split()[0], "0", *line.split()[2:]]), "focal lengths must be positive"),
-    (lambda line: line.split()[0] + " 59.1 x 29 36 54 72", "must be numbers"),
-    (lambda line: " ".join(line.split()[:-1]), "7 fields"),
-])
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda line: " ".join([line.split()[0], "0", *line.split()[2:]]), "focal lengths must be positive"),
+        (lambda line: line.split()[0] + " 59.1 x 29 36 54 72", "must be numbers"),
+        (lambda line: " ".join(line.split()[:-1]), "7 fields"),
+    ],
+)
 def test_a_broken_intrinsics_line_fails_its_frame_only(fixtures_dir, tmp_path, edit, reason):
     root = _copy_tiny(fixtures_dir, tmp_path)
     intr = root / "val/s00460/intrinsics.txt"
@@ -116,7 +129,9 @@ def test_a_broken_reference_intrinsics_line_fails_every_frame_of_its_scene(fixtu
 def test_missing_intrinsics_line_is_recorded_not_fatal(fixtures_dir, tmp_path):
     root = _copy_tiny(fixtures_dir, tmp_path)
     intr = root / "val/s00460/intrinsics.txt"
-    intr.write_text("\n".join(line for line in intr.read_text().splitlines() if "frame_00005" not in line or "seq0" in line))
+    intr.write_text(
+        "\n".join(line for line in intr.read_text().splitlines() if "frame_00005" not in line or "seq0" in line)
+    )
     ds = MapFree({"root": str(root)})
     items = list(ds.samples("s00460"))
     bad = [i for i in items if isinstance(i, InvalidSample)]

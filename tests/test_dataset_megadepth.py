@@ -1,6 +1,7 @@
 """MegaDepth-1500 loader on the rendered miniature (datasets/megadepth_mini.py) in LoFTR's and glue-factory's
 layouts: the protocols' resize rules, camera conventions checked on exactly projected points, malformed
 input, and SIFT end to end."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,10 +16,22 @@ from benchmark.types import InvalidSample, Matches, PairSample
 from datasets import megadepth_mini
 from datasets.megadepth import MegaDepth1500, resized_size
 
-LOFTR = {"list_format": "loftr", "resize_rule": "loftr", "resize": 840, "divisible_by": 8,
-         "intrinsics_convention": "opencv", "keypoints_in": "original"}
-GLUEFACTORY = {"list_format": "gluefactory", "resize_rule": "gluefactory", "resize": 1600, "divisible_by": None,
-               "intrinsics_convention": "colmap", "keypoints_in": "resized"}
+LOFTR = {
+    "list_format": "loftr",
+    "resize_rule": "loftr",
+    "resize": 840,
+    "divisible_by": 8,
+    "intrinsics_convention": "opencv",
+    "keypoints_in": "original",
+}
+GLUEFACTORY = {
+    "list_format": "gluefactory",
+    "resize_rule": "gluefactory",
+    "resize": 1600,
+    "divisible_by": None,
+    "intrinsics_convention": "colmap",
+    "keypoints_in": "resized",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +52,19 @@ def _all(ds):
 
 
 # ------------------------------------------------------------------------ resize rules
-@pytest.mark.parametrize("size,loftr,gluefactory", [
-    ((1600, 1066), (840, 560), (1600, 1066)),
-    ((1066, 1600), (560, 840), (1066, 1600)),
-    ((1600, 900), (840, 472), (1600, 900)),  # LoFTR: round(472.5) is 472 (half to even)
-    ((1599, 1067), (840, 560), (1600, 1067)),  # round(560.5...) = 561, floored to 560
-    ((517, 333), (840, 536), (1600, 1030)),  # upscaled; 541 floored to 536; int(1030.56)
-    ((333, 517), (536, 840), (1030, 1600)),
-    ((640, 427), (840, 560), (1600, 1067)),  # glue-factory: int(1600 / (640 / 427)) = int(1067.5)
-    ((1200, 1200), (840, 840), (1600, 1600)),
-])
+@pytest.mark.parametrize(
+    "size,loftr,gluefactory",
+    [
+        ((1600, 1066), (840, 560), (1600, 1066)),
+        ((1066, 1600), (560, 840), (1066, 1600)),
+        ((1600, 900), (840, 472), (1600, 900)),  # LoFTR: round(472.5) is 472 (half to even)
+        ((1599, 1067), (840, 560), (1600, 1067)),  # round(560.5...) = 561, floored to 560
+        ((517, 333), (840, 536), (1600, 1030)),  # upscaled; 541 floored to 536; int(1030.56)
+        ((333, 517), (536, 840), (1030, 1600)),
+        ((640, 427), (840, 560), (1600, 1067)),  # glue-factory: int(1600 / (640 / 427)) = int(1067.5)
+        ((1200, 1200), (840, 840), (1600, 1600)),
+    ],
+)
 def test_resize_rules_of_loftr_and_gluefactory(size, loftr, gluefactory):
     assert resized_size(*size, "loftr", 840, 8) == loftr
     assert resized_size(*size, "gluefactory", 1600, None) == gluefactory
@@ -59,8 +75,9 @@ def test_resize_rules_of_loftr_and_gluefactory(size, loftr, gluefactory):
 def test_every_layout_gives_the_same_pairs_cameras_and_poses(layouts):
     loftr = _all(MegaDepth1500({"root": str(layouts["loftr"]), **GLUEFACTORY, "list_format": "loftr"}))
     calibrated = _all(MegaDepth1500({"root": str(layouts["gluefactory"]), **GLUEFACTORY}))
-    views = _all(MegaDepth1500({"root": str(layouts["gluefactory"]), **GLUEFACTORY,
-                                "list_format": "gluefactory_views"}))
+    views = _all(
+        MegaDepth1500({"root": str(layouts["gluefactory"]), **GLUEFACTORY, "list_format": "gluefactory_views"})
+    )
     assert len(loftr) == len(calibrated) == len(views) == 8
     assert all(isinstance(s, PairSample) for s in loftr + calibrated + views)
     by_id = [{s.id: s for s in samples} for samples in (loftr, calibrated, views)]
@@ -135,8 +152,13 @@ def test_malformed_lines_become_invalid_samples_and_problems(layouts, tmp_path):
     invalid = {s.id: s.reason for s in samples if isinstance(s, InvalidSample)}
     assert len(samples) == 8 and len(invalid) == 5
     reasons = " | ".join(invalid.values())
-    for text in ("line 2: expected 32 fields", "line 3: an intrinsics matrix needs", "line 4: the rotation is not",
-                 "line 5: K0, K1 and the pose must be numbers", "00022004_0022.jpg is missing"):
+    for text in (
+        "line 2: expected 32 fields",
+        "line 3: an intrinsics matrix needs",
+        "line 4: the rotation is not",
+        "line 5: K0, K1 and the pose must be numbers",
+        "00022004_0022.jpg is missing",
+    ):
         assert text in reasons
     assert "0015/pairs_calibrated.txt:2" in invalid
     problems = ds.problems()
@@ -184,8 +206,13 @@ def test_unreadable_lists_and_settings_are_one_sentence(layouts, tmp_path):
     listed.write_text("0099_0.1_0.3\n")
     with pytest.raises(UserError, match="0099_0.1_0.3.npz is missing"):
         MegaDepth1500({"root": root, **LOFTR, "pairs": str(listed)}).check()
-    for key, value in (("list_format", "hpatches"), ("resize_rule", "short"), ("resize", 0),
-                       ("intrinsics_convention", "pixel"), ("keypoints_in", "network")):
+    for key, value in (
+        ("list_format", "hpatches"),
+        ("resize_rule", "short"),
+        ("resize", 0),
+        ("intrinsics_convention", "pixel"),
+        ("keypoints_in", "network"),
+    ):
         with pytest.raises(UserError, match=f"dataset.{key} must be"):
             MegaDepth1500({"root": root, **LOFTR, key: value}).check()
 
@@ -200,10 +227,28 @@ def test_sift_runs_the_miniature_end_to_end(layouts, tmp_path, capsys):
     assert main(["datasets", "check", "--dataset", "megadepth1500_mini", "--set", f"dataset.root={root}"]) == 0
     assert "OK (2 scenes, 8 samples, every image decoded)" in capsys.readouterr().out
     out = tmp_path / "run"
-    main(["run", "--method", "sift", "--dataset", "megadepth1500_mini", "--set", f"dataset.root={root}",
-          "--set", "dataset.resize=400", "--set", "run.plots=false", "--set", "run.bootstrap=0",
-          "--set", f"run.cache_dir={tmp_path / 'cache'}", "--output", str(out),
-          "--no-progress"])
+    main(
+        [
+            "run",
+            "--method",
+            "sift",
+            "--dataset",
+            "megadepth1500_mini",
+            "--set",
+            f"dataset.root={root}",
+            "--set",
+            "dataset.resize=400",
+            "--set",
+            "run.plots=false",
+            "--set",
+            "run.bootstrap=0",
+            "--set",
+            f"run.cache_dir={tmp_path / 'cache'}",
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "AUC@5" in printed and "8 samples: ok 8" in printed
     df = pd.read_parquet(out / "samples.parquet")
@@ -220,5 +265,8 @@ def test_published_gluefactory_rows_name_estimator_threshold_and_size():
         assert {"estimator", "threshold_px", "image_size"} <= set(row) and row["estimator"] in row["method"].lower()
         assert row["image_size"] == "long side 1600" and set(row["metrics"]) == {"AUC@5", "AUC@10", "AUC@20"}
     rows = {r["method"]: r["overall"] for r in load_published() if r["protocol"] == "relpose"}
-    assert rows["SuperPoint+LightGlue (PoseLib, 2.0 px, long side 1600)"] == {"AUC@5": 66.8, "AUC@10": 79.3,
-                                                                              "AUC@20": 87.9}
+    assert rows["SuperPoint+LightGlue (PoseLib, 2.0 px, long side 1600)"] == {
+        "AUC@5": 66.8,
+        "AUC@10": 79.3,
+        "AUC@20": 87.9,
+    }

@@ -1,5 +1,6 @@
 """ScanNet-1500 loader: the official evaluation setup of the 15 sample pairs, both 1500-pair list formats,
 rotation codes, and malformed input."""
+
 import json
 import shutil
 
@@ -88,8 +89,9 @@ def test_rotation_codes_keep_the_sample_consistent(data_dir, tmp_path):
     assert (s.camera0.width, s.camera0.height, s.resize0) == (480, 640, (480, 640))
     assert (s.camera1.width, s.camera1.height, s.resize1) == (640, 480, (640, 480))
     T = np.array([float(v) for v in fields[22:]]).reshape(4, 4)
-    K0, _, R0 = rotate_camera(np.diag([640 / 1296, 480 / 968, 1]) @ np.array(fields[4:13], float).reshape(3, 3),
-                              640, 480, 1)
+    K0, _, R0 = rotate_camera(
+        np.diag([640 / 1296, 480 / 968, 1]) @ np.array(fields[4:13], float).reshape(3, 3), 640, 480, 1
+    )
     np.testing.assert_allclose(s.camera0.K, K0, atol=1e-9)
     X0 = np.array([0.3, -0.2, 2.5])  # in the unrotated camera 0
     X1 = T[:3, :3] @ X0 + T[:3, 3]
@@ -131,8 +133,9 @@ def test_whole_dataset_problems_raise_one_sentence(data_dir, tmp_path):
     with pytest.raises(UserError, match="dataset.resize must be"):
         ScanNet1500({"root": str(lists), "resize": [640]}).check()
     with pytest.raises(UserError, match="intrinsics.npz is missing"):
-        ScanNet1500({"root": str(lists), "list_format": "loftr",
-                     "intrinsics": str(tmp_path / "intrinsics.npz")}).check()
+        ScanNet1500(
+            {"root": str(lists), "list_format": "loftr", "intrinsics": str(tmp_path / "intrinsics.npz")}
+        ).check()
     # the LoFTR list names a scene that intrinsics.npz lacks: only that scene's pairs are invalid
     with np.load(lists / "intrinsics.npz") as k:
         np.savez(tmp_path / "intrinsics.npz", **{n: k[n] for n in k.files if n != "scene0707_00"})

@@ -1,4 +1,5 @@
 """The bundled demo data: Map-free layout, size budget, determinism, and poses that agree with depth and pixels."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_depth_zero_marks_the_sky():
 
 def test_size_budget():
     total = sum(p.stat().st_size for p in DEFAULT_OUT.rglob("*") if p.is_file())
-    assert total < 10 * 1024 ** 2, f"demo data is {total / 1024 ** 2:.1f} MB"
+    assert total < 10 * 1024**2, f"demo data is {total / 1024**2:.1f} MB"
 
 
 def _consistency(scene_dir: Path, name: str, R: np.ndarray, t: np.ndarray):
@@ -166,8 +167,12 @@ def test_regenerating_a_scene_gives_the_same_files(tmp_path):
     for text in ("intrinsics.txt", "poses.txt"):
         assert (fresh / text).read_text() == (kept / text).read_text()
     rendered = sorted(p.relative_to(fresh) for p in fresh.glob("seq*/*") if p.is_file())
-    assert [str(p) for p in rendered] == ["seq0/frame_00000.gt.png", "seq0/frame_00000.jpg",
-                                          "seq1/frame_00000.gt.png", "seq1/frame_00000.jpg"]
+    assert [str(p) for p in rendered] == [
+        "seq0/frame_00000.gt.png",
+        "seq0/frame_00000.jpg",
+        "seq1/frame_00000.gt.png",
+        "seq1/frame_00000.jpg",
+    ]
     for rel in rendered:
         if rel.suffix == ".jpg":
             a, b = np.asarray(Image.open(fresh / rel), np.int16), np.asarray(Image.open(kept / rel), np.int16)

@@ -1,5 +1,6 @@
 """docs/adding_a_matcher.md runs: its ORB example registers and runs on the demo with its preset, and the
 blocks that show a file of the repository are that file, character for character."""
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,24 @@ def test_the_orb_example_registers_and_runs_on_the_demo_with_its_preset(tmp_path
     monkeypatch.setattr(config, "CONFIG_DIR", configs)
     try:
         exec(compile(blocks["methods/orb.py"], f"{DOC.name}: methods/orb.py", "exec"), {"__name__": "orb_example"})
-        argv = ["run", "--method", "orb", "--dataset", "demo", "--set", "run.max_samples=4",
-                "--set", f"run.cache_dir={tmp_path / 'cache'}", "--set", "run.bootstrap=0", "--set", "run.plots=false",
-                "--output", str(tmp_path / "run"), "--no-progress"]
+        argv = [
+            "run",
+            "--method",
+            "orb",
+            "--dataset",
+            "demo",
+            "--set",
+            "run.max_samples=4",
+            "--set",
+            f"run.cache_dir={tmp_path / 'cache'}",
+            "--set",
+            "run.bootstrap=0",
+            "--set",
+            "run.plots=false",
+            "--output",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
         assert main(argv) == 0
     finally:
         METHODS.unregister("orb")

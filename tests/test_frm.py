@@ -1,5 +1,6 @@
 """Fast Reciprocal Matching and the brute-force baseline against the official outputs
 (../shared/fixtures/mast3r/frm) and, for other sizes, a literal transcription of the official loop."""
+
 import numpy as np
 import pytest
 import torch
@@ -23,8 +24,9 @@ def frm_fixture(shared_dir):
 @pytest.mark.parametrize("iters", ITERS)
 def test_official_matches_and_trace_for_every_iteration_cap(frm_fixture, engine, dist, iters):
     z = frm_fixture
-    m = fast_reciprocal_matching(torch.from_numpy(z["desc1"]), torch.from_numpy(z["desc2"]), subsample=8,
-                                 max_iter=iters, dist=dist)
+    m = fast_reciprocal_matching(
+        torch.from_numpy(z["desc1"]), torch.from_numpy(z["desc2"]), subsample=8, max_iter=iters, dist=dist
+    )
     np.testing.assert_array_equal(m.xy1, z[f"{engine}_it{iters}_xy1"])
     np.testing.assert_array_equal(m.xy2, z[f"{engine}_it{iters}_xy2"])
     assert m.xy1.dtype == np.int64 and m.xy1.shape[1] == 2
@@ -59,8 +61,9 @@ def test_brute_force_equals_the_official_one(frm_fixture, dist):
     np.testing.assert_array_equal(bf.xy1, z[f"bf_{dist}_mutual_xy1"])
     np.testing.assert_array_equal(bf.xy2, z[f"bf_{dist}_mutual_xy2"])
     # tiles smaller than the images give the same answer (bounded memory)
-    small = brute_force_reciprocal(torch.from_numpy(z["desc1"]), torch.from_numpy(z["desc2"]), dist=dist,
-                                   block_queries=100, block_base=257)
+    small = brute_force_reciprocal(
+        torch.from_numpy(z["desc1"]), torch.from_numpy(z["desc2"]), dist=dist, block_queries=100, block_base=257
+    )
     np.testing.assert_array_equal(small.nn12, bf.nn12)
     np.testing.assert_array_equal(small.nn21, bf.nn21)
 
@@ -75,7 +78,7 @@ def smooth_descriptors(h1, w1, h2, w2, dim, seed):
     field = gaussian_filter(rng.standard_normal((H, W, dim)), sigma=(3, 3, 0))
     field /= field.std()
     a = field[:h1, :w1] + 1.0 * rng.standard_normal((h1, w1, dim))
-    b = field[3:3 + h2, 5:5 + w2] + 1.0 * rng.standard_normal((h2, w2, dim))
+    b = field[3 : 3 + h2, 5 : 5 + w2] + 1.0 * rng.standard_normal((h2, w2, dim))
     out = [x / np.linalg.norm(x, axis=-1, keepdims=True) for x in (a, b)]
     return [torch.from_numpy(x.astype(np.float32)) for x in out]
 
@@ -91,7 +94,7 @@ def official_loop(desc1, desc2, step, cap, dist="dot"):
             return (queries @ base.T).argmax(1).numpy()
         return torch.cdist(queries, base).argmin(1).numpy()
 
-    ys, xs = np.mgrid[step // 2:h1:step, step // 2:w1:step].reshape(2, -1)
+    ys, xs = np.mgrid[step // 2 : h1 : step, step // 2 : w1 : step].reshape(2, -1)
     p1 = np.unique(xs + w1 * ys)
     p2 = np.full(len(p1), -1)
     old1, old2 = p1.copy(), p2.copy()
@@ -116,13 +119,16 @@ def official_loop(desc1, desc2, step, cap, dist="dot"):
     return np.stack([i1 % w1, i1 // w1], 1), np.stack([i2 % w2, i2 // w2], 1), trace
 
 
-@pytest.mark.parametrize("shape,step,cap,dist", [
-    ((37, 53, 41, 29), 8, 10, "dot"),     # sizes not multiples of the step, two different images
-    ((64, 48, 64, 48), 4, 3, "dot"),       # portrait, dense grid, cap hit with points still moving
-    ((30, 90, 45, 60), 16, 1, "dot"),
-    ((50, 40, 40, 50), 8, 10, "l2"),
-    ((9, 11, 12, 7), 2, 10, "dot"),        # tiny images, a single-row tile
-])
+@pytest.mark.parametrize(
+    "shape,step,cap,dist",
+    [
+        ((37, 53, 41, 29), 8, 10, "dot"),  # sizes not multiples of the step, two different images
+        ((64, 48, 64, 48), 4, 3, "dot"),  # portrait, dense grid, cap hit with points still moving
+        ((30, 90, 45, 60), 16, 1, "dot"),
+        ((50, 40, 40, 50), 8, 10, "l2"),
+        ((9, 11, 12, 7), 2, 10, "dot"),  # tiny images, a single-row tile
+    ],
+)
 def test_equals_the_official_loop_on_other_sizes(shape, step, cap, dist):
     h1, w1, h2, w2 = shape
     d1, d2 = smooth_descriptors(h1, w1, h2, w2, 16, seed=sum(shape) + step)
@@ -132,8 +138,9 @@ def test_equals_the_official_loop_on_other_sizes(shape, step, cap, dist):
     np.testing.assert_array_equal(m.xy2, xy2)
     assert list(m.trace) == trace
     # the result does not depend on the tiling; numpy input is accepted
-    tiled = fast_reciprocal_matching(d1.numpy(), d2.numpy(), subsample=step, max_iter=cap, dist=dist,
-                                     block_queries=5, block_base=7)
+    tiled = fast_reciprocal_matching(
+        d1.numpy(), d2.numpy(), subsample=step, max_iter=cap, dist=dist, block_queries=5, block_base=7
+    )
     np.testing.assert_array_equal(tiled.xy1, xy1)
     np.testing.assert_array_equal(tiled.xy2, xy2)
 
@@ -153,15 +160,18 @@ def test_early_stop_off_runs_every_iteration_with_the_same_matches():
     a = fast_reciprocal_matching(d1, d2, 8, max_iter=10)
     b = fast_reciprocal_matching(d1, d2, 8, max_iter=10, early_stop=False)
     np.testing.assert_array_equal(a.xy1, b.xy1)
-    assert len(b.trace) == 11 and b.trace[len(a.trace) - 1:] == [0] * (12 - len(a.trace))
+    assert len(b.trace) == 11 and b.trace[len(a.trace) - 1 :] == [0] * (12 - len(a.trace))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(subsample=0), "subsample must be a positive integer"),
-    (dict(max_iter=0), "max_iter must be a positive integer"),
-    (dict(dist="cos"), "dist='cos' is not supported"),
-    (dict(pixel_tol=-1), "pixel_tol must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(subsample=0), "subsample must be a positive integer"),
+        (dict(max_iter=0), "max_iter must be a positive integer"),
+        (dict(dist="cos"), "dist='cos' is not supported"),
+        (dict(pixel_tol=-1), "pixel_tol must be a number >= 0"),
+    ],
+)
 def test_bad_parameters_are_one_sentence(kwargs, message):
     d1, d2 = smooth_descriptors(16, 16, 16, 16, 8, seed=0)
     with pytest.raises(UserError, match=message):

@@ -5,6 +5,7 @@ updated in the same commit). RANSAC and SIFT come from pycolmap and OpenCV, whos
 numbers too: with the package versions below the values must match to 1e-6; with other versions the
 test still checks them within a tolerance of one sample's worth and says which versions differ.
 """
+
 import json
 from importlib import metadata
 
@@ -25,7 +26,10 @@ GOLDEN = {
         "Estimates for % of frames": 1.0,
     },
     "scannet_sample": {  # 15 real ScanNet pairs, essential_opencv at 640 x 480
-        "AUC@5": 0.0, "AUC@10": 0.0, "AUC@20": 5.256391433012735, "Prec": 16.072322956291945,
+        "AUC@5": 0.0,
+        "AUC@10": 0.0,
+        "AUC@20": 5.256391433012735,
+        "Prec": 16.072322956291945,
         "MScore": 0.5826657952790495,
     },
 }
@@ -47,8 +51,23 @@ def _versions_differ() -> list[str]:
 @pytest.mark.parametrize("dataset", sorted(GOLDEN))
 def test_sift_headline_numbers_are_pinned(dataset, tmp_path, data_dir, capsys):
     extra = [] if dataset == "demo" else ["--set", f"dataset.root={data_dir / 'superglue_scannet_sample'}"]
-    argv = ["run", "--method", "sift", "--dataset", dataset, *extra, "--set", f"run.cache_dir={tmp_path / 'cache'}",
-            "--set", "run.bootstrap=0", "--set", "run.plots=false", "--output", str(tmp_path / "run"), "--no-progress"]
+    argv = [
+        "run",
+        "--method",
+        "sift",
+        "--dataset",
+        dataset,
+        *extra,
+        "--set",
+        f"run.cache_dir={tmp_path / 'cache'}",
+        "--set",
+        "run.bootstrap=0",
+        "--set",
+        "run.plots=false",
+        "--output",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     overall = json.loads((tmp_path / "run/summary.json").read_text())["overall"]
     differ = _versions_differ()
@@ -56,4 +75,5 @@ def test_sift_headline_numbers_are_pinned(dataset, tmp_path, data_dir, capsys):
         tolerance = LOOSE[dataset] if differ else 1e-6 * max(1.0, abs(expected))
         assert overall[key] == pytest.approx(expected, abs=tolerance), (
             f"{dataset} {key}: {overall[key]} != pinned {expected}"
-            + (f" (other package versions: {', '.join(differ)})" if differ else ""))
+            + (f" (other package versions: {', '.join(differ)})" if differ else "")
+        )

@@ -1,6 +1,7 @@
 """What a result depends on: an edited input recomputes exactly what read it, through the cache and
 through resume; a fixed ground-truth line re-scores without re-matching; the run id ignores every key
 that cannot change a row and follows every key that can."""
+
 import copy
 import json
 import shutil
@@ -31,8 +32,19 @@ def demo_copy(tmp_path):
     shutil.copytree(DEMO / "s90000", root / "val/s90000")
 
     def cfg(cache="cache", *overrides):
-        return resolve("sift", "demo", None, [f"dataset.root={root}", "run.max_samples=4", "run.shard_size=2",
-                                              f"run.cache_dir={tmp_path / cache}", "run.bootstrap=0", *overrides])
+        return resolve(
+            "sift",
+            "demo",
+            None,
+            [
+                f"dataset.root={root}",
+                "run.max_samples=4",
+                "run.shard_size=2",
+                f"run.cache_dir={tmp_path / cache}",
+                "run.bootstrap=0",
+                *overrides,
+            ],
+        )
 
     return root / "val/s90000", cfg
 
@@ -57,9 +69,11 @@ def test_an_edited_image_is_matched_again_through_the_cache_and_through_resume(d
     # a new output: every other pair comes from the cache, the edited one is matched again
     fresh = _rows(execute(cfg(), tmp_path / "b", progress=False))
     assert not fresh.loc[target, "cached"] and fresh.drop(index=target)["cached"].all()
+
     # the old output: its finished shards are resumed, except the one that read the edited image
     def stamps():
         return {p.name: p.stat().st_mtime_ns for p in (tmp_path / "a/shards").glob("*.parquet")}
+
     before = stamps()
     resumed = _rows(execute(cfg(), tmp_path / "a", progress=False))
     assert resumed.loc[target, "cached"]  # recomputed, with the matches the run into b just made
@@ -140,8 +154,9 @@ def _mutate(value):
 @pytest.fixture()
 def synthetic_cfg(tmp_path):
     root = S.write_dataset(tmp_path / "data", scenes=2, pairs=3)
-    return resolve("synthetic_matcher", "synthetic_pairs", None,
-                   [f"dataset.root={root}", f"run.cache_dir={tmp_path / 'cache'}"])
+    return resolve(
+        "synthetic_matcher", "synthetic_pairs", None, [f"dataset.root={root}", f"run.cache_dir={tmp_path / 'cache'}"]
+    )
 
 
 def test_keys_that_cannot_change_a_row_keep_the_run_id(synthetic_cfg, tmp_path):
@@ -164,9 +179,17 @@ def test_keys_that_cannot_change_a_row_keep_the_run_id(synthetic_cfg, tmp_path):
     assert prepare(moved).run_id == base.run_id
 
 
-@pytest.mark.parametrize("key, value", [("run.seed", 1), ("run.max_samples", 4), ("method.num", 100),
-                                        ("method.noise_px", 1.0), ("solver.ransac.max_error", 2.0),
-                                        ("solver.relative", "essential_opencv")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("run.seed", 1),
+        ("run.max_samples", 4),
+        ("method.num", 100),
+        ("method.noise_px", 1.0),
+        ("solver.ransac.max_error", 2.0),
+        ("solver.relative", "essential_opencv"),
+    ],
+)
 def test_keys_that_can_change_a_row_change_the_run_id(synthetic_cfg, key, value):
     cfg = copy.deepcopy(synthetic_cfg)
     section, *path = key.split(".")

@@ -1,6 +1,7 @@
 """How the harness reads a method's images: the method's declared reading (colour, or straight to grey as
 SuperGlue's and LoFTR's readers do), the protocol resize on the decoded uint8 image before any rotation,
 and the reading inside the cache key."""
+
 from __future__ import annotations
 
 import cv2

@@ -1,5 +1,6 @@
 """Listing the methods and a SIFT run do not import torch, kornia or matplotlib (the plots are drawn by a
 process of their own, which imports matplotlib)."""
+
 import subprocess
 import sys
 from pathlib import Path

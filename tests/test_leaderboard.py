@@ -1,5 +1,6 @@
 """The leaderboard ranks only comparable runs: one table per evaluation set, labels that say how a run
 differs from its preset, weights that are not a released file marked, failures counted."""
+
 import json
 from pathlib import Path
 
@@ -15,10 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 def runs(tmp_path_factory):
     """sift on demo: all of it, its first 5 samples, one scene, and with fewer keypoints (matches cached)."""
     tmp = tmp_path_factory.mktemp("lb")
-    common = ["--method", "sift", "--dataset", "demo", "--set", f"run.cache_dir={tmp / 'cache'}", "--set",
-              "run.bootstrap=0", "--set", "run.plots=false", "--no-progress"]
-    variants = {"full": [], "partial": ["--set", "run.max_samples=5"], "scene": ["--set", "dataset.scenes=[s90001]"],
-                "fewer": ["--set", "method.max_keypoints=300", "--set", "dataset.scenes=[s90001]"]}
+    common = [
+        "--method",
+        "sift",
+        "--dataset",
+        "demo",
+        "--set",
+        f"run.cache_dir={tmp / 'cache'}",
+        "--set",
+        "run.bootstrap=0",
+        "--set",
+        "run.plots=false",
+        "--no-progress",
+    ]
+    variants = {
+        "full": [],
+        "partial": ["--set", "run.max_samples=5"],
+        "scene": ["--set", "dataset.scenes=[s90001]"],
+        "fewer": ["--set", "method.max_keypoints=300", "--set", "dataset.scenes=[s90001]"],
+    }
     for name, extra in variants.items():
         assert main(["run", *common, *extra, "--output", str(tmp / name)]) == 0
     return tmp
@@ -42,8 +58,9 @@ def test_failed_samples_are_counted_and_unreleased_weights_marked(runs, tmp_path
     folder = tmp_path / "copy"
     folder.mkdir()
     summary["status_counts"] = {**summary["status_counts"], "ok": 3, "error": 2}
-    summary["provenance"]["weight_files"] = [{"file": "checkpoint.pth", "sha256": "0" * 64, "status": "unknown",
-                                              "release": ""}]
+    summary["provenance"]["weight_files"] = [
+        {"file": "checkpoint.pth", "sha256": "0" * 64, "status": "unknown", "release": ""}
+    ]
     (folder / "summary.json").write_text(json.dumps(summary))
     (folder / "config.yaml").write_text((runs / "partial/config.yaml").read_text())
     tables = build_leaderboard([folder])

@@ -1,5 +1,6 @@
 """localize_query on synthetic references with exact geometry: lifting (nearest observation, MASt3R-style
 pointmap), pooling over references, PnP with a distorted query camera, caching, failures."""
+
 import copy
 
 import cv2
@@ -140,8 +141,9 @@ def test_lifting_radius(tmp_path):
 
 def test_failures_are_reported(tmp_path):
     sample, matcher, _ = _scene(tmp_path)
-    empty = [Reference(r.name, r.image, r.camera, r.T_w2c, np.zeros((0, 2)), np.zeros((0, 3)))
-             for r in sample.references]
+    empty = [
+        Reference(r.name, r.image, r.camera, r.T_w2c, np.zeros((0, 2)), np.zeros((0, 3))) for r in sample.references
+    ]
     bare = QuerySample(sample.id, sample.scene, sample.image, sample.camera, empty)
     est, pooled, _, _ = localize_query(bare, matcher, None, _solver_conf(), seed=0)
     assert est.status == TOO_FEW_MATCHES and "observes any map point" in est.reason and pooled is None
@@ -150,8 +152,10 @@ def test_failures_are_reported(tmp_path):
         r.points2d = r.points2d + 1000.0  # nothing within the radius
     est, pooled, _, _ = localize_query(far, matcher, None, _solver_conf(), seed=0)
     assert est.status == TOO_FEW_MATCHES and "900 matches over 3 references, 0 lifted to 3D" in est.reason
-    with pytest.raises(UserError, match="Unknown solver.absolute 'essential'; known solvers for absolute pose "
-                                        "against a map: pnp, poselib"):
+    with pytest.raises(
+        UserError,
+        match="Unknown solver.absolute 'essential'; known solvers for absolute pose against a map: pnp, poselib",
+    ):
         localize_query(sample, matcher, None, _solver_conf(absolute="essential"), seed=0)
     with pytest.raises(SampleError, match="solver.lift=pointmap needs a method that predicts 3D points"):
         localize_query(sample, matcher, None, _solver_conf(lift="pointmap"), seed=0)

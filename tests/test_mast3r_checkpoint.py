@@ -1,5 +1,6 @@
 """Checkpoint parsing/loading for the DUSt3R/MASt3R networks: released layouts (manifests), safe parsing,
 strict loading, weights resolution and the one-sentence errors."""
+
 from __future__ import annotations
 
 import argparse
@@ -51,37 +52,51 @@ def test_parse_constructor_literals(manifest):
     assert spec.kwargs["depth_mode"] == ("exp", -math.inf, math.inf)
     assert spec.kwargs["img_size"] == (512, 512) and spec.kwargs["enc_embed_dim"] == 1024
     assert parse_constructor(spec.constructor()) == spec  # round trip through our own rendering
-    alt = parse_constructor("AsymmetricMASt3R(conf_mode=('exp', +1, float('inf')), two_confs=True, "
-                            "desc_conf_mode=None)")
+    alt = parse_constructor(
+        "AsymmetricMASt3R(conf_mode=('exp', +1, float('inf')), two_confs=True, desc_conf_mode=None)"
+    )
     assert alt.kwargs == {"conf_mode": ("exp", 1, math.inf), "two_confs": True, "desc_conf_mode": None}
 
 
-@pytest.mark.parametrize("text,match", [
-    ("AsymmetricFoo(enc_depth=2)", "Unknown model class 'AsymmetricFoo'"),
-    ("AsymmetricMASt3R(enc_depth=2, not_an_arg=3)", "Unknown argument.*not_an_arg"),
-    ("AsymmetricCroCo3DStereo(two_confs=True)", "Unknown argument.*two_confs"),
-    ("AsymmetricMASt3R(enc_depth=__import__('os').getpid())", "not a literal"),
-    ("AsymmetricMASt3R(enc_depth=2 + 3)", "not a literal"),
-    ("AsymmetricMASt3R('RoPE100')", "keyword arguments only"),
-    ("AsymmetricMASt3R(**opts)", "keyword arguments only"),
-    ("AsymmetricMASt3R(enc_depth=2", "not a valid call"),
-    ("[1, 2]", "is not a call"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("AsymmetricFoo(enc_depth=2)", "Unknown model class 'AsymmetricFoo'"),
+        ("AsymmetricMASt3R(enc_depth=2, not_an_arg=3)", "Unknown argument.*not_an_arg"),
+        ("AsymmetricCroCo3DStereo(two_confs=True)", "Unknown argument.*two_confs"),
+        ("AsymmetricMASt3R(enc_depth=__import__('os').getpid())", "not a literal"),
+        ("AsymmetricMASt3R(enc_depth=2 + 3)", "not a literal"),
+        ("AsymmetricMASt3R('RoPE100')", "keyword arguments only"),
+        ("AsymmetricMASt3R(**opts)", "keyword arguments only"),
+        ("AsymmetricMASt3R(enc_depth=2", "not a valid call"),
+        ("[1, 2]", "is not a call"),
+    ],
+)
 def test_parse_constructor_rejects(text, match):
     with pytest.raises(UserError, match=match):
         parse_constructor(text)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("AsymmetricMASt3R(head_type='catmlp+dpt', output_mode='pts3d+desc24', pos_embed='RoPE100', dec_depth=8)",
-     "dec_depth >= 10"),
-    ("AsymmetricMASt3R(head_type='dpt', output_mode='pts3d', pos_embed='RoPE100', dec_depth=12)",
-     "unsupported head_type"),
-    ("AsymmetricCroCo3DStereo(head_type='dpt', output_mode='pts3d', pos_embed='cosine', dec_depth=12)", "pos_embed"),
-    ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls='Foo')", "patch_embed_cls"),
-    ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', depth_mode=('exp', 0, 10))", "unbounded"),
-    ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(500, 500))", "multiple of patch_size"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        (
+            "AsymmetricMASt3R(head_type='catmlp+dpt', output_mode='pts3d+desc24', pos_embed='RoPE100', dec_depth=8)",
+            "dec_depth >= 10",
+        ),
+        (
+            "AsymmetricMASt3R(head_type='dpt', output_mode='pts3d', pos_embed='RoPE100', dec_depth=12)",
+            "unsupported head_type",
+        ),
+        (
+            "AsymmetricCroCo3DStereo(head_type='dpt', output_mode='pts3d', pos_embed='cosine', dec_depth=12)",
+            "pos_embed",
+        ),
+        ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', patch_embed_cls='Foo')", "patch_embed_cls"),
+        ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', depth_mode=('exp', 0, 10))", "unbounded"),
+        ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(500, 500))", "multiple of patch_size"),
+    ],
+)
 def test_unbuildable_configurations(text, match):
     with pytest.raises(UserError, match=match):
         build_network(text, device="meta")
@@ -99,7 +114,7 @@ def test_wrong_family_is_refused(mast3r_dir):
 def test_truncated_checkpoint(mast3r_dir, tmp_path, fraction):
     data = (mast3r_dir / "tiny_mast3r" / "checkpoint.pth").read_bytes()
     bad = tmp_path / "cut.pth"
-    bad.write_bytes(data[:int(len(data) * fraction)])
+    bad.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(UserError, match="truncated or not a PyTorch checkpoint"):
         load_model(bad)
 
@@ -146,11 +161,14 @@ def _config(meta):
     return {**parse_constructor(meta["constructor"]).kwargs, **meta["head_widths"]}
 
 
-@pytest.mark.parametrize("edit,match", [
-    ("drop", "missing keys: dec_blocks2.3.norm1.weight"),
-    ("extra", "unexpected keys: bogus.weight"),
-    ("shape", r"shape mismatch \(file vs network\): enc_norm.bias \(47,\) vs \(48,\)"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        ("drop", "missing keys: dec_blocks2.3.norm1.weight"),
+        ("extra", "unexpected keys: bogus.weight"),
+        ("shape", r"shape mismatch \(file vs network\): enc_norm.bias \(47,\) vs \(48,\)"),
+    ],
+)
 def test_strict_loading(tiny_state, edit, match):
     meta, sd = tiny_state
     sd = dict(sd)
@@ -170,8 +188,9 @@ def test_wrong_head_widths_are_reported(tiny_state, mast3r_dir):
     with pytest.raises(UserError, match="shape mismatch"):  # official widths on tiny weights
         load_model(mast3r_dir / "tiny_dust3r" / "state_dict.pth", config=meta["constructor"])
     with pytest.raises(UserError, match="Unknown head width"):
-        load_model(mast3r_dir / "tiny_dust3r" / "state_dict.pth", config=meta["constructor"],
-                   head_widths={"dpt_width": 3})
+        load_model(
+            mast3r_dir / "tiny_dust3r" / "state_dict.pth", config=meta["constructor"], head_widths={"dpt_width": 3}
+        )
 
 
 def test_config_forms_agree(tiny_state, mast3r_dir, tmp_path):
@@ -179,11 +198,13 @@ def test_config_forms_agree(tiny_state, mast3r_dir, tmp_path):
     meta, sd = tiny_state
     path = mast3r_dir / "tiny_dust3r" / "state_dict.pth"
     (tmp_path / "config.json").write_text(json.dumps(_config(meta)))
-    nets = [load_model(path, config=meta["constructor"], head_widths=meta["head_widths"]),
-            load_model(path, config=_config(meta)),
-            load_model(path, config=tmp_path / "config.json"),
-            load_model(path, config=mast3r_dir / "tiny_dust3r" / "meta.json"),  # {"constructor", "head_widths"}
-            load_model(path, config=argparse.Namespace(model=meta["constructor"], head_widths=meta["head_widths"]))]
+    nets = [
+        load_model(path, config=meta["constructor"], head_widths=meta["head_widths"]),
+        load_model(path, config=_config(meta)),
+        load_model(path, config=tmp_path / "config.json"),
+        load_model(path, config=mast3r_dir / "tiny_dust3r" / "meta.json"),  # {"constructor", "head_widths"}
+        load_model(path, config=argparse.Namespace(model=meta["constructor"], head_widths=meta["head_widths"])),
+    ]
     for net in nets:
         assert list(net.state_dict()) == list(sd) and not net.landscape_only
         assert torch.equal(net.state_dict()["downstream_head2.dpt.head.4.bias"], sd["downstream_head2.dpt.head.4.bias"])
@@ -195,8 +216,9 @@ def test_hf_layout_restores_aliases(mast3r_dir):
     scratch = net.downstream_head1.dpt.scratch
     assert scratch.layer_rn[2] is scratch.layer3_rn
     assert "downstream_head1.dpt.scratch.layer_rn.2.weight" in sd
-    assert torch.equal(sd["downstream_head1.dpt.scratch.layer_rn.2.weight"],
-                       sd["downstream_head1.dpt.scratch.layer3_rn.weight"])
+    assert torch.equal(
+        sd["downstream_head1.dpt.scratch.layer_rn.2.weight"], sd["downstream_head1.dpt.scratch.layer3_rn.weight"]
+    )
 
 
 def test_known_weights_registered():
@@ -243,10 +265,12 @@ def test_released_constructors(mast3r_dir):
     assert set(RELEASED_CONSTRUCTORS) == set(KNOWN_NAMES)
     for fam in ("mast3r", "dust3r"):
         manifest = json.loads((mast3r_dir / f"manifest_{fam}.json").read_text())
-        name = manifest["released_checkpoint"][:-len(".pth")]
+        name = manifest["released_checkpoint"][: -len(".pth")]
         assert parse_constructor(name) == parse_constructor(manifest["constructor_as_trained"])
     for name in ("DUSt3R_ViTLarge_BaseDecoder_512_linear", "DUSt3R_ViTLarge_BaseDecoder_224_linear"):
         net = build_network(name, device="meta")
         assert net.head_type == "linear" and net.downstream_head1.proj.weight.shape == (4 * 256, 768)
         assert [k for k in net.state_dict() if k.startswith("downstream_head2")] == [
-            "downstream_head2.proj.weight", "downstream_head2.proj.bias"]
+            "downstream_head2.proj.weight",
+            "downstream_head2.proj.bias",
+        ]

@@ -1,5 +1,6 @@
 """The official DUSt3R/MASt3R image pre-processing (../shared/fixtures/mast3r/loader, exact) and the
 pixel mapping between network and original images."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,7 +36,7 @@ def test_every_case_is_bit_exact(results, loader_dir):
     assert len(cases) == 52
     for key, exp in cases.items():
         name = key.split("__", 1)[1]
-        out, = load_images([str(loader_dir / "inputs" / f"{name}.png")], verbose=False, **exp["kwargs"])
+        (out,) = load_images([str(loader_dir / "inputs" / f"{name}.png")], verbose=False, **exp["kwargs"])
         assert list(out["img"].shape) == exp["img_shape"] and out["img"].dtype == torch.float32, key
         assert isinstance(out["true_shape"], np.ndarray) and out["true_shape"].dtype == np.int32, key
         assert out["true_shape"].tolist() == exp["true_shape"], key
@@ -68,7 +69,7 @@ def test_exif_orientation_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
     img.save(tmp_path / "rot.jpg", exif=exif)
-    out, = load_images([str(tmp_path / "rot.jpg")], size=512, verbose=False)
+    (out,) = load_images([str(tmp_path / "rot.jpg")], size=512, verbose=False)
     assert out["true_shape"].tolist() == [[512, 192]]  # portrait after rotation: 100x40 -> 512x205 -> crop 192
 
 
@@ -88,9 +89,10 @@ def test_transform_of_known_cases():
     rgb = np.zeros((500, 500, 3), np.uint8)  # square -> 512x512 -> 4:3 crop of the middle
     _, shape, tf = preprocess_image(rgb, 512)
     assert shape.tolist() == [[384, 512]] and tf.resized_size == (512, 512) and tf.crop_offset == (0, 64)
-    np.testing.assert_allclose(tf.to_original([[0, 0], [511, 383]]),
-                               [[0.5 * 500 / 512 - 0.5, 64.5 * 500 / 512 - 0.5],
-                                [511.5 * 500 / 512 - 0.5, 447.5 * 500 / 512 - 0.5]])
+    np.testing.assert_allclose(
+        tf.to_original([[0, 0], [511, 383]]),
+        [[0.5 * 500 / 512 - 0.5, 64.5 * 500 / 512 - 0.5], [511.5 * 500 / 512 - 0.5, 447.5 * 500 / 512 - 0.5]],
+    )
     _, _, tf = preprocess_image(np.zeros((480, 640, 3), np.uint8), 224)  # 299x224, square crop at x 37
     assert tf.resized_size == (299, 224) and tf.crop_offset == (37, 0) and tf.network_size == (224, 224)
     pts = np.random.default_rng(1).uniform(-1, 300, (50, 2))
@@ -102,22 +104,25 @@ def test_transform_of_known_cases():
 
 def _blob(h, w, cx, cy, sigma):
     y, x = np.mgrid[0:h, 0:w]
-    g = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma ** 2))
+    g = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
     return np.repeat((g * 250).round().astype(np.uint8)[..., None], 3, axis=2)
 
 
-@pytest.mark.parametrize("wh,size,centre,sigma", [
-    ((333, 517), 512, (100.3, 250.7), 4.0),   # shrink (Lanczos), odd sizes, horizontal crop
-    ((640, 480), 224, (401.6, 233.2), 6.0),   # 224 rule: short side, square crop
-    ((45, 37), 512, (20.4, 16.8), 1.5),       # enlarge (bicubic), crop both ways
-])
+@pytest.mark.parametrize(
+    "wh,size,centre,sigma",
+    [
+        ((333, 517), 512, (100.3, 250.7), 4.0),  # shrink (Lanczos), odd sizes, horizontal crop
+        ((640, 480), 224, (401.6, 233.2), 6.0),  # 224 rule: short side, square crop
+        ((45, 37), 512, (20.4, 16.8), 1.5),  # enlarge (bicubic), crop both ways
+    ],
+)
 def test_mapping_finds_the_blob(wh, size, centre, sigma):
     """A Gaussian blob drawn at known original coordinates is found, after the pre-processing, at a
     network position that maps back onto those coordinates (OpenCV pixel-centre convention)."""
     img, _, tf = preprocess_image(_blob(wh[1], wh[0], *centre, sigma), size)
     net = (img[0, 0].numpy() + 1) / 2
     net = np.where(net > 0.02, net, 0)
-    y, x = np.mgrid[0:net.shape[0], 0:net.shape[1]]
+    y, x = np.mgrid[0 : net.shape[0], 0 : net.shape[1]]
     found = np.array([(net * x).sum(), (net * y).sum()]) / net.sum()
     np.testing.assert_allclose(tf.to_original(found), centre, atol=0.08)
     np.testing.assert_allclose(tf.to_network(centre), found, atol=0.08 / tf.scale.min())

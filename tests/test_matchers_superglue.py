@@ -1,6 +1,7 @@
 """SuperPoint + SuperGlue (our implementation): the released weight layout, the detector's pieces, the
 optimal-transport assignment, and the ``superglue`` matcher end to end with weights saved in the
 released layout (no real SuperPoint/SuperGlue weights are reachable here)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,20 @@ from methods.superglue.superpoint import SuperPoint, non_maximum_suppression, sa
 # --------------------------------------------------------------------------- released layouts, as data
 def published_superpoint_layout() -> dict:
     """superpoint_v1.pth: 3x3 convs (out, in) and the two 1x1 heads."""
-    convs = {"conv1a": (64, 1, 3), "conv1b": (64, 64, 3), "conv2a": (64, 64, 3), "conv2b": (64, 64, 3),
-             "conv3a": (128, 64, 3), "conv3b": (128, 128, 3), "conv4a": (128, 128, 3), "conv4b": (128, 128, 3),
-             "convPa": (256, 128, 3), "convPb": (65, 256, 1), "convDa": (256, 128, 3), "convDb": (256, 256, 1)}
+    convs = {
+        "conv1a": (64, 1, 3),
+        "conv1b": (64, 64, 3),
+        "conv2a": (64, 64, 3),
+        "conv2b": (64, 64, 3),
+        "conv3a": (128, 64, 3),
+        "conv3b": (128, 128, 3),
+        "conv4a": (128, 128, 3),
+        "conv4b": (128, 128, 3),
+        "convPa": (256, 128, 3),
+        "convPb": (65, 256, 1),
+        "convDa": (256, 128, 3),
+        "convDb": (256, 256, 1),
+    }
     out = {}
     for name, (cout, cin, k) in convs.items():
         out[f"{name}.weight"] = (cout, cin, k, k)
@@ -189,10 +201,14 @@ def test_sinkhorn_meets_the_marginals():
 
 
 def test_mutual_matches_threshold_and_dustbin():
-    probs = torch.tensor([[0.90, 0.05, 0.0, 0.05],
-                          [0.10, 0.30, 0.5, 0.10],  # best column 2, but column 2 prefers row 2
-                          [0.00, 0.10, 0.8, 0.10],
-                          [0.05, 0.15, 0.1, 0.70]])  # last row/column: dustbins
+    probs = torch.tensor(
+        [
+            [0.90, 0.05, 0.0, 0.05],
+            [0.10, 0.30, 0.5, 0.10],  # best column 2, but column 2 prefers row 2
+            [0.00, 0.10, 0.8, 0.10],
+            [0.05, 0.15, 0.1, 0.70],
+        ]
+    )  # last row/column: dustbins
     matches, prob = mutual_matches(probs.log()[None], threshold=0.2)
     assert matches[0].tolist() == [0, -1, 2]
     assert prob[0, 0] == pytest.approx(0.9) and prob[0, 1] == 0
@@ -235,8 +251,8 @@ def _dot_images(shift=(32, 16), size=(160, 128), count=40, seed=0, dot=2):
     colours = rng.choice(np.arange(30, 250), size=count, replace=False)
     im0, im1 = np.zeros((h, w, 3), np.uint8), np.zeros((h, w, 3), np.uint8)
     for x, y, c in zip(xs, ys, colours):
-        im0[y:y + dot, x:x + dot] = c
-        im1[y + shift[1]:y + shift[1] + dot, x + shift[0]:x + shift[0] + dot] = c
+        im0[y : y + dot, x : x + dot] = c
+        im1[y + shift[1] : y + shift[1] + dot, x + shift[0] : x + shift[0] + dot] = c
     return im0, im1
 
 
@@ -249,8 +265,13 @@ def _dot_extractor(dim=256):
         for image in batch:
             level = torch.round(image[0] * 255).long()
             yx = torch.nonzero(level > 0)
-            out.append({"keypoints": yx.flip(1).float(), "scores": torch.ones(len(yx)),
-                        "descriptors": table[level[yx[:, 0], yx[:, 1]]]})
+            out.append(
+                {
+                    "keypoints": yx.flip(1).float(),
+                    "scores": torch.ones(len(yx)),
+                    "descriptors": table[level[yx[:, 0], yx[:, 1]]],
+                }
+            )
         return out
 
     return extract
@@ -280,8 +301,15 @@ def test_superglue_matcher_runs_superpoint_with_released_layout(tmp_path):
     from skimage import data
 
     sp, sg = _released_layout_files(tmp_path)
-    m = SuperGlueMatcher({"weights": str(sg), "detector_weights": str(sp), "max_keypoints": 64, "device": "cpu",
-                          "detection_threshold": 0.0})
+    m = SuperGlueMatcher(
+        {
+            "weights": str(sg),
+            "detector_weights": str(sp),
+            "max_keypoints": 64,
+            "device": "cpu",
+            "detection_threshold": 0.0,
+        }
+    )
     image = data.astronaut()[:96, :128]
     res = m.match(image, image[:, ::-1].copy())
     assert res.num_keypoints0 == 64 and res.kpts0.dtype == np.float64

@@ -1,4 +1,5 @@
 """Aachen errors, visloc summary and submission files against DUSt3R/MASt3R and hloc (fixtures/metrics/aachen)."""
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,8 @@ def test_visloc_summary_all_and_per_condition(ac, errors):
     assert s["images"] == 40 and s["day/images"] + s["night/images"] == 40
     ref = _numbers(exp["aggregate_stats_per_condition"]["night"])
     got = [s["night/median_pos_error"], s["night/median_angular_error"]] + [
-        s[f"night/{A.accuracy_key(t, r)}"] for t, r in A.THRESHOLDS]
+        s[f"night/{A.accuracy_key(t, r)}"] for t, r in A.THRESHOLDS
+    ]
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
     with pytest.raises(UserError):
         A.summarize_aachen(df.drop(columns=["sample_id"]))
@@ -95,8 +97,10 @@ def _assert_same_poses(mine: dict, ref: dict):
         np.testing.assert_allclose(t1, t2, rtol=0, atol=1e-9, err_msg=name)
 
 
-@pytest.mark.parametrize("reference,prepend", [("dust3r_export_ltvl.txt", False), ("hloc_results.txt", False),
-                                               ("hloc_results_with_camera_name.txt", True)])
+@pytest.mark.parametrize(
+    "reference,prepend",
+    [("dust3r_export_ltvl.txt", False), ("hloc_results.txt", False), ("hloc_results_with_camera_name.txt", True)],
+)
 def test_submission_writer_matches_official_files(ac, tmp_path, reference, prepend):
     d, inputs, _ = ac
     out = A.write_submission(tmp_path / "sub.txt", _w2c_poses(inputs), prepend_camera_name=prepend)

@@ -1,4 +1,5 @@
 """Map-free metrics and submissions against the official scorer's outputs (fixtures/metrics/mapfree*)."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,10 @@ def test_virtual_grid_is_the_official_one(mf):
 def test_unit_metrics_every_case(mf):
     u = np.load(mf / "mapfree_unit_metrics.npz", allow_pickle=False)
     n = len(u["case"])
+
     def args(i):
         return (u["q_gt"][i], u["t_gt"][i], u["q_est"][i], u["t_est"][i], u["K"][i], u["W"][i], u["H"][i])
+
     errors = [M.frame_errors(*args(i)) for i in range(n)]
     for key, ref in (("trans_err", M.TRANS), ("rot_err", M.ROT), ("reproj_err", M.VCRE)):
         np.testing.assert_allclose([e[ref] for e in errors], u[key], **PER_ITEM, err_msg=key)
@@ -59,10 +62,18 @@ def test_unit_metrics_every_case(mf):
 def test_frames_and_scorer_conversion(mf):
     fr = np.load(mf / "mapfree_frames.npz", allow_pickle=False)
     for i in range(len(fr["scene"])):
-        e = M.frame_errors(fr["q_gt_c2w"][i], fr["t_gt_c2w"][i], fr["q_est_c2w"][i], fr["t_est_c2w"][i],
-                           fr["K"][i], fr["W"][i], fr["H"][i])
-        np.testing.assert_allclose([e[M.TRANS], e[M.ROT], e[M.VCRE]],
-                                   [fr["trans_err"][i], fr["rot_err"][i], fr["reproj_err"][i]], **PER_ITEM)
+        e = M.frame_errors(
+            fr["q_gt_c2w"][i],
+            fr["t_gt_c2w"][i],
+            fr["q_est_c2w"][i],
+            fr["t_est_c2w"][i],
+            fr["K"][i],
+            fr["W"][i],
+            fr["H"][i],
+        )
+        np.testing.assert_allclose(
+            [e[M.TRANS], e[M.ROT], e[M.VCRE]], [fr["trans_err"][i], fr["rot_err"][i], fr["reproj_err"][i]], **PER_ITEM
+        )
     # our reading + conversion of the files gives the loader's camera-to-world inputs
     submitted = S.read_submission(mf / "submission.zip")
     for scene in np.unique(fr["scene"]):
@@ -94,16 +105,21 @@ def test_precision_recall_cases(mf):
 def test_pr_curves_of_the_fixture_submission(mf):
     exp = json.loads((mf / "mapfree_expected.json").read_text())
     pooled = {k: np.concatenate([exp["per_scene"][s][k] for s in exp["scenes"]]) for k in PER_SCENE_KEYS}
-    outcomes = {"pose": (pooled["trans_err"] < M.T_THRESHOLD) & (pooled["rot_err"] < M.R_THRESHOLD),
-                "vcre": pooled["reproj_err"] < M.VCRE_THRESHOLD}
+    outcomes = {
+        "pose": (pooled["trans_err"] < M.T_THRESHOLD) & (pooled["rot_err"] < M.R_THRESHOLD),
+        "vcre": pooled["reproj_err"] < M.VCRE_THRESHOLD,
+    }
     for name, tp in outcomes.items():
         prec, rec, auc = M.precision_recall(pooled["confidence"], tp, exp["total_failures"])
         ref = exp["pr_curves"][name]
         np.testing.assert_allclose(prec, ref["prec"], rtol=0, atol=1e-12)
         np.testing.assert_allclose(rec, ref["rec"], rtol=0, atol=1e-12)
         assert abs(auc - ref["auc"]) <= AUC_ATOL
-    assert exp["config"] == {"t_threshold": M.T_THRESHOLD, "R_threshold": M.R_THRESHOLD,
-                             "vcre_threshold": M.VCRE_THRESHOLD}
+    assert exp["config"] == {
+        "t_threshold": M.T_THRESHOLD,
+        "R_threshold": M.R_THRESHOLD,
+        "vcre_threshold": M.VCRE_THRESHOLD,
+    }
 
 
 def test_score_submission_equals_official_cli(mf):
@@ -131,8 +147,12 @@ def test_tiny_dataset_score_and_evaluated_frames(tiny):
         for key, mine in PER_SCENE_KEYS.items():
             np.testing.assert_allclose(scores[scene].errors[mine], ref[key], **PER_ITEM)
     frames = S.evaluated_frames(tiny / "val/s00460/poses.txt")
-    assert frames == [("seq1/frame_00000.jpg", 0), ("seq1/frame_00005.jpg", 5), ("seq1/frame_00010.jpg", 10),
-                      ("seq1/frame_00015.jpg", 15)]
+    assert frames == [
+        ("seq1/frame_00000.jpg", 0),
+        ("seq1/frame_00005.jpg", 5),
+        ("seq1/frame_00010.jpg", 10),
+        ("seq1/frame_00015.jpg", 15),
+    ]
     assert [n for _, n in frames] == scores["s00460"].evaluated
 
 
@@ -185,8 +205,16 @@ def _results_table(split, scores, submitted):
         for n in score.evaluated:
             est = submitted[scene].get(n)
             if est is None:
-                rows.append({"scene": scene, M.TRANS: np.nan, M.ROT: np.nan, M.VCRE: np.nan,
-                             "confidence": np.nan, "status": "solver_failed"})
+                rows.append(
+                    {
+                        "scene": scene,
+                        M.TRANS: np.nan,
+                        M.ROT: np.nan,
+                        M.VCRE: np.nan,
+                        "confidence": np.nan,
+                        "status": "solver_failed",
+                    }
+                )
                 continue
             e = M.frame_errors_w2c(gt[n].q, gt[n].t, est.q, est.t, Ks[n].astype(np.float64), W, H)
             rows.append({"scene": scene, **e, "confidence": est.confidence, "status": "ok"})
@@ -196,8 +224,9 @@ def _results_table(split, scores, submitted):
 def test_summarize_our_table_equals_the_scorer(mf):
     exp = json.loads((mf / "mapfree_expected.json").read_text())
     split = mf / "dataset/val"
-    table = _results_table(split, S.evaluate_submission(split, mf / "submission.zip"),
-                           S.read_submission(mf / "submission.zip"))
+    table = _results_table(
+        split, S.evaluate_submission(split, mf / "submission.zip"), S.read_submission(mf / "submission.zip")
+    )
     assert len(table) == 40 and (table["status"] != "ok").sum() == exp["total_failures"]
     assert_official(M.summarize_mapfree(table), exp["aggregate"])
     # rows in another order give the same summary (ties enter together; per-scene medians)
@@ -205,8 +234,16 @@ def test_summarize_our_table_equals_the_scorer(mf):
 
 
 def test_summarize_nan_rotation_and_all_failures():
-    ok = pd.DataFrame({"scene": ["a", "a", "b"], M.TRANS: [0.1, 0.1, 0.1], M.ROT: [1.0, np.nan, 1.0],
-                       M.VCRE: [10.0, 10.0, 10.0], "confidence": [3.0, 2.0, 1.0], "status": ["ok"] * 3})
+    ok = pd.DataFrame(
+        {
+            "scene": ["a", "a", "b"],
+            M.TRANS: [0.1, 0.1, 0.1],
+            M.ROT: [1.0, np.nan, 1.0],
+            M.VCRE: [10.0, 10.0, 10.0],
+            "confidence": [3.0, 2.0, 1.0],
+            "status": ["ok"] * 3,
+        }
+    )
     s = M.summarize_mapfree(ok)
     assert np.isnan(s[M.KEY_ROT])  # np.median propagates the arcsin NaN (quirk 6)
     assert s[M.KEY_PREC_POSE] == pytest.approx(2 / 3) and s[M.KEY_PREC_VCRE] == 1.0
@@ -221,6 +258,7 @@ def test_summarize_nan_rotation_and_all_failures():
 
 
 # --- self-made submissions on a copy of the fixture dataset ---
+
 
 @pytest.fixture()
 def split(mf, tmp_path):
@@ -282,6 +320,7 @@ def _set_field(index, value):
         fields = line.split(" ")
         fields[index] = value
         return " ".join(fields)
+
     return edit
 
 
@@ -346,11 +385,13 @@ def test_write_submission_refuses_lines_the_scorer_would_drop(tmp_path):
     before = (tmp_path / "a.zip").read_bytes()
     text = _zip_texts(tmp_path / "a.zip")["pose_s00001.txt"].decode()
     assert text == "seq1/frame_00000.jpg 1.000000 0.000000 0.000000 0.000000 0.000000 0.000000 0.000000 10.0"
-    bad = [("seq1/frame_00001.jpg", [1, 0, 0, 0], [np.nan, 0, 0], 1),
-           ("seq1/frame_00001.jpg", [0, 0, 0, 0], [0, 0, 0], 1),
-           ("seq1/frame_00001.jpg", [1, 0, 0, 0], [0, 0, 0], -3),
-           ("seq1/frame 00001.jpg", [1, 0, 0, 0], [0, 0, 0], 1),
-           ("seq1/frame_xx.jpg", [1, 0, 0, 0], [0, 0, 0], 1)]
+    bad = [
+        ("seq1/frame_00001.jpg", [1, 0, 0, 0], [np.nan, 0, 0], 1),
+        ("seq1/frame_00001.jpg", [0, 0, 0, 0], [0, 0, 0], 1),
+        ("seq1/frame_00001.jpg", [1, 0, 0, 0], [0, 0, 0], -3),
+        ("seq1/frame 00001.jpg", [1, 0, 0, 0], [0, 0, 0], 1),
+        ("seq1/frame_xx.jpg", [1, 0, 0, 0], [0, 0, 0], 1),
+    ]
     for entry in bad:
         with pytest.raises(UserError):
             S.write_submission(tmp_path / "a.zip", {"s00001": [good, entry]})
@@ -361,6 +402,7 @@ def test_write_submission_refuses_lines_the_scorer_would_drop(tmp_path):
 def test_frame_errors_w2c_matches_matrix_form():
     rng = np.random.default_rng(0)
     from benchmark.geometry import quat_to_rotmat
+
     K = np.array([[500.0, 0, 270], [0, 500, 360], [0, 0, 1]])
     q_gt = rng.normal(size=4)
     q_est = q_gt + 0.05 * rng.normal(size=4)

@@ -1,4 +1,5 @@
 """ScanNet-1500 relative-pose metrics against SuperGlue's and LoFTR's outputs (fixtures/metrics/scannet)."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,9 @@ def test_pose_auc_superglue_and_loftr(sc, pose_case):
     exp = json.loads((sc / "scannet_expected.json").read_text())
     errors = pose_case[1]["pose_err"]
     np.testing.assert_allclose(P.pose_auc(errors, exp["thresholds"]), exp["auc_superglue"], rtol=0, atol=AGGREGATE_ATOL)
-    np.testing.assert_allclose(P.pose_auc(errors, exp["extra_thresholds"]), exp["auc_superglue_extra"],
-                               rtol=0, atol=AGGREGATE_ATOL)
+    np.testing.assert_allclose(
+        P.pose_auc(errors, exp["extra_thresholds"]), exp["auc_superglue_extra"], rtol=0, atol=AGGREGATE_ATOL
+    )
     loftr = P.pose_auc_loftr(errors)
     assert set(loftr) == set(exp["auc_loftr"])
     for key, ref in exp["auc_loftr"].items():

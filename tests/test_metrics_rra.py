@@ -1,4 +1,5 @@
 """RRA / RTA / mAA against PoseDiffusion's metric code (fixtures/metrics/rra_rta)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,11 @@ AGGREGATE_ATOL = 1e-9
 @pytest.fixture(scope="module")
 def rr(fixtures_dir):
     d = fixtures_dir / "metrics" / "rra_rta"
-    return (np.load(d / "rra_inputs.npz", allow_pickle=False), np.load(d / "rra_outputs.npz", allow_pickle=False),
-            json.loads((d / "rra_expected.json").read_text()))
+    return (
+        np.load(d / "rra_inputs.npz", allow_pickle=False),
+        np.load(d / "rra_outputs.npz", allow_pickle=False),
+        json.loads((d / "rra_expected.json").read_text()),
+    )
 
 
 def _sequences(inputs, form):
@@ -29,8 +33,10 @@ def _sequences(inputs, form):
             yield (inputs["R_gt_w2c"][s], inputs["t_gt_w2c"][s], inputs["R_pred_w2c"][s], inputs["t_pred_w2c"][s])
         else:
             opencv = form == "p3d_opencv"
-            yield (*R.from_pytorch3d(inputs["R_gt_p3d"][s], inputs["T_gt_p3d"][s], opencv),
-                   *R.from_pytorch3d(inputs["R_pred_p3d"][s], inputs["T_pred_p3d"][s], opencv))
+            yield (
+                *R.from_pytorch3d(inputs["R_gt_p3d"][s], inputs["T_gt_p3d"][s], opencv),
+                *R.from_pytorch3d(inputs["R_pred_p3d"][s], inputs["T_pred_p3d"][s], opencv),
+            )
 
 
 @pytest.mark.parametrize("form", ["w2c", "p3d_opencv", "p3d_plain"])
@@ -71,7 +77,7 @@ def test_aggregates_overall_and_per_sequence(rr):
     assert torch_maa == pytest.approx(exp["overall"]["mAA@30 (calculate_auc torch/histc, x100)"], abs=AGGREGATE_ATOL)
     n = len(rre) // len(exp["per_sequence"])
     for b, ref in enumerate(exp["per_sequence"]):
-        m = R.accuracy_metrics(rre[b * n:(b + 1) * n], rte[b * n:(b + 1) * n], (15,))
+        m = R.accuracy_metrics(rre[b * n : (b + 1) * n], rte[b * n : (b + 1) * n], (15,))
         for key in ("RRA@15", "RTA@15", "mAA@30"):
             assert m[key] == pytest.approx(ref[key], abs=AGGREGATE_ATOL), (b, key)
     # per-category pooling, then the unweighted mean: each sequence as its own category
@@ -88,12 +94,20 @@ def test_unequal_categories_are_not_weighted():
 
 def test_sequences_of_one_category_are_pooled_and_unbuilt_samples_count():
     # category x: sequences x/1 (1 pair, wrong) and x/2 (3 pairs, right); category y: one right pair
-    df = pd.DataFrame({"scene": ["x/1", "x/2", "x/2", "x/2", "y/1"], "category": ["x"] * 4 + ["y"],
-                       R.RRE: [50.0, 1.0, 1.0, 1.0, 1.0], R.RTE: [1.0] * 5})
+    df = pd.DataFrame(
+        {
+            "scene": ["x/1", "x/2", "x/2", "x/2", "y/1"],
+            "category": ["x"] * 4 + ["y"],
+            R.RRE: [50.0, 1.0, 1.0, 1.0, 1.0],
+            R.RTE: [1.0] * 5,
+        }
+    )
     assert R.summarize_rra(df)["RRA@15"] == pytest.approx((75.0 + 100.0) / 2)  # per sequence it would be 66.7
     # a sample the loader could not build has no errors and no category: it fails, in its sequence's category
-    bad = pd.concat([df, pd.DataFrame({"scene": ["y/1"], "category": [np.nan], R.RRE: [np.nan],
-                                       R.RTE: [np.nan]})], ignore_index=True)
+    bad = pd.concat(
+        [df, pd.DataFrame({"scene": ["y/1"], "category": [np.nan], R.RRE: [np.nan], R.RTE: [np.nan]})],
+        ignore_index=True,
+    )
     assert R.summarize_rra(bad)["RRA@15"] == pytest.approx((75.0 + 50.0) / 2)
 
 

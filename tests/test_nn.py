@@ -1,4 +1,5 @@
 """Mutual nearest neighbours with the ratio test, against the definition on the full similarity matrix."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,12 +21,16 @@ def by_definition(d0, d1, ratio, mutual, max_distance):
     return np.flatnonzero(keep), order[keep, 0]
 
 
-@pytest.mark.parametrize("ratio, mutual, max_distance, block", [(0.8, True, 0.7, 4096), (None, True, None, 7),
-                                                                (0.9, False, None, 5), (0.95, True, None, 1)])
+@pytest.mark.parametrize(
+    "ratio, mutual, max_distance, block",
+    [(0.8, True, 0.7, 4096), (None, True, None, 7), (0.9, False, None, 5), (0.95, True, None, 1)],
+)
 def test_matches_follow_the_definition(ratio, mutual, max_distance, block):
     rng = np.random.default_rng(0)
     d0 = rng.standard_normal((60, 16)).astype(np.float32)
-    d1 = np.concatenate([d0[::2] + 0.2 * rng.standard_normal((30, 16)), rng.standard_normal((15, 16))]).astype(np.float32)
+    d1 = np.concatenate([d0[::2] + 0.2 * rng.standard_normal((30, 16)), rng.standard_normal((15, 16))]).astype(
+        np.float32
+    )
     d0 /= np.linalg.norm(d0, axis=1, keepdims=True)
     d1 /= np.linalg.norm(d1, axis=1, keepdims=True)
     pairs, dist = mutual_nn_ratio(d0, d1, ratio=ratio, mutual=mutual, max_distance=max_distance, block=block)
@@ -33,8 +38,9 @@ def test_matches_follow_the_definition(ratio, mutual, max_distance, block):
     assert len(pairs) > 5
     np.testing.assert_array_equal(pairs, np.stack([i0, i1], axis=1))
     np.testing.assert_allclose(dist, np.linalg.norm(d0[i0] - d1[i1], axis=1), atol=1e-3)
-    same, _ = mutual_nn_ratio(torch.from_numpy(d0), torch.from_numpy(d1), ratio=ratio, mutual=mutual,
-                              max_distance=max_distance, block=block)  # CPU tensors of learned features
+    same, _ = mutual_nn_ratio(
+        torch.from_numpy(d0), torch.from_numpy(d1), ratio=ratio, mutual=mutual, max_distance=max_distance, block=block
+    )  # CPU tensors of learned features
     np.testing.assert_array_equal(same, pairs)
 
 

@@ -1,6 +1,7 @@
 """report.html, compare and the leaderboard page on two real demo runs (OpenCV's ORB, fast, with 1000
 and 300 features), checked as files and, where Chromium is installed, in a headless browser
 (tests/browser.py)."""
+
 import json
 import re
 import shutil
@@ -37,11 +38,16 @@ class OrbTest(Matcher):
         orb = cv2.ORB_create(int(self.conf["max_features"]))
         k0, d0 = orb.detectAndCompute(cv2.cvtColor(image0, cv2.COLOR_RGB2GRAY), None)
         k1, d1 = orb.detectAndCompute(cv2.cvtColor(image1, cv2.COLOR_RGB2GRAY), None)
-        found = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(d0, d1) if d0 is not None and d1 is not None else []
-        return Matches(np.array([k0[m.queryIdx].pt for m in found]).reshape(-1, 2),
-                       np.array([k1[m.trainIdx].pt for m in found]).reshape(-1, 2),
-                       np.array([1.0 / (1.0 + m.distance) for m in found]), num_keypoints0=len(k0),
-                       num_keypoints1=len(k1))
+        found = (
+            cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(d0, d1) if d0 is not None and d1 is not None else []
+        )
+        return Matches(
+            np.array([k0[m.queryIdx].pt for m in found]).reshape(-1, 2),
+            np.array([k1[m.trainIdx].pt for m in found]).reshape(-1, 2),
+            np.array([1.0 / (1.0 + m.distance) for m in found]),
+            num_keypoints0=len(k0),
+            num_keypoints1=len(k1),
+        )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,8 +60,24 @@ def orb_test():
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pages")
     settings = ["run.bootstrap=200", f"run.cache_dir={tmp / 'cache'}"]
-    assert main(["run", "--method", "orb_test", "--dataset", "demo", "--output", str(tmp / "a"), "--no-progress",
-                 "--set", "method.max_features=1000", *(x for s in settings for x in ("--set", s))]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "orb_test",
+                "--dataset",
+                "demo",
+                "--output",
+                str(tmp / "a"),
+                "--no-progress",
+                "--set",
+                "method.max_features=1000",
+                *(x for s in settings for x in ("--set", s)),
+            ]
+        )
+        == 0
+    )
     b = api.run("orb_test", "demo", ["method.max_features=300", *settings], output=tmp / "b")  # the Python API
     return {"a": tmp / "a", "b": b}
 
@@ -67,8 +89,16 @@ def test_a_run_writes_its_report_with_the_worst_samples(runs):
     summary = json.loads((run / "summary.json").read_text())
     pictures = sorted((run / "viz").glob("worst-*.jpg"))
     assert len(pictures) == 6  # run.viz_worst's default
-    for section in ("Headline metrics", "Status", "Per scene", "Plots", "Worst samples", "Samples", "Config",
-                    "Provenance"):
+    for section in (
+        "Headline metrics",
+        "Status",
+        "Per scene",
+        "Plots",
+        "Worst samples",
+        "Samples",
+        "Config",
+        "Provenance",
+    ):
         assert f"<h2>{section}</h2>" in text, section
     assert rows_of(text, "per-scene") == len(summary["per_scene"])
     assert rows_of(text, "samples") == min(len(df), MAX_SAMPLE_ROWS)
@@ -93,7 +123,9 @@ def test_report_in_a_browser(runs, tmp_path):
 
 def test_compare_prints_differences_with_paired_intervals(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert main(["compare", str(runs["a"]), str(runs["b"]), "--output", str(out), "--set", "compare.bootstrap=100"]) == 0
+    assert (
+        main(["compare", str(runs["a"]), str(runs["b"]), "--output", str(out), "--set", "compare.bootstrap=100"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "config: method.max_features: 1000 -> 300" in printed
     assert "95 % interval of B-A" in printed and "paired bootstrap over 3 shared scenes" in printed
@@ -131,8 +163,21 @@ def test_compare_refuses_different_evaluation_sets_unless_forced(runs, tmp_path,
     err = capsys.readouterr().err
     assert "not over the same evaluation set" in err and "1 only in A" in err and "--force" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert main(["compare", str(runs["a"]), str(other), "--force", "--output", str(tmp_path / "c"),
-                 "--set", "compare.bootstrap=50"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(runs["a"]),
+                str(other),
+                "--force",
+                "--output",
+                str(tmp_path / "c"),
+                "--set",
+                "compare.bootstrap=50",
+            ]
+        )
+        == 0
+    )
     assert "compared with --force although" in capsys.readouterr().out
     assert main(["compare", str(runs["a"]), str(other), "--set", "compare.nope=1"]) == 2
     assert "Unknown config key 'compare.nope'" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The pipelined runner gives the sequential runner's rows, row for row: on demo with SIFT, and on
 synthetic pairs with batches, failures of every kind, tiny queues, solver threads or processes."""
+
 import pandas as pd
 import pytest
 
@@ -41,14 +42,20 @@ def synthetic_root(tmp_path):
 
 @pytest.mark.parametrize("method", ["synthetic_matcher", "synthetic_batching"])
 def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, method, classes):
-    common = [f"dataset.root={synthetic_root(tmp_path)}", "run.shard_size=4", "solver.ransac.min_iterations=100",
-              "run.pipeline=true"]
+    common = [
+        f"dataset.root={synthetic_root(tmp_path)}",
+        "run.shard_size=4",
+        "solver.ransac.min_iterations=100",
+        "run.pipeline=true",
+    ]
     sequential = run(tmp_path, "seq", method, "synthetic_pairs", [*common[:-1], "run.pipeline=false"])
     assert set(sequential["status"]) == {"ok", "error", "too_few_matches", "invalid_input"}
     assert list(sequential["cached"][:6]) == [False, False, True, False, False, True]  # the copies
-    for variant in (["run.read_ahead=1", "run.solve_queue=1", "run.pipeline_threads=1"],
-                    ["run.read_ahead=5", "run.solve_queue=3", "run.pipeline_threads=3", "run.read_threads=2"],
-                    ["run.pipeline_processes=true", "run.pipeline_threads=2"]):
+    for variant in (
+        ["run.read_ahead=1", "run.solve_queue=1", "run.pipeline_threads=1"],
+        ["run.read_ahead=5", "run.solve_queue=3", "run.pipeline_threads=3", "run.read_threads=2"],
+        ["run.pipeline_processes=true", "run.pipeline_threads=2"],
+    ):
         name = "pipe" + "_".join(v.split("=")[1] for v in variant)
         same_rows(sequential, run(tmp_path, name, method, "synthetic_pairs", [*common, *variant]))
     # warm: every match from the cache (failures were never cached), still the same rows
@@ -59,15 +66,19 @@ def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, metho
 
 def test_pipelined_rows_equal_sequential_rows_on_demo(tmp_path):
     common = ["run.max_samples=7", "run.shard_size=3"]
-    same_rows(run(tmp_path, "seq", "sift", "demo", [*common, "run.pipeline=false"]),
-              run(tmp_path, "pipe", "sift", "demo", [*common, "run.pipeline=true"]))
+    same_rows(
+        run(tmp_path, "seq", "sift", "demo", [*common, "run.pipeline=false"]),
+        run(tmp_path, "pipe", "sift", "demo", [*common, "run.pipeline=true"]),
+    )
 
 
 @pytest.mark.slow
 def test_pipelined_rows_equal_sequential_rows_on_all_of_demo(tmp_path):
     sequential = run(tmp_path, "seq", "sift", "demo", ["run.pipeline=false"])
     same_rows(sequential, run(tmp_path, "threads", "sift", "demo", ["run.pipeline=true"]))
-    same_rows(sequential, run(tmp_path, "processes", "sift", "demo", ["run.pipeline=true", "run.pipeline_processes=true"]))
+    same_rows(
+        sequential, run(tmp_path, "processes", "sift", "demo", ["run.pipeline=true", "run.pipeline_processes=true"])
+    )
 
 
 def test_auto_pipelines_unless_the_matcher_holds_the_gil(synthetic_classes):

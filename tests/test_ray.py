@@ -2,6 +2,7 @@
 
 One local Ray cluster (2 CPUs) serves the whole module; the CLI test joins it by address.
 """
+
 import json
 import os
 import subprocess
@@ -36,14 +37,18 @@ def cluster():
 
 
 def same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(a.drop(columns=VOLATILE + ["shard"], errors="ignore"),
-                                  b.drop(columns=VOLATILE + ["shard"], errors="ignore"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        a.drop(columns=VOLATILE + ["shard"], errors="ignore"),
+        b.drop(columns=VOLATILE + ["shard"], errors="ignore"),
+        check_exact=True,
+    )
 
 
 def synthetic_cfg(tmp_path, *overrides):
     root = S.write_dataset(tmp_path / "data", scenes=3, pairs=7, modes={"sc0/002": S.FEW, "sc1/004": S.RAISE})
-    return resolve("synthetic_matcher", "synthetic_pairs", None,
-                   [f"dataset.root={root}", "run.shard_size=3", *overrides])
+    return resolve(
+        "synthetic_matcher", "synthetic_pairs", None, [f"dataset.root={root}", "run.shard_size=3", *overrides]
+    )
 
 
 def test_ray_equals_local_and_shard_order_does_not_matter(cluster, tmp_path):
@@ -79,24 +84,45 @@ def test_classes_defined_in_a_function_reach_the_workers(cluster, tmp_path, regi
 
     register(DATASETS, "script_pairs", ScriptPairs)
     root = S.write_dataset(tmp_path / "data", scenes=2, pairs=3)
-    cfg = resolve("synthetic_matcher", "script_pairs", None,
-                  [f"dataset.root={root}", f"run.cache_dir={tmp_path / 'cache'}", "run.shard_size=2"])
+    cfg = resolve(
+        "synthetic_matcher",
+        "script_pairs",
+        None,
+        [f"dataset.root={root}", f"run.cache_dir={tmp_path / 'cache'}", "run.shard_size=2"],
+    )
     df = execute(cfg, tmp_path / "out", executor=RayExecutor(cfg["executor"]), progress=False)
     assert len(df) == 6 and (df["status"] == "ok").all()
 
 
 def _cli(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    out = subprocess.run([sys.executable, "-m", "benchmark", *map(str, args)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmark", *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     return out
 
 
 def _real_data(request, tmp_path, n):
     """The demo dataset when it has been generated, else the 15 ScanNet pairs from ../shared."""
-    common = ["--method", "sift", "--set", f"run.max_samples={'null' if n is None else n}", "--set", "run.shard_size=2",
-              "--set", "run.bootstrap=0", "--set", "run.plots=false", "--no-progress"]
+    common = [
+        "--method",
+        "sift",
+        "--set",
+        f"run.max_samples={'null' if n is None else n}",
+        "--set",
+        "run.shard_size=2",
+        "--set",
+        "run.bootstrap=0",
+        "--set",
+        "run.plots=false",
+        "--no-progress",
+    ]
     if (DEMO / "val").is_dir():
         return ["--dataset", "demo", *common]
     shared = request.getfixturevalue("data_dir") / "superglue_scannet_sample"
@@ -107,8 +133,18 @@ def _real_data(request, tmp_path, n):
 def test_cli_ray_run_joins_a_cluster_and_equals_local(cluster, request, tmp_path, n):
     args = _real_data(request, tmp_path, n)
     _cli("run", *args, "--set", f"run.cache_dir={tmp_path / 'c1'}", "--output", tmp_path / "local")
-    _cli("run", *args, "--set", f"run.cache_dir={tmp_path / 'c2'}", "--output", tmp_path / "ray",
-         "--executor", "ray", "--set", f"executor.address={cluster}")
+    _cli(
+        "run",
+        *args,
+        "--set",
+        f"run.cache_dir={tmp_path / 'c2'}",
+        "--output",
+        tmp_path / "ray",
+        "--executor",
+        "ray",
+        "--set",
+        f"executor.address={cluster}",
+    )
     a, b = (pd.read_parquet(tmp_path / d / "samples.parquet") for d in ("local", "ray"))
     same_rows(a, b)
     assert (a["status"] == "ok").sum() >= len(a) // 2  # real poses, not a table of failures

@@ -1,4 +1,5 @@
 """Registries: built-ins, entry-point plugins, the Hugging Face `datasets` collision."""
+
 import sys
 import types
 from importlib.metadata import EntryPoint
@@ -34,7 +35,9 @@ def test_registries_hold_no_test_classes():
     import: every test module is imported before the first test runs, so a stray shows here."""
     for reg in (METHODS, DATASETS):
         reg.names()
-        strays = {n: c.__module__ for n, c in reg._classes.items() if not c.__module__.startswith(("methods.", "datasets."))}
+        strays = {
+            n: c.__module__ for n, c in reg._classes.items() if not c.__module__.startswith(("methods.", "datasets."))
+        }
         assert not strays, f"{reg.kind}s registered outside methods/ and datasets/: {strays}"
 
 

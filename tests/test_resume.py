@@ -1,5 +1,6 @@
 """Resume: a run killed at any point finishes with the same command, recomputing nothing finished;
 corrupt shard, cache, fingerprint and summary files are detected, reported and recomputed."""
+
 import json
 import logging
 import os
@@ -30,8 +31,9 @@ FINISHED_AFTER = (0, 3, 6, 7, 10, 13, 14, 17, 20, 21)  # samples in finished sha
 
 
 def same_rows(a, b):
-    pd.testing.assert_frame_equal(a.drop(columns=VOLATILE, errors="ignore"), b.drop(columns=VOLATILE, errors="ignore"),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        a.drop(columns=VOLATILE, errors="ignore"), b.drop(columns=VOLATILE, errors="ignore"), check_exact=True
+    )
 
 
 @pytest.fixture()
@@ -39,9 +41,18 @@ def synthetic(tmp_path):
     root = S.write_dataset(tmp_path / "data", scenes=3, pairs=7, modes={"sc0/002": S.FEW, "sc1/004": S.RAISE})
 
     def cfg(cache="cache", *overrides):
-        return resolve("synthetic_matcher", "synthetic_pairs", None,
-                       [f"dataset.root={root}", "run.shard_size=3", f"run.cache_dir={tmp_path / cache}",
-                        "solver.ransac.min_iterations=100", *overrides])
+        return resolve(
+            "synthetic_matcher",
+            "synthetic_pairs",
+            None,
+            [
+                f"dataset.root={root}",
+                "run.shard_size=3",
+                f"run.cache_dir={tmp_path / cache}",
+                "solver.ransac.min_iterations=100",
+                *overrides,
+            ],
+        )
 
     return cfg
 
@@ -49,6 +60,7 @@ def synthetic(tmp_path):
 @pytest.fixture()
 def calls(monkeypatch):
     """Matcher calls counted from zero; ``calls.crash(k)`` interrupts the k-th call."""
+
     class Counter:
         def __int__(self):
             return S.SyntheticMatcher.calls
@@ -92,8 +104,9 @@ def test_interrupted_anywhere_resumes_recomputing_only_unfinished_shards(synthet
 # pipelined: a shard is published while the next ones are matched, so a failure to publish one surfaces once
 # the others are done and published; only the failed shard is redone, from the cache
 @pytest.mark.parametrize("pipeline, rematched", [(False, TOTAL - 6), (True, 0)])
-def test_killed_between_cache_and_rows_reuses_the_published_matches(synthetic, calls, tmp_path, monkeypatch, pipeline,
-                                                                    rematched):
+def test_killed_between_cache_and_rows_reuses_the_published_matches(
+    synthetic, calls, tmp_path, monkeypatch, pipeline, rematched
+):
     reference = execute(synthetic("cache_ref"), tmp_path / "ref", progress=False)
     real_atomic_path, writes = runner.atomic_path, []
 
@@ -118,8 +131,19 @@ def test_killed_between_cache_and_rows_reuses_the_published_matches(synthetic, c
 
 
 def _real_data_args(request, tmp_path):
-    common = ["--method", "sift", "--set", "run.shard_size=1", "--set", "run.max_samples=6", "--set", "run.bootstrap=0",
-              "--set", "run.plots=false", "--no-progress"]
+    common = [
+        "--method",
+        "sift",
+        "--set",
+        "run.shard_size=1",
+        "--set",
+        "run.max_samples=6",
+        "--set",
+        "run.bootstrap=0",
+        "--set",
+        "run.plots=false",
+        "--no-progress",
+    ]
     if (DEMO / "val").is_dir():
         return ["--dataset", "demo", *common]
     shared = request.getfixturevalue("data_dir") / "superglue_scannet_sample"
@@ -161,7 +185,9 @@ def _entry(cfg, sample_id: str) -> Path:
 
     dataset, method, _ = runner.build(cfg)
     sample = next(s for s in dataset.samples(sample_id.split("/")[0]) if s.id == sample_id)
-    return MatchCache(method_cache_dir(cfg["run"]["cache_dir"], method)).path(MatchKeys(method.cache_key()).pair(sample))
+    return MatchCache(method_cache_dir(cfg["run"]["cache_dir"], method)).path(
+        MatchKeys(method.cache_key()).pair(sample)
+    )
 
 
 @pytest.mark.parametrize("how", ["truncated", "garbage", "flipped byte"])
@@ -237,9 +263,24 @@ def test_corrupt_fingerprint_distrusts_the_shards(synthetic, calls, tmp_path, ca
 
 def test_corrupt_summary_is_rewritten_by_the_same_command(synthetic, tmp_path, capsys):
     root = synthetic()["dataset"]["root"]
-    argv = ["run", "--method", "synthetic_matcher", "--dataset", "synthetic_pairs", "--set", f"dataset.root={root}",
-            "--set", f"run.cache_dir={tmp_path / 'cache'}", "--set", "run.plots=false", "--set", "run.bootstrap=20",
-            "--output", str(tmp_path / "out"), "--no-progress"]
+    argv = [
+        "run",
+        "--method",
+        "synthetic_matcher",
+        "--dataset",
+        "synthetic_pairs",
+        "--set",
+        f"dataset.root={root}",
+        "--set",
+        f"run.cache_dir={tmp_path / 'cache'}",
+        "--set",
+        "run.plots=false",
+        "--set",
+        "run.bootstrap=20",
+        "--output",
+        str(tmp_path / "out"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     summary = json.loads((tmp_path / "out/summary.json").read_text())
     (tmp_path / "out/summary.json").write_text(json.dumps(summary)[:100])
@@ -247,5 +288,10 @@ def test_corrupt_summary_is_rewritten_by_the_same_command(synthetic, tmp_path, c
     again = json.loads((tmp_path / "out/summary.json").read_text())
     for key in ("overall", "per_scene", "status_counts", "ci95"):
         assert again[key] == summary[key], key
-    assert summary["status_counts"] == {"ok": 19, "too_few_matches": 1, "solver_failed": 0, "invalid_input": 0,
-                                        "error": 1}
+    assert summary["status_counts"] == {
+        "ok": 19,
+        "too_few_matches": 1,
+        "solver_failed": 0,
+        "invalid_input": 0,
+        "error": 1,
+    }

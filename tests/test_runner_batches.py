@@ -1,5 +1,6 @@
 """The runner hands methods that batch (``pairs_per_batch`` > 1) several pairs per ``match_batch`` call;
 results equal the pair-by-pair run, and a pair that breaks a batch still costs only itself."""
+
 import pandas as pd
 import pytest
 
@@ -32,9 +33,17 @@ def classes(synthetic_classes, register):
 
 def run(tmp_path, method, name, cache=None):
     root = S.write_dataset(tmp_path / "data", scenes=2, pairs=7, modes={"sc0/004": S.RAISE, "sc1/001": S.FEW})
-    cfg = resolve(method, "synthetic_pairs", None, [f"dataset.root={root}", "run.shard_size=5",
-                                                    f"run.cache_dir={tmp_path / ('cache_' + (cache or name))}",
-                                                    "solver.ransac.min_iterations=100"])
+    cfg = resolve(
+        method,
+        "synthetic_pairs",
+        None,
+        [
+            f"dataset.root={root}",
+            "run.shard_size=5",
+            f"run.cache_dir={tmp_path / ('cache_' + (cache or name))}",
+            "solver.ransac.min_iterations=100",
+        ],
+    )
     return execute(cfg, tmp_path / name, progress=False)
 
 

@@ -1,5 +1,6 @@
 """Match pictures (benchmark.viz) and ``show`` on a known pair: the demo's first pair with matches whose
 errors are known by construction (GT depth and pose), drawn by a matcher that returns exactly them."""
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -57,8 +58,13 @@ def exact_matches(sample, offsets):
     X1 = X @ sample.T_0to1[:3, :3].T + sample.T_0to1[:3, 3]
     p = X1 @ sample.camera1.K.T
     k1 = p[:, :2] / p[:, 2:]
-    inside = (k1[:, 0] > 10) & (k1[:, 0] < sample.camera1.width - 60) & (k1[:, 1] > 10) & (k1[:, 1] < sample.camera1.height - 10)
-    k0, k1 = k0[inside][:len(offsets)], k1[inside][:len(offsets)]
+    inside = (
+        (k1[:, 0] > 10)
+        & (k1[:, 0] < sample.camera1.width - 60)
+        & (k1[:, 1] > 10)
+        & (k1[:, 1] < sample.camera1.height - 10)
+    )
+    k0, k1 = k0[inside][: len(offsets)], k1[inside][: len(offsets)]
     assert len(k0) == len(offsets), "the demo's first pair has too few visible GT points"
     return Matches(k0, k1 + np.c_[offsets, np.zeros(len(offsets))], np.ones(len(offsets)))
 
@@ -72,8 +78,15 @@ def write_run(folder, method: str, dataset: str, rows: list[dict], overrides=())
 
 
 def row(sample, **kw):
-    return {"sample_id": sample.id, "scene": sample.scene, "status": "ok", "reason": "", "num_matches": 5,
-            "num_inliers": 5, **kw}
+    return {
+        "sample_id": sample.id,
+        "scene": sample.scene,
+        "status": "ok",
+        "reason": "",
+        "num_matches": 5,
+        "num_inliers": 5,
+        **kw,
+    }
 
 
 def test_error_measures_are_exact_on_constructed_geometry():
@@ -136,7 +149,7 @@ def test_show_draws_a_known_pair_as_the_run_read_it(tmp_path, monkeypatch, capsy
     w0 = im0.shape[1]
     assert pic.shape[1] == max(w0 + viz.GAP + im1.shape[1], viz.MIN_WIDTH)
     assert pic.shape[0] > max(im0.shape[0], im1.shape[0])  # the text panel below
-    np.testing.assert_array_equal(pic[:im0.shape[0], :w0][:5, :5], im0[:5, :5])  # the image as read
+    np.testing.assert_array_equal(pic[: im0.shape[0], :w0][:5, :5], im0[:5, :5])  # the image as read
     expected = viz.error_colors(OFFSETS, 10.0)  # GT depth: colour = reprojection error = the offset
     for k0, k1, c in zip(matches.kpts0, matches.kpts1, expected):
         x0, y0 = np.round(k0).astype(int)
@@ -186,8 +199,13 @@ def test_an_aachen_style_query_is_drawn_against_its_best_reference(tmp_path, mon
     pair = first_pair()
     matches = exact_matches(pair, OFFSETS)
     monkeypatch.setattr(FixedMatches, "matches", matches)
-    run = write_run(tmp_path / "run", "fixed_matches", "query_from_demo",
-                    [{**row(pair), "sample_id": "q/query.jpg", "scene": "q"}], ["solver.lift=nearest"])
+    run = write_run(
+        tmp_path / "run",
+        "fixed_matches",
+        "query_from_demo",
+        [{**row(pair), "sample_id": "q/query.jpg", "scene": "q"}],
+        ["solver.lift=nearest"],
+    )
     rd = open_run(run)
     from benchmark.show import context
 
@@ -211,19 +229,28 @@ def test_distorted_keypoints_are_moved_to_the_pinhole_image():
 
 
 def test_worst_order_puts_failures_first_then_the_largest_error():
-    df = pd.DataFrame({"sample_id": list("abcdef"), "scene": "s",
-                       "status": ["ok", "too_few_matches", "ok", "ok", "solver_failed", "ok"],
-                       "num_inliers": [50, 0, 30, 10, 0, 20], "vcre_px": [5.0, np.nan, 80.0, np.nan, np.nan, 5.0]})
+    df = pd.DataFrame(
+        {
+            "sample_id": list("abcdef"),
+            "scene": "s",
+            "status": ["ok", "too_few_matches", "ok", "ok", "solver_failed", "ok"],
+            "num_inliers": [50, 0, 30, 10, 0, 20],
+            "vcre_px": [5.0, np.nan, 80.0, np.nan, np.nan, 5.0],
+        }
+    )
     assert worst_order(df, get_protocol("mapfree"))["sample_id"].tolist() == ["b", "e", "c", "f", "a", "d"]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"sample": "nope"}, "is not in"),
-    ({"scene": "nope"}, "Scene 'nope' is not in"),
-    ({}, "Say which samples to draw"),
-    ({"worst": 0}, "positive number"),
-    ({"sample": "X", "output": "pic.gif"}, "write a .png or .jpg file"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sample": "nope"}, "is not in"),
+        ({"scene": "nope"}, "Scene 'nope' is not in"),
+        ({}, "Say which samples to draw"),
+        ({"worst": 0}, "positive number"),
+        ({"sample": "X", "output": "pic.gif"}, "write a .png or .jpg file"),
+    ],
+)
 def test_show_refuses_bad_requests_with_one_sentence(tmp_path, kwargs, message):
     sample = first_pair()
     run = write_run(tmp_path / "run", "fixed_matches", "demo", [row(sample)])
@@ -256,9 +283,29 @@ def test_failed_samples_in_a_run_with_crashes(tmp_path, capsys, synthetic_classe
 
     root = S.write_dataset(tmp_path / "data", scenes=2, pairs=4, modes={"sc0/001": S.RAISE, "sc1/002": S.FEW})
     run = tmp_path / "run"
-    assert main(["run", "--method", "synthetic_matcher", "--dataset", "synthetic_pairs", "--output", str(run),
-                 "--no-progress", "--set", f"dataset.root={root}", "--set", f"run.cache_dir={tmp_path / 'c'}",
-                 "--set", "run.viz_worst=3", "--set", "run.bootstrap=20"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "synthetic_matcher",
+                "--dataset",
+                "synthetic_pairs",
+                "--output",
+                str(run),
+                "--no-progress",
+                "--set",
+                f"dataset.root={root}",
+                "--set",
+                f"run.cache_dir={tmp_path / 'c'}",
+                "--set",
+                "run.viz_worst=3",
+                "--set",
+                "run.bootstrap=20",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     text = (run / "report.html").read_text()
     assert len(list((run / "viz").glob("worst-*.jpg"))) == 3
@@ -266,8 +313,22 @@ def test_failed_samples_in_a_run_with_crashes(tmp_path, capsys, synthetic_classe
     assert main(["show", str(run), "--sample", "sc0/001"]) == 2
     err = capsys.readouterr().err
     assert "cannot be drawn: RuntimeError: synthetic matcher failure" in err and len(err.strip().splitlines()) == 1
-    assert main(["run", "--method", "synthetic_matcher", "--dataset", "synthetic_pairs", "--set",
-                 f"dataset.root={root}", "--set", "run.viz_worst=many"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "synthetic_matcher",
+                "--dataset",
+                "synthetic_pairs",
+                "--set",
+                f"dataset.root={root}",
+                "--set",
+                "run.viz_worst=many",
+            ]
+        )
+        == 2
+    )
     assert "run.viz_worst must be" in capsys.readouterr().err
 
 

@@ -1,5 +1,6 @@
 """Solvers as declared objects: the registry, the up-front check read from the declarations, plugins
 (solvers and protocols) through real entry points, and threshold sweeps end to end."""
+
 import json
 import sys
 import types
@@ -30,8 +31,11 @@ def test_every_builtin_declares_its_task_and_needs():
     assert SOLVERS.get(TASK_METRIC_RELATIVE, "pnp_pts3d_poselib").needs == solvers.NEEDS_METHOD_POINTS
     assert SOLVERS.get(TASK_METRIC_RELATIVE, "pnp_depth_poselib").needs == solvers.NEEDS_DATASET_DEPTH
     assert SOLVERS.get(TASK_ABSOLUTE, "poselib").needs == solvers.NEEDS_MAP
-    with pytest.raises(UserError, match=r"^Unknown solver.relative 'essentiall'; known solvers for relative pose "
-                                        r"up to scale: essential, essential_opencv, poselib \("):
+    with pytest.raises(
+        UserError,
+        match=r"^Unknown solver.relative 'essentiall'; known solvers for relative pose "
+        r"up to scale: essential, essential_opencv, poselib \(",
+    ):
         SOLVERS.get(TASK_RELATIVE, "essentiall")
     with pytest.raises(UserError, match="Unknown solver.absolute 'pnp_depth'"):  # names are per task
         SOLVERS.get(TASK_ABSOLUTE, "pnp_depth")
@@ -57,8 +61,11 @@ def test_plugins_that_are_not_solvers_or_protocols_are_refused(monkeypatch):
     monkeypatch.setitem(sys.modules, "locbench_bad_plugin", mod)
     eps = {"thing": EntryPoint("thing", "locbench_bad_plugin:THING", "x")}
     monkeypatch.setattr(solvers, "plugin_entry_points", lambda group: eps)
-    with pytest.raises(UserError, match=r"The solver plugin 'thing' \(locbench_bad_plugin:THING\) must name a "
-                                        r"benchmark.solvers.Solver object, not a int."):
+    with pytest.raises(
+        UserError,
+        match=r"The solver plugin 'thing' \(locbench_bad_plugin:THING\) must name a "
+        r"benchmark.solvers.Solver object, not a int.",
+    ):
         solvers.SolverRegistry().names(TASK_RELATIVE)
     with pytest.raises(UserError, match="Unknown protocol 'nothing'; known: mapfree, relpose, rra, aachen."):
         protocols.get_protocol("nothing")
@@ -76,12 +83,17 @@ def test_up_front_check_reads_the_declarations():
     scannet = _ns(name="scannet1500", task=TASK_RELATIVE, conf={"root": "x"})
     mapfree = _ns(name="mapfree", task=TASK_METRIC_RELATIVE, conf={"depth": None})
     aachen = _ns(name="aachen", task=TASK_ABSOLUTE, conf={})
+
     def conf(**kw):
         return {**SOLVER_CONF, **kw}
+
     assert solvers.check_solver(conf(relative="poselib"), scannet, sparse).name == "poselib"
     assert solvers.check_solver(conf(metric_relative="pnp_pts3d_poselib"), mapfree, dense).estimate is not None
-    with pytest.raises(UserError, match="solver.metric_relative=pnp_pts3d_poselib needs a method that predicts 3D "
-                                        "points .* which sift does not; choose another solver.metric_relative"):
+    with pytest.raises(
+        UserError,
+        match="solver.metric_relative=pnp_pts3d_poselib needs a method that predicts 3D "
+        "points .* which sift does not; choose another solver.metric_relative",
+    ):
         solvers.check_solver(conf(metric_relative="pnp_pts3d_poselib"), mapfree, sparse)
     with pytest.raises(UserError, match="pnp_depth_poselib needs the reference depth, but dataset.depth is not set"):
         solvers.check_solver(conf(metric_relative="pnp_depth_poselib"), mapfree, dense)
@@ -104,15 +116,22 @@ def test_up_front_check_reads_the_declarations():
 
 def test_thresholds_number_or_list():
     ransac = SOLVER_CONF["ransac"]
+
     def conf(**kw):
         return {**SOLVER_CONF, "ransac": {**ransac, **kw}}
+
     assert solvers.sweep_thresholds(conf(max_error=2)) is None
     assert solvers.sweep_thresholds(conf(max_error=[0.5, 1, 2.0])) == [0.5, 1.0, 2.0]
     assert [c["ransac"]["max_error"] for c in solvers.threshold_confs(conf(max_error=[2, 0.5]))] == [2.0, 0.5]
     assert [c["ransac"]["max_error"] for c in solvers.threshold_confs(conf(max_error=[3]))] == [3.0]
     solvers.check_thresholds(conf(max_error=1, max_error_diag_ratio=0.008))
-    for bad, message in (([], "must be a positive number"), ("2", "must be a positive number"), (True, "positive"),
-                         ([1, 1.0], "lists a threshold twice"), (float("nan"), "positive")):
+    for bad, message in (
+        ([], "must be a positive number"),
+        ("2", "must be a positive number"),
+        (True, "positive"),
+        ([1, 1.0], "lists a threshold twice"),
+        (float("nan"), "positive"),
+    ):
         with pytest.raises(UserError, match=message):
             solvers.check_thresholds(conf(max_error=bad))
     with pytest.raises(UserError, match="max_error_diag_ratio must be null or a positive number"):
@@ -135,9 +154,25 @@ def sample_root(data_dir):
 
 
 def _args(root, tmp, *extra):
-    return ["run", "--method", "sift", "--dataset", "scannet_sample", "--set", f"dataset.root={root}",
-            "--set", f"run.cache_dir={tmp / 'cache'}", "--set", "run.bootstrap=0", "--set", "run.plots=false",
-            "--set", "run.max_samples=3", "--no-progress", *extra]
+    return [
+        "run",
+        "--method",
+        "sift",
+        "--dataset",
+        "scannet_sample",
+        "--set",
+        f"dataset.root={root}",
+        "--set",
+        f"run.cache_dir={tmp / 'cache'}",
+        "--set",
+        "run.bootstrap=0",
+        "--set",
+        "run.plots=false",
+        "--set",
+        "run.max_samples=3",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_threshold_sweep_matches_once_and_reports_each_threshold(sample_root, tmp_path, monkeypatch, capsys):
@@ -147,8 +182,10 @@ def test_threshold_sweep_matches_once_and_reports_each_threshold(sample_root, tm
     original = SiftMatcher._match
     monkeypatch.setattr(SiftMatcher, "_match", lambda self, a, b: calls.append(1) or original(self, a, b))
     out = tmp_path / "sweep"
-    assert main(_args(sample_root, tmp_path, "--set", "solver.ransac.max_error=[0.5, 1.0, 2.0]",
-                      "--output", str(out))) == 0
+    assert (
+        main(_args(sample_root, tmp_path, "--set", "solver.ransac.max_error=[0.5, 1.0, 2.0]", "--output", str(out)))
+        == 0
+    )
     printed = capsys.readouterr().out
     assert len(calls) == 3  # three samples, matched once for three thresholds
     summary = read_summary(out / "summary.json")
@@ -211,10 +248,12 @@ def test_plugin_solver_from_an_entry_point_is_used_by_a_run(sample_root, tmp_pat
     (site / "locbench_test_plugin-1.0.dist-info").mkdir(parents=True)
     (site / "locbench_test_plugin.py").write_text(PLUGIN)
     (site / "locbench_test_plugin-1.0.dist-info/METADATA").write_text(
-        "Metadata-Version: 2.1\nName: locbench-test-plugin\nVersion: 1.0\n")
+        "Metadata-Version: 2.1\nName: locbench-test-plugin\nVersion: 1.0\n"
+    )
     (site / "locbench_test_plugin-1.0.dist-info/entry_points.txt").write_text(
         "[locbench.solvers]\nflagged = locbench_test_plugin:SOLVER\n\n"
-        "[locbench.protocols]\nrelpose_plugin = locbench_test_plugin:MedianProtocol\n")
+        "[locbench.protocols]\nrelpose_plugin = locbench_test_plugin:MedianProtocol\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     # the session's registry looks for plugins again (and forgets them after this test)
     for attr in ("_solvers", "_origin"):
@@ -226,8 +265,21 @@ def test_plugin_solver_from_an_entry_point_is_used_by_a_run(sample_root, tmp_pat
     assert "relpose_plugin" in listing and "plugin (locbench_test_plugin:MedianProtocol)" in listing
     assert protocols.get_protocol("relpose_plugin").name == "relpose_plugin"
     out = tmp_path / "run"
-    assert main(_args(sample_root, tmp_path, "--set", "run.max_samples=2", "--set", "solver.relative=flagged",
-                      "--output", str(out))) == 0
+    assert (
+        main(
+            _args(
+                sample_root,
+                tmp_path,
+                "--set",
+                "run.max_samples=2",
+                "--set",
+                "solver.relative=flagged",
+                "--output",
+                str(out),
+            )
+        )
+        == 0
+    )
     df = pd.read_parquet(out / "samples.parquet")
     assert len(df) == 2 and (df["status"] == "ok").all() and (df["confidence"] == 4242.0).all()
     recorded = yaml.safe_load((out / "config.yaml").read_text())["solver"]

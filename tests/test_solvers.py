@@ -1,5 +1,6 @@
 """Pose estimators on exact synthetic geometry (pycolmap, OpenCV, PoseLib) and on the official ScanNet
 solver fixtures."""
+
 import json
 
 import numpy as np
@@ -10,8 +11,12 @@ from benchmark import estimators as E
 from benchmark.geometry import rotation_angle_deg
 from benchmark.types import Camera, Matches, PoseProblem
 
-CONF = {"min_matches": 5, "confidence": "inliers", "scale_threshold": 0.1,
-        "ransac": {"max_error": 1.0, "confidence": 0.9999, "min_iterations": 1000, "max_iterations": 10000}}
+CONF = {
+    "min_matches": 5,
+    "confidence": "inliers",
+    "scale_threshold": 0.1,
+    "ransac": {"max_error": 1.0, "confidence": 0.9999, "min_iterations": 1000, "max_iterations": 10000},
+}
 CAM = Camera.pinhole(500.0, 510.0, 319.5, 239.5, 640, 480)
 CAM1 = Camera.pinhole(620.0, 615.0, 330.2, 251.7, 720, 540)  # another camera for image 1
 RELATIVE = {"essential": E.essential, "essential_opencv": E.essential_opencv, "poselib": E.poselib_relative}
@@ -80,8 +85,13 @@ def test_pnp_on_depth_recovers_the_metric_pose_and_is_seeded(pnp):
     assert a.num_inliers == b.num_inliers
 
 
-@pytest.mark.parametrize("camera", [Camera("SIMPLE_RADIAL", 320, 240, (250.0, 159.5, 119.5, -0.05)),
-                                    Camera("OPENCV", 640, 480, (520.0, 515.0, 321.3, 238.9, -0.08, 0.01, 1e-3, -2e-3))])
+@pytest.mark.parametrize(
+    "camera",
+    [
+        Camera("SIMPLE_RADIAL", 320, 240, (250.0, 159.5, 119.5, -0.05)),
+        Camera("OPENCV", 640, 480, (520.0, 515.0, 321.3, 238.9, -0.08, 0.01, 1e-3, -2e-3)),
+    ],
+)
 @pytest.mark.parametrize("pnp", [E.pnp, E.poselib_pnp])
 def test_pnp_uses_the_query_distortion(pnp, camera):
     rng = np.random.default_rng(1)
@@ -115,8 +125,11 @@ def test_threshold_from_the_image_diagonal():
     m, d0, R, t, bad = scene(outliers=0.0)
     x1 = m.kpts1.copy()
     x1[:50] += [6.0, 8.0]
-    problem = PoseProblem(Matches(m.kpts0, x1, m.scores), Camera.pinhole(500, 510, 319.5, 239.5, 320, 240),
-                          points3d=E.backproject(m.kpts0, d0, CAM))
+    problem = PoseProblem(
+        Matches(m.kpts0, x1, m.scores),
+        Camera.pinhole(500, 510, 319.5, 239.5, 320, 240),
+        points3d=E.backproject(m.kpts0, d0, CAM),
+    )
     for ratio, inliers in ((0.04, 400), (0.02, 350)):
         conf = {**CONF, "ransac": {**CONF["ransac"], "max_error_diag_ratio": ratio}}
         assert E.poselib_pnp(problem, conf, seed=0).num_inliers == inliers
@@ -196,8 +209,10 @@ def test_official_scannet_solver_fixture(fixtures_dir):
 def candidates(fixtures_dir):
     d = np.load(fixtures_dir / "metrics/scannet/estimate_pose_candidates.npz", allow_pickle=False)
     cams = Camera.from_K(d["K0"], 640, 480), Camera.from_K(d["K1"], 640, 480)
-    conf = {**CONF, "ransac": {**CONF["ransac"], "max_error": float(d["threshold_px"]),
-                               "confidence": float(d["confidence"])}}
+    conf = {
+        **CONF,
+        "ransac": {**CONF["ransac"], "max_error": float(d["threshold_px"]), "confidence": float(d["confidence"])},
+    }
     return d, cams, conf
 
 
@@ -235,8 +250,11 @@ def test_official_candidate_loop_on_the_stored_ransac_output(candidates, monkeyp
 def test_candidate_loop_narrows_one_mask(candidates):
     """What makes the official loop differ from one with a fresh mask per candidate, on a stored case."""
     d, (cam0, cam1), _ = candidates
-    i = next(i for i in range(int(d["count"])) if d[f"{i}/ok"] and d[f"{i}/candidates"] > 1
-             and d[f"{i}/num_inliers"] < d[f"{i}/ransac_mask"].sum())
+    i = next(
+        i
+        for i in range(int(d["count"]))
+        if d[f"{i}/ok"] and d[f"{i}/candidates"] > 1 and d[f"{i}/num_inliers"] < d[f"{i}/ransac_mask"].sum()
+    )
     n0 = E.normalised(d[f"{i}/kpts0"], cam0)
     n1 = E.normalised(d[f"{i}/kpts1"], cam1)
     mask = d[f"{i}/ransac_mask"].astype(np.uint8).reshape(-1, 1)

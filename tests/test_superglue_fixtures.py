@@ -2,6 +2,7 @@
 random weights in the released layout, real images): every detected keypoint, every match, scores within
 1e-4, at any image size; and the published ScanNet reading (straight to grey, uint8 resize to 640 x 480)
 from the JPEG files, through the ScanNet loader and the harness's image reading."""
+
 from __future__ import annotations
 
 import cv2
@@ -31,8 +32,13 @@ def folder(fixtures_dir):
 @pytest.fixture(scope="module")
 def superglue(folder):
     """The released match_pairs.py settings (the preset's), with the fixture's weights."""
-    m = SuperGlueMatcher({"weights": str(folder / "superglue_indoor.pth"),
-                          "detector_weights": str(folder / "superpoint_v1.pth"), "device": "cpu"}).load()
+    m = SuperGlueMatcher(
+        {
+            "weights": str(folder / "superglue_indoor.pth"),
+            "detector_weights": str(folder / "superpoint_v1.pth"),
+            "device": "cpu",
+        }
+    ).load()
     detected = []
     extract = m._extract
 
@@ -85,8 +91,10 @@ def protocol_pairs(fixtures_dir, data_dir):
     root = data_dir / "superglue_scannet_sample"
     ds = ScanNet1500({"root": str(root), "pairs": "scannet_sample_pairs_with_gt.txt", "image_dir": "images"})
     samples = {(s.image0.name, s.image1.name): s for scene in ds.scenes() for s in ds.samples(scene)}
-    return [(samples[(str(protocol[f"pair{k}/name0"]), str(protocol[f"pair{k}/name1"]))], protocol, f"pair{k}/")
-            for k in range(3)]
+    return [
+        (samples[(str(protocol[f"pair{k}/name0"]), str(protocol[f"pair{k}/name1"]))], protocol, f"pair{k}/")
+        for k in range(3)
+    ]
 
 
 def test_published_scannet_inputs_from_the_jpeg_files(superglue, protocol_pairs):

@@ -6,6 +6,7 @@ a query that was not localized gets inf. Summary: median errors and the percenta
 with ``err_t < T and err_R < A`` (strict) at (0.1 m, 1), (0.25 m, 2), (0.5 m, 5), (5 m, 10), all
 queries in the denominator, overall and per condition (day/night, read from the query path).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -65,8 +66,11 @@ def accuracy_stats(trans_err, rot_err) -> dict:
     Missing errors (NaN) count as not localized."""
     t = np.nan_to_num(np.asarray(trans_err, np.float64), nan=np.inf)
     r = np.nan_to_num(np.asarray(rot_err, np.float64), nan=np.inf)
-    out = {"images": int(len(t)), "median_pos_error": float(np.median(t)) if len(t) else float("nan"),
-           "median_angular_error": float(np.median(r)) if len(r) else float("nan")}
+    out = {
+        "images": int(len(t)),
+        "median_pos_error": float(np.median(t)) if len(t) else float("nan"),
+        "median_angular_error": float(np.median(r)) if len(r) else float("nan"),
+    }
     for tt, rt in THRESHOLDS:
         out[accuracy_key(tt, rt)] = float(100 * np.sum((t < tt) & (r < rt)) / len(t)) if len(t) else float("nan")
     return out
@@ -75,8 +79,10 @@ def accuracy_stats(trans_err, rot_err) -> dict:
 def format_stats(label: str, trans_err, rot_err) -> str:
     """The one-line summary printed by DUSt3R/MASt3R's visloc (``aggregate_stats``), same text."""
     s = accuracy_stats(trans_err, rot_err)
-    text = (f"{label}: {s['images']} images - median_pos_error={np.float64(s['median_pos_error'])!r}, "
-            f"median_angular_error={np.float64(s['median_angular_error'])!r}")
+    text = (
+        f"{label}: {s['images']} images - median_pos_error={np.float64(s['median_pos_error'])!r}, "
+        f"median_angular_error={np.float64(s['median_angular_error'])!r}"
+    )
     for tt, rt in THRESHOLDS:
         key = accuracy_key(tt, rt)
         text += f"  - {key:12s}={s[key]:.3f}"
@@ -103,8 +109,12 @@ def _as_quat(q_or_R) -> np.ndarray:
     return rotmat_to_quat(q_or_R) if np.shape(q_or_R) == (3, 3) else np.asarray(q_or_R, np.float64).reshape(4)
 
 
-def write_submission(path: Path, poses: Mapping[str, tuple | None], fallback: Mapping[str, tuple] | None = None,
-                     prepend_camera_name: bool = False) -> Path:
+def write_submission(
+    path: Path,
+    poses: Mapping[str, tuple | None],
+    fallback: Mapping[str, tuple] | None = None,
+    prepend_camera_name: bool = False,
+) -> Path:
     """Write ``name qw qx qy qz tx ty tz`` lines (world-to-camera; values as ``str(float)``), atomically.
 
     ``poses`` maps each query's path (``query/day/nexus4/IMG_x.jpg``) to ``(q_wxyz or 3x3 R, t)``,
@@ -119,8 +129,10 @@ def write_submission(path: Path, poses: Mapping[str, tuple | None], fallback: Ma
         parts = str(query).replace("\\", "/").split("/")
         name = "/".join(parts[-2:]) if prepend_camera_name else parts[-1]
         if name in seen:  # quirk 21: the server matches basenames only
-            raise UserError(f"Aachen submission: queries {seen[name]} and {query} share the name {name}; "
-                            f"pass prepend_camera_name=True.")
+            raise UserError(
+                f"Aachen submission: queries {seen[name]} and {query} share the name {name}; "
+                f"pass prepend_camera_name=True."
+            )
         seen[name] = query
         lines.append(" ".join([name, *(str(float(v)) for v in q), *(str(float(v)) for v in t)]) + "\n")
     write_text_atomic(path, "".join(lines))
@@ -178,8 +190,11 @@ def resample_aachen(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, name_col
                 continue
             seen = n > 0
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inf + inf in medians
-                stats = {"images": n, "median_pos_error": median(t, rows, counts, n.astype(np.int64)),
-                         "median_angular_error": median(r, rows, counts, n.astype(np.int64))}
+                stats = {
+                    "images": n,
+                    "median_pos_error": median(t, rows, counts, n.astype(np.int64)),
+                    "median_angular_error": median(r, rows, counts, n.astype(np.int64)),
+                }
                 for tt, rt in THRESHOLDS:
                     hits = counts @ np.bincount(codes[rows & (t < tt) & (r < rt)], minlength=n_scenes)
                     stats[accuracy_key(tt, rt)] = 100 * hits / n

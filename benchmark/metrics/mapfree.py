@@ -7,6 +7,7 @@ and at 90 px, AUC over confidence, the fraction of frames with an estimate. The 
 operation order is kept where it decides a value (the arcsin NaN near 180 deg, the float32
 recall axis, the clamp of points behind the camera).
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -57,13 +58,18 @@ VIRTUAL_GRID = virtual_grid()
 
 # --- quaternion arithmetic in the scorer's operation order (it decides the NaNs at 180 deg) ---
 
+
 def _qmult(a, b) -> np.ndarray:
     w1, x1, y1, z1 = a
     w2, x2, y2, z2 = b
-    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 + y1 * w2 + z1 * x2 - x1 * z2,
-                     w1 * z2 + z1 * w2 + x1 * y2 - y1 * x2])
+    return np.array(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 + y1 * w2 + z1 * x2 - x1 * z2,
+            w1 * z2 + z1 * w2 + x1 * y2 - y1 * x2,
+        ]
+    )
 
 
 def _norm(v) -> np.ndarray:
@@ -93,6 +99,7 @@ def w2c_to_c2w(q_w2c, t_w2c) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- per-frame metrics (camera-to-world inputs, quaternions wxyz) ---
+
 
 def translation_error(t_gt, t_est) -> float:
     """Distance between the camera centres (m)."""
@@ -138,16 +145,21 @@ def vcre(q_gt, t_gt, q_est, t_est, K, W, H) -> float:
 
 def frame_errors(q_gt, t_gt, q_est, t_est, K, W, H, rotation: str = ROTATION_SIN) -> dict:
     """The three per-frame errors from camera-to-world inputs (the official metric inputs)."""
-    return {TRANS: translation_error(t_gt, t_est), ROT: rotation_error(q_gt, q_est, rotation),
-            VCRE: vcre(q_gt, t_gt, q_est, t_est, K, W, H)}
+    return {
+        TRANS: translation_error(t_gt, t_est),
+        ROT: rotation_error(q_gt, q_est, rotation),
+        VCRE: vcre(q_gt, t_gt, q_est, t_est, K, W, H),
+    }
 
 
 def frame_errors_w2c(q_gt, t_gt, q_est, t_est, K, W, H, rotation: str = ROTATION_SIN) -> dict:
     """The per-frame errors from our world-to-camera convention (quaternion wxyz or 3x3 rotation;
     for Map-free the world is the reference camera), converted and cast as the scorer does
     (K to float32, quirk 10)."""
+
     def as_quat(q):
         return rotmat_to_quat(q) if np.shape(q) == (3, 3) else np.asarray(q, np.float64)
+
     gt = w2c_to_c2w(as_quat(q_gt), t_gt)
     est = w2c_to_c2w(as_quat(q_est), t_est)
     K32 = np.asarray(K, dtype=np.float32)
@@ -155,6 +167,7 @@ def frame_errors_w2c(q_gt, t_gt, q_est, t_est, K, W, H, rotation: str = ROTATION
 
 
 # --- aggregation ---
+
 
 def precision_recall(confidence, tp, failures: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Precision-recall over confidence thresholds and its area (quirk 8).
@@ -188,21 +201,28 @@ def aggregate(per_scene: Mapping[str, Mapping[str, np.ndarray]], failures: int, 
     precisions, AUCs and estimate fraction 0 (NaN everywhere when there are no frames at all).
     """
     scenes = [s for s in per_scene.values() if len(s[TRANS])]
-    pooled = {k: np.concatenate([np.asarray(s[k], np.float64) for s in scenes]) if scenes else np.zeros(0)
-              for k in (TRANS, ROT, VCRE, "confidence")}
+    pooled = {
+        k: np.concatenate([np.asarray(s[k], np.float64) for s in scenes]) if scenes else np.zeros(0)
+        for k in (TRANS, ROT, VCRE, "confidence")
+    }
     total = len(pooled[TRANS]) + failures
-    medians = {k: float(np.mean([np.median(s[k]) for s in scenes])) if scenes else float("nan")
-               for k in (TRANS, ROT, VCRE)}
+    medians = {
+        k: float(np.mean([np.median(s[k]) for s in scenes])) if scenes else float("nan") for k in (TRANS, ROT, VCRE)
+    }
     if total == 0:
         return {key + suffix: float("nan") for key in KEYS}
     pose_ok = (pooled[TRANS] < T_THRESHOLD) & (pooled[ROT] < R_THRESHOLD)
     vcre_ok = pooled[VCRE] < VCRE_THRESHOLD
-    out = {KEY_TRANS: medians[TRANS], KEY_ROT: medians[ROT], KEY_REPROJ: medians[VCRE],
-           KEY_PREC_POSE: np.sum(pose_ok) / total,
-           KEY_AUC_POSE: precision_recall(pooled["confidence"], pose_ok, failures)[2],
-           KEY_PREC_VCRE: np.sum(vcre_ok) / total,
-           KEY_AUC_VCRE: precision_recall(pooled["confidence"], vcre_ok, failures)[2],
-           KEY_ESTIMATES: len(pooled[TRANS]) / total}
+    out = {
+        KEY_TRANS: medians[TRANS],
+        KEY_ROT: medians[ROT],
+        KEY_REPROJ: medians[VCRE],
+        KEY_PREC_POSE: np.sum(pose_ok) / total,
+        KEY_AUC_POSE: precision_recall(pooled["confidence"], pose_ok, failures)[2],
+        KEY_PREC_VCRE: np.sum(vcre_ok) / total,
+        KEY_AUC_VCRE: precision_recall(pooled["confidence"], vcre_ok, failures)[2],
+        KEY_ESTIMATES: len(pooled[TRANS]) / total,
+    }
     return {key + suffix: float(v) for key, v in out.items()}
 
 
@@ -216,13 +236,17 @@ def summarize_mapfree(df: pd.DataFrame) -> dict:
     """
     missing = [c for c in ("scene", TRANS, ROT, VCRE, "confidence", "status") if c not in df.columns]
     if missing:
-        raise UserError(f"The Map-free results table lacks the column(s) {', '.join(missing)}; "
-                        f"produce it with the Map-free protocol's per-sample errors.")
+        raise UserError(
+            f"The Map-free results table lacks the column(s) {', '.join(missing)}; "
+            f"produce it with the Map-free protocol's per-sample errors."
+        )
     ok = (df["status"] == OK).to_numpy()
     conf = df["confidence"].to_numpy(dtype=np.float64)[ok]
     if not np.all(np.isfinite(conf)) or np.any(conf < 0):
-        raise UserError("The Map-free results table has a missing or negative confidence on an 'ok' row; "
-                        "the scorer requires confidence >= 0 for every estimate (fix the solver's confidence).")
+        raise UserError(
+            "The Map-free results table has a missing or negative confidence on an 'ok' row; "
+            "the scorer requires confidence >= 0 for every estimate (fix the solver's confidence)."
+        )
     per_scene = {}
     for scene, rows in df[ok].groupby("scene", sort=False):
         per_scene[scene] = {k: rows[k].to_numpy(dtype=np.float64) for k in (TRANS, ROT, VCRE, "confidence")}
@@ -251,8 +275,10 @@ def resample_mapfree(df: pd.DataFrame, codes: np.ndarray, n_scenes: int):
     est = np.bincount(codes[ok], minlength=n_scenes).astype(np.float64)
     rows = est + np.bincount(codes[~ok], minlength=n_scenes)
     values = {k: df[k].to_numpy(np.float64) for k in (TRANS, ROT, VCRE)}
-    medians = {k: np.array([np.median(v[ok & (codes == s)]) if est[s] else np.nan for s in range(n_scenes)])
-               for k, v in values.items()}
+    medians = {
+        k: np.array([np.median(v[ok & (codes == s)]) if est[s] else np.nan for s in range(n_scenes)])
+        for k, v in values.items()
+    }
     hit_pose = ok & (values[TRANS] < T_THRESHOLD) & (values[ROT] < R_THRESHOLD)
     hit_vcre = ok & (values[VCRE] < VCRE_THRESHOLD)
     confidences, group = np.unique(df["confidence"].to_numpy(np.float64)[ok], return_inverse=True)
@@ -264,11 +290,15 @@ def resample_mapfree(df: pd.DataFrame, codes: np.ndarray, n_scenes: int):
         counts = scene_counts(picks, n_scenes)
         total, estimates = counts @ rows, counts @ est
         with_estimates = (est > 0)[picks]
-        out = {key: ragged(medians[k][picks], with_estimates, np.mean, empty=np.nan)
-               for key, k in ((KEY_TRANS, TRANS), (KEY_ROT, ROT), (KEY_REPROJ, VCRE))}
+        out = {
+            key: ragged(medians[k][picks], with_estimates, np.mean, empty=np.nan)
+            for key, k in ((KEY_TRANS, TRANS), (KEY_ROT, ROT), (KEY_REPROJ, VCRE))
+        }
         per_conf = [counts @ layer for layer in per_value]
-        for key_prec, key_auc, hits, layer in ((KEY_PREC_POSE, KEY_AUC_POSE, hit_pose, 1),
-                                               (KEY_PREC_VCRE, KEY_AUC_VCRE, hit_vcre, 2)):
+        for key_prec, key_auc, hits, layer in (
+            (KEY_PREC_POSE, KEY_AUC_POSE, hit_pose, 1),
+            (KEY_PREC_VCRE, KEY_AUC_VCRE, hit_vcre, 2),
+        ):
             out[key_prec] = (counts @ np.bincount(codes[hits], minlength=n_scenes)) / total
             out[key_auc] = _pr_auc_resampled(per_conf[0], per_conf[layer], total)
         out[KEY_ESTIMATES] = estimates / total

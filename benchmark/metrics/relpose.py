@@ -4,6 +4,7 @@ Angular errors of the estimated ``(R, t)`` (camera 0 -> camera 1) against ``T_0t
 error ``max(err_t, err_R)`` (inf for a failure, NaN treated as a failure), the cumulative-error
 AUC at 5/10/20 deg, and the epipolar matching precision / matching score.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -109,7 +110,7 @@ def epipolar_errors(kpts0, kpts1, T_0to1, K0, K1) -> np.ndarray:
     Ex0 = x0 @ E.T
     Etx1 = x1 @ E
     x1Ex0 = np.sum(x1 * Ex0, axis=-1)
-    return x1Ex0 ** 2 * (1.0 / (Ex0[:, 0] ** 2 + Ex0[:, 1] ** 2) + 1.0 / (Etx1[:, 0] ** 2 + Etx1[:, 1] ** 2))
+    return x1Ex0**2 * (1.0 / (Ex0[:, 0] ** 2 + Ex0[:, 1] ** 2) + 1.0 / (Etx1[:, 0] ** 2 + Etx1[:, 1] ** 2))
 
 
 def epipolar_precision(epi_errs, threshold: float = EPIPOLAR_THRESHOLD) -> float:
@@ -125,8 +126,12 @@ def matching_score(epi_errs, num_kpts0: int, threshold: float = EPIPOLAR_THRESHO
 
 def epidist_prec(epi_errs_per_pair, thresholds=(EPIPOLAR_THRESHOLD,)) -> dict:
     """LoFTR's mean per-pair precision for each threshold, keys ``prec@5e-04`` ..."""
-    return {f"prec@{t:.0e}": float(np.mean([epipolar_precision(e, t) for e in epi_errs_per_pair]))
-            if len(epi_errs_per_pair) else 0.0 for t in thresholds}
+    return {
+        f"prec@{t:.0e}": float(np.mean([epipolar_precision(e, t) for e in epi_errs_per_pair]))
+        if len(epi_errs_per_pair)
+        else 0.0
+        for t in thresholds
+    }
 
 
 def aggregate_metrics_loftr(identifiers, R_errs, t_errs, epi_errs, epi_err_thr: float = EPIPOLAR_THRESHOLD) -> dict:
@@ -149,8 +154,10 @@ def summarize_relpose(df: pd.DataFrame, thresholds=AUC_THRESHOLDS) -> dict:
     are failures) and, when the columns exist, ``Prec`` and ``MScore`` (percent, rows without a
     value count as 0 like pairs without matches)."""
     if ERR_R not in df.columns or ERR_T not in df.columns:
-        raise UserError(f"The relative-pose results table lacks the columns {ERR_R}/{ERR_T}; "
-                        f"produce it with the relative-pose protocol's per-sample errors.")
+        raise UserError(
+            f"The relative-pose results table lacks the columns {ERR_R}/{ERR_T}; "
+            f"produce it with the relative-pose protocol's per-sample errors."
+        )
     if len(df) == 0:
         return {f"AUC@{t}": float("nan") for t in thresholds}
     errs = pose_error(df[ERR_T].to_numpy(np.float64), df[ERR_R].to_numpy(np.float64))
@@ -167,8 +174,11 @@ def resample_relpose(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, thresho
     errors = pose_error(df[ERR_T].to_numpy(np.float64), df[ERR_R].to_numpy(np.float64))
     order = np.argsort(errors, kind="stable")
     sorted_errors, sorted_scene = errors[order], codes[order]
-    means = {key: df[c].fillna(0.0).to_numpy(np.float64) for c, key in ((PRECISION, "Prec"), (MSCORE, "MScore"))
-             if c in df.columns}
+    means = {
+        key: df[c].fillna(0.0).to_numpy(np.float64)
+        for c, key in ((PRECISION, "Prec"), (MSCORE, "MScore"))
+        if c in df.columns
+    }
     by_scene = np.argsort(codes, kind="stable")  # row numbers scene after scene, in table order
     scene_rows = np.bincount(codes, minlength=n_scenes)
     scene_start = np.cumsum(scene_rows) - scene_rows

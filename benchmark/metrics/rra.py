@@ -7,6 +7,7 @@ order) the relative pose camera i -> camera j is compared: rotation angle with p
 acos extrapolation (identical rotations give 0.405 deg), translation direction angle with the
 sign ignored. Metrics pool the pairs of a category, then average categories without weights.
 """
+
 from __future__ import annotations
 
 import math
@@ -135,8 +136,10 @@ def summarize_rra(df: pd.DataFrame, taus=TAUS, max_threshold: int = MAA_MAX, gro
         # rows of samples that could not be built carry no category: they belong to their sequence's
         by_scene = df.dropna(subset=[group]).groupby("scene")[group].first()
         df = df.assign(category=df[group].fillna(df["scene"].map(by_scene)).fillna(df["scene"]))
-    rows = [accuracy_metrics(g[RRE].to_numpy(np.float64), g[RTE].to_numpy(np.float64), taus, max_threshold)
-            for _, g in df.groupby(group, sort=False)]
+    rows = [
+        accuracy_metrics(g[RRE].to_numpy(np.float64), g[RTE].to_numpy(np.float64), taus, max_threshold)
+        for _, g in df.groupby(group, sort=False)
+    ]
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
@@ -181,8 +184,8 @@ def resample_rra(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, taus=TAUS, 
     def metrics(stats):  # accuracy_metrics from pooled counts, in its key order
         n = stats[..., :1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            rates = stats[..., 1:1 + 2 * len(taus)] / n * 100
-            maa = 100 * np.mean(np.cumsum(stats[..., 1 + 2 * len(taus):] / n, axis=-1), axis=-1)
+            rates = stats[..., 1 : 1 + 2 * len(taus)] / n * 100
+            maa = 100 * np.mean(np.cumsum(stats[..., 1 + 2 * len(taus) :] / n, axis=-1), axis=-1)
         return np.concatenate([rates, maa[..., None]], axis=-1)
 
     def evaluate(picks):

@@ -8,6 +8,7 @@ skipped, frames keyed by ``name[-9:-4]`` (last line wins), NaN/inf and zero quat
 every 5th ground-truth entry evaluated, a scene file missing from the ZIP counting all of that
 scene's frames as failures (quirks 1-4, 9, 10).
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,8 +60,10 @@ def read_intrinsics_official(scene_dir: Path) -> tuple[dict[int, np.ndarray], fl
             number = frame_number(parts[0])
             fx, fy, cx, cy, W, H = (float(v) for v in parts[1:])
         except ValueError:
-            raise UserError(f"{path} line {lineno}: expected 'seqN/frame_NNNNN.jpg fx fy cx cy W H' separated "
-                            f"by single spaces; fix the line.") from None
+            raise UserError(
+                f"{path} line {lineno}: expected 'seqN/frame_NNNNN.jpg fx fy cx cy W H' separated "
+                f"by single spaces; fix the line."
+            ) from None
         Ks[number] = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float32)
         size = (W, H)
     if size is None:
@@ -78,8 +81,12 @@ def evaluated_frames(poses_txt_path: Path, keep_zero_poses: bool = False) -> lis
     path = Path(poses_txt_path)
     if not path.is_file():
         raise UserError(f"{path} is missing; every Map-free scene folder needs it.")
-    gt = parse_pose_lines(read_text_lines(path.read_bytes(), str(path)), str(path), with_confidence=False,
-                          keep_zero_quaternion=keep_zero_poses)[0]
+    gt = parse_pose_lines(
+        read_text_lines(path.read_bytes(), str(path)),
+        str(path),
+        with_confidence=False,
+        keep_zero_quaternion=keep_zero_poses,
+    )[0]
     return [(gt[n].name, n) for n in _subsample(gt)]
 
 
@@ -91,8 +98,10 @@ def open_submission(zip_path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError):
-        raise UserError(f"The submission {zip_path} is {what}; give the submission.zip that `python -m benchmark run` "
-                        f"writes, or a ZIP of pose_<scene>.txt files in the official format.") from None
+        raise UserError(
+            f"The submission {zip_path} is {what}; give the submission.zip that `python -m benchmark run` "
+            f"writes, or a ZIP of pose_<scene>.txt files in the official format."
+        ) from None
 
 
 def submission_scenes(archive: zipfile.ZipFile) -> list[str]:
@@ -130,8 +139,10 @@ def read_submission(zip_path: Path, check_confidence: bool = True) -> dict[str, 
 
 
 def _negative_confidence(zip_path, scene, entry) -> str:
-    return (f"{zip_path}: pose_{scene}.txt gives {entry.name} the negative confidence {entry.confidence}; "
-            f"the official scorer aborts on it, so write confidences >= 0.")
+    return (
+        f"{zip_path}: pose_{scene}.txt gives {entry.name} the negative confidence {entry.confidence}; "
+        f"the official scorer aborts on it, so write confidences >= 0."
+    )
 
 
 def format_pose_line(name: str, q, t, confidence) -> str:
@@ -158,11 +169,15 @@ def write_submission(path_zip: Path, poses: Mapping[str, Iterable]) -> Path:
             try:
                 frame_number(name)
             except ValueError:
-                raise UserError(f"Submission {where}: the name must end in a frame number like "
-                                f"seq1/frame_00042.jpg (the scorer reads characters [-9:-4]).") from None
+                raise UserError(
+                    f"Submission {where}: the name must end in a frame number like "
+                    f"seq1/frame_00042.jpg (the scorer reads characters [-9:-4])."
+                ) from None
             if not (np.all(np.isfinite(q)) and np.all(np.isfinite(t))) or np.isclose(np.linalg.norm(q), 0):
-                raise UserError(f"Submission {where}: the pose is NaN/inf or has a zero quaternion; "
-                                f"leave the frame out (it then counts as a failure).")
+                raise UserError(
+                    f"Submission {where}: the pose is NaN/inf or has a zero quaternion; "
+                    f"leave the frame out (it then counts as a failure)."
+                )
             if not math.isfinite(float(confidence)) or float(confidence) < 0:
                 raise UserError(f"Submission {where}: confidence {confidence} must be a finite number >= 0.")
             lines.append(format_pose_line(name, q, t, confidence))
@@ -181,8 +196,9 @@ def split_scenes(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def score_scene(scene_dir: Path, estimates: Mapping[int, PoseLine] | None, corrected: bool = False,
-                source: str = "the submission") -> SceneScore:
+def score_scene(
+    scene_dir: Path, estimates: Mapping[int, PoseLine] | None, corrected: bool = False, source: str = "the submission"
+) -> SceneScore:
     """Errors of one scene's evaluated frames; ``estimates`` None means its file is missing."""
     scene_dir = Path(scene_dir)
     Ks, W, H = read_intrinsics_official(scene_dir)
@@ -201,8 +217,9 @@ def score_scene(scene_dir: Path, estimates: Mapping[int, PoseLine] | None, corre
             raise UserError(_negative_confidence(source, scene_dir.name, est))
         if number not in Ks:
             raise UserError(f"{scene_dir / 'intrinsics.txt'} has no line for frame {number}; restore the file.")
-        e = frame_errors_w2c(gt[number].q, gt[number].t, est.q, est.t, Ks[number], W, H,
-                             ROTATION_COS if corrected else ROTATION_SIN)
+        e = frame_errors_w2c(
+            gt[number].q, gt[number].t, est.q, est.t, Ks[number], W, H, ROTATION_COS if corrected else ROTATION_SIN
+        )
         for k in (TRANS, ROT, VCRE):
             errors[k].append(e[k])
         errors["confidence"].append(est.confidence)
@@ -221,8 +238,13 @@ def evaluate_submission(split_dir: Path, zip_path: Path, corrected: bool = False
             ignored += found[1] if found else []
     if ignored:  # the official scorer drops these lines without a word; the metrics follow it
         shown = "; ".join(ignored[:MAX_LISTED]) + ("; ..." if len(ignored) > MAX_LISTED else "")
-        log.warning("%d line(s) of %s were skipped or overridden by the official scorer's rules (the metrics count "
-                    "those frames as it does): %s", len(ignored), zip_path, shown)
+        log.warning(
+            "%d line(s) of %s were skipped or overridden by the official scorer's rules (the metrics count "
+            "those frames as it does): %s",
+            len(ignored),
+            zip_path,
+            shown,
+        )
     return out
 
 
@@ -234,10 +256,15 @@ def score_submission(split_dir: Path, zip_path: Path, corrected: bool = False) -
     """
     scores = evaluate_submission(split_dir, zip_path, corrected)
     if not any(len(s.frames) for s in scores.values()):
-        raise UserError(f"The submission {zip_path} has no valid pose estimate for any evaluated frame of "
-                        f"{split_dir}; the official scorer prints no metrics (check scene names and line format).")
-    return aggregate({s: r.errors for s, r in scores.items()}, sum(r.failures for r in scores.values()),
-                     CORRECTED if corrected else "")
+        raise UserError(
+            f"The submission {zip_path} has no valid pose estimate for any evaluated frame of "
+            f"{split_dir}; the official scorer prints no metrics (check scene names and line format)."
+        )
+    return aggregate(
+        {s: r.errors for s, r in scores.items()},
+        sum(r.failures for r in scores.values()),
+        CORRECTED if corrected else "",
+    )
 
 
 def validate_submission(zip_path: Path, split_dir: Path) -> list[str]:
@@ -252,15 +279,18 @@ def validate_submission(zip_path: Path, split_dir: Path) -> list[str]:
         for name in archive.namelist():
             if name.endswith("/") or (name.startswith("pose_") and name.endswith(".txt") and "/" not in name):
                 continue
-            problems.append(f"{zip_path}: '{name}' is not a pose_<scene>.txt file at the ZIP root; "
-                            f"the scorer ignores it.")
+            problems.append(
+                f"{zip_path}: '{name}' is not a pose_<scene>.txt file at the ZIP root; the scorer ignores it."
+            )
         known = split_scenes(split_dir)
         for scene in sorted(scenes - set(known)):
             problems.append(f"{zip_path}: pose_{scene}.txt names a scene that {split_dir} does not hold.")
         for scene in known:
             if scene not in scenes:
-                problems.append(f"{zip_path}: no pose_{scene}.txt; the scorer counts ALL frames of {scene} "
-                                f"(not only the evaluated ones) as failures.")
+                problems.append(
+                    f"{zip_path}: no pose_{scene}.txt; the scorer counts ALL frames of {scene} "
+                    f"(not only the evaluated ones) as failures."
+                )
                 continue
             source = f"{zip_path}:pose_{scene}.txt"
             try:
@@ -277,7 +307,9 @@ def validate_submission(zip_path: Path, split_dir: Path) -> list[str]:
                 continue
             missing = [n for n in evaluated if n not in estimates]
             if missing:
-                problems.append(f"{source}: {len(missing)} of {len(evaluated)} evaluated frames have no estimate "
-                                f"(frames {', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}); "
-                                f"they count as failures.")
+                problems.append(
+                    f"{source}: {len(missing)} of {len(evaluated)} evaluated frames have no estimate "
+                    f"(frames {', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}); "
+                    f"they count as failures."
+                )
     return problems

@@ -8,6 +8,7 @@ matching with ratio 0.8, reference keypoints lifted with the reference depth and
 COLMAP). Prints per-query errors against the ground truth and the share within
 (25 cm, 5 deg), the Map-free pose threshold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,15 +47,17 @@ def localize(scene_dir: Path, extractor, matcher):
         ok = z > 0
         pts3d = np.stack([(p0[:, 0] - k0.cx) / k0.fx * z, (p0[:, 1] - k0.cy) / k0.fy * z, z], 1)[ok]
         k1 = intrinsics[name]
-        cam = pycolmap.Camera(model="PINHOLE", width=k1.width, height=k1.height,
-                              params=[k1.fx, k1.fy, k1.cx + 0.5, k1.cy + 0.5])
+        cam = pycolmap.Camera(
+            model="PINHOLE", width=k1.width, height=k1.height, params=[k1.fx, k1.fy, k1.cx + 0.5, k1.cy + 0.5]
+        )
         est = pycolmap.AbsolutePoseEstimationOptions()
         est.ransac.max_error = 4.0
         est.ransac.random_seed = 0
         ans = None
         if ok.sum() >= 4:
-            ans = pycolmap.estimate_and_refine_absolute_pose(p1[ok] + 0.5, pts3d, cam, est,
-                                                             pycolmap.AbsolutePoseRefinementOptions())
+            ans = pycolmap.estimate_and_refine_absolute_pose(
+                p1[ok] + 0.5, pts3d, cam, est, pycolmap.AbsolutePoseRefinementOptions()
+            )
         q, t = poses[name]
         R_gt = quat_to_rotmat(q)
         if ans is None:
@@ -62,9 +65,13 @@ def localize(scene_dir: Path, extractor, matcher):
             continue
         T = ans["cam_from_world"]
         R, tt = T.rotation.matrix(), np.asarray(T.translation)
-        yield (name, len(pairs), int(ans["num_inliers"]),
-               float(np.linalg.norm(camera_center(R, tt) - camera_center(R_gt, t))),
-               rotation_angle_deg(R @ R_gt.T))
+        yield (
+            name,
+            len(pairs),
+            int(ans["num_inliers"]),
+            float(np.linalg.norm(camera_center(R, tt) - camera_center(R_gt, t))),
+            rotation_angle_deg(R @ R_gt.T),
+        )
 
 
 def main(argv=None):

@@ -26,6 +26,7 @@ reference, looking mostly away, 0.55-0.7 m close-ups, motion blur, a dark and no
 from the reference depth localizes 25 of the 30 within (25 cm, 5 deg); ``python -m datasets.demo.check``
 prints the per-query errors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,8 +124,12 @@ def scene_rows(walk: Walk, rng):
     for i, (number, T) in enumerate(zip(numbers, query_scene)):
         name = f"seq1/frame_{number:05d}.jpg"
         # like Map-free: the first query shares the reference calibration, later ones drift slightly
-        k = base if i == 0 else base * (1 + np.array([2e-4, 2e-4, 0, 0]) * rng.standard_normal(4)) \
+        k = (
+            base
+            if i == 0
+            else base * (1 + np.array([2e-4, 2e-4, 0, 0]) * rng.standard_normal(4))
             + np.array([0, 0, 0.5, 0.8]) * rng.standard_normal(4)
+        )
         intrinsics[name] = Intrinsics(*k, WIDTH, HEIGHT)
         T_from_ref = T @ world_from_ref
         poses[name] = (rotmat_to_quat(T_from_ref[:3, :3]), T_from_ref[:3, 3])
@@ -149,8 +154,9 @@ def _render_frame(job):
     if with_depth:
         mm = np.rint(depth_map(scene, K, R, t, WIDTH, HEIGHT) * 1000.0)
         mm[(mm <= 0) | (mm > 65535)] = 0
-        cv2.imwrite(str(path.with_suffix(f".{DEPTH_SUFFIX}.png")), mm.astype(np.uint16),
-                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        cv2.imwrite(
+            str(path.with_suffix(f".{DEPTH_SUFFIX}.png")), mm.astype(np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 9]
+        )
     return name
 
 
@@ -177,14 +183,24 @@ def generate_scene(name: str, out: Path, max_frames: int | None = None, jobs: in
     names = list(poses)
     evaluated = {REFERENCE, *evaluated_queries(names)}
     if max_frames is not None:
-        names = names[:max_frames + 1]
+        names = names[: max_frames + 1]
     _BAKED.update(scene=scene, reference=ref_scene)
     jobs_list = []
     for index, n in enumerate(names):
         q, t = poses[n]
         dark, blur = effects.get(n, (0.0, None))
-        jobs_list.append((n, intrinsics[n].K, pose_matrix(quat_to_rotmat(q), t), [seed, 2, index], dark, blur,
-                          scene_dir, n in evaluated))
+        jobs_list.append(
+            (
+                n,
+                intrinsics[n].K,
+                pose_matrix(quat_to_rotmat(q), t),
+                [seed, 2, index],
+                dark,
+                blur,
+                scene_dir,
+                n in evaluated,
+            )
+        )
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             list(pool.map(_render_frame, jobs_list))
@@ -197,8 +213,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder to write <out>/val/<scene>/ into")
     parser.add_argument("--scenes", nargs="+", choices=sorted(SCENES), default=sorted(SCENES))
-    parser.add_argument("--max-frames", type=int, default=None,
-                        help="render only the reference and the first N query frames (text files stay complete)")
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="render only the reference and the first N query frames (text files stay complete)",
+    )
     parser.add_argument("--jobs", type=int, default=min(2, multiprocessing.cpu_count()))
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)

@@ -2,6 +2,7 @@
 
 It runs with no download; ``python -m datasets.demo.generate`` rebuilds it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,9 @@ class Demo(MapFree):
     """Bundled rendered scenes in Map-free's layout (no download)."""
 
     default_conf = {**MapFree.default_conf, "root": str(DATA_DIR), "depth": "gt"}
-    download_hint = "the bundled demo data lives in datasets/demo/data; rebuild it with python -m datasets.demo.generate"
+    download_hint = (
+        "the bundled demo data lives in datasets/demo/data; rebuild it with python -m datasets.demo.generate"
+    )
 
     def has_ground_truth_depth(self) -> bool:
         return self.conf["depth"] == "gt"  # rendered exactly with the images

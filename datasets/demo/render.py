@@ -10,6 +10,7 @@ vignetting, lens softness, optional motion blur, shot/read noise, tone curve.
 
 Pixels follow OpenCV (centre of the top-left pixel at (0, 0)); poses are world-to-camera.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -146,7 +147,7 @@ def bake(scene: Scene, texels_per_metre: float = 12.0, ao_rays: int = 16) -> Non
             to_light = light.vector + light.spread * jitter - pts[:, None]
             dist = np.linalg.norm(to_light, axis=2)
             d = to_light / dist[..., None]
-            falloff = 1.0 / dist ** 2
+            falloff = 1.0 / dist**2
             reach, margin = np.broadcast_to(light.vector, pts.shape), light.spread
         # soft shadows: the light is sampled at six points spread around its centre
         free = _nearest_hits(scene, pts, d, owner, dist, reach, margin) >= dist
@@ -154,14 +155,15 @@ def bake(scene: Scene, texels_per_metre: float = 12.0, ao_rays: int = 16) -> Non
         irradiance = irradiance + light.power * lit[:, None] * np.asarray(light.color)
     start = 0
     for quad, (nv, nu) in zip(scene.quads, shapes):
-        grid = irradiance[start:start + nv * nu].reshape(nv, nu, 3).astype(np.float32)
+        grid = irradiance[start : start + nv * nu].reshape(nv, nu, 3).astype(np.float32)
         start += nv * nu
         h, w = quad.albedo.shape[:2]
         level = quad.albedo * cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
         quad.mips = [level]
         while min(level.shape[:2]) > 2:
-            level = cv2.resize(level, (max(1, level.shape[1] // 2), max(1, level.shape[0] // 2)),
-                               interpolation=cv2.INTER_AREA)
+            level = cv2.resize(
+                level, (max(1, level.shape[1] // 2), max(1, level.shape[0] // 2)), interpolation=cv2.INTER_AREA
+            )
             quad.mips.append(level)
 
 
@@ -267,8 +269,9 @@ def sky_radiance(world_dirs: np.ndarray) -> np.ndarray:
     color = horizon * (1 - mix) + zenith * mix
     # clouds: a smooth pattern on the plane at height 1 (deterministic, no random state)
     x, y = d[..., 0] / up, d[..., 1] / up
-    cloud = (np.sin(1.3 * x + 0.7 * np.sin(2.1 * y)) * np.sin(1.7 * y + 0.9 * np.sin(1.5 * x))
-             + 0.5 * np.sin(3.1 * x + 2.3 * y))
+    cloud = np.sin(1.3 * x + 0.7 * np.sin(2.1 * y)) * np.sin(1.7 * y + 0.9 * np.sin(1.5 * x)) + 0.5 * np.sin(
+        3.1 * x + 2.3 * y
+    )
     c = np.clip(cloud - 0.3, 0, 1)[..., None] * np.clip(up * 4, 0, 1)[..., None]
     return color * (1 - c) + 3.0 * c
 
@@ -330,7 +333,7 @@ def develop(radiance, K, rng, dark: float = 0.0, blur=None) -> np.ndarray:
     img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), 0.6)  # lens and demosaicing softness
     if blur is not None:
         img = cv2.filter2D(img, -1, motion_kernel(*blur), borderType=cv2.BORDER_REFLECT)
-    full_scale = 2000.0 * 2.0 ** -dark  # photo-electrons for a linear value of 1
+    full_scale = 2000.0 * 2.0**-dark  # photo-electrons for a linear value of 1
     electrons = np.clip(img, 0, None) * full_scale
     electrons = electrons + np.sqrt(electrons + 9.0) * rng.standard_normal(img.shape)  # shot + read noise
     img = np.clip(electrons / full_scale, 0, None) * 2.0 ** (-0.7 * dark)

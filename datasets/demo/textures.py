@@ -7,6 +7,7 @@ scene builder lays the surface out. Only numpy and OpenCV's shape drawing and re
 text comes from our own bitmap font (:mod:`datasets.demo.font`), because OpenCV's text metrics
 change between releases and decided how many random draws a texture made.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -15,10 +16,44 @@ import numpy as np
 from . import font as glyphs
 
 FONTS = glyphs.STYLES
-SYLLABLES = ("ka", "lo", "mi", "ster", "ven", "ra", "tor", "bel", "qui", "no", "sa", "dre", "fin",
-             "ga", "mor", "lu", "pex", "tra", "zen", "co", "har", "bi", "nel", "vo", "wik", "ost")
-PAPER_COLORS = ((0.93, 0.91, 0.86), (0.15, 0.18, 0.25), (0.85, 0.35, 0.25), (0.20, 0.45, 0.55),
-                (0.95, 0.80, 0.30), (0.30, 0.55, 0.35), (0.60, 0.25, 0.45), (0.90, 0.55, 0.20))
+SYLLABLES = (
+    "ka",
+    "lo",
+    "mi",
+    "ster",
+    "ven",
+    "ra",
+    "tor",
+    "bel",
+    "qui",
+    "no",
+    "sa",
+    "dre",
+    "fin",
+    "ga",
+    "mor",
+    "lu",
+    "pex",
+    "tra",
+    "zen",
+    "co",
+    "har",
+    "bi",
+    "nel",
+    "vo",
+    "wik",
+    "ost",
+)
+PAPER_COLORS = (
+    (0.93, 0.91, 0.86),
+    (0.15, 0.18, 0.25),
+    (0.85, 0.35, 0.25),
+    (0.20, 0.45, 0.55),
+    (0.95, 0.80, 0.30),
+    (0.30, 0.55, 0.35),
+    (0.60, 0.25, 0.45),
+    (0.90, 0.55, 0.20),
+)
 
 
 def fbm(rng, h: int, w: int, cell: float, octaves: int = 4, gain: float = 0.5, stretch: float = 1.0):
@@ -41,8 +76,9 @@ def word(rng, lo: int = 1, hi: int = 3) -> str:
     return "".join(rng.choice(SYLLABLES, size=int(rng.integers(lo, hi + 1))))
 
 
-def put_text(canvas, text: str, x: float, y: float, height_px: float, color, font=None, rng=None,
-             max_width: float | None = None):
+def put_text(
+    canvas, text: str, x: float, y: float, height_px: float, color, font=None, rng=None, max_width: float | None = None
+):
     """Blend text (baseline at x, y; capital height ``height_px``, shrunk to fit ``max_width``) into a
     float canvas; returns its width. ``font`` is a :class:`font.Style` (random when ``rng`` is given)."""
     style = font if font is not None else (FONTS[int(rng.integers(len(FONTS)))] if rng is not None else FONTS[0])
@@ -54,8 +90,8 @@ def put_text(canvas, text: str, x: float, y: float, height_px: float, color, fon
     top, left = max(-y0, 0), max(-x0, 0)
     y1, x1 = min(y0 + coverage.shape[0], canvas.shape[0]), min(x0 + coverage.shape[1], canvas.shape[1])
     if y1 > y0 + top and x1 > x0 + left:
-        alpha = coverage[top:y1 - y0, left:x1 - x0, None]
-        region = canvas[y0 + top:y1, x0 + left:x1]
+        alpha = coverage[top : y1 - y0, left : x1 - x0, None]
+        region = canvas[y0 + top : y1, x0 + left : x1]
         region[:] = region * (1 - alpha) + np.asarray(color, np.float32) * alpha
     return int(round(glyphs.advance(text, cap, style)))
 
@@ -74,8 +110,8 @@ def plaster(rng, h, w, tpm, color=(0.85, 0.83, 0.78), skirting=True, outlets=2):
     img = np.asarray(color, np.float32) * shade[..., None]
     if skirting:
         sk = int(0.08 * tpm)
-        img[h - sk:] = 0.92 * (1 + 0.02 * fbm(rng, sk, w, 0.05 * tpm, 2))[..., None]
-        img[h - sk:h - sk + 2] *= 0.7
+        img[h - sk :] = 0.92 * (1 + 0.02 * fbm(rng, sk, w, 0.05 * tpm, 2))[..., None]
+        img[h - sk : h - sk + 2] *= 0.7
     for _ in range(outlets):
         x = int(rng.uniform(0.1, 0.9) * w)
         y = h - int((0.3 if rng.random() < 0.5 else 1.1) * tpm)
@@ -158,7 +194,7 @@ def fabric(rng, h, w, tpm, color=(0.30, 0.35, 0.55), plaid=True):
         for axis, coord in ((0, xx), (1, yy)):
             period = rng.uniform(0.08, 0.16) * tpm
             stripe = _tint(rng, PAPER_COLORS[int(rng.integers(len(PAPER_COLORS)))], 0.1)
-            band = ((coord % period) / period < rng.uniform(0.15, 0.3))
+            band = (coord % period) / period < rng.uniform(0.15, 0.3)
             img[band] = 0.55 * img[band] + 0.45 * stripe
     shade = 1 + 0.07 * fbm(rng, h, w, 0.004 * tpm + 1, 1) + 0.06 * fbm(rng, h, w, 0.3 * tpm, 2)
     return np.clip(img * shade[..., None], 0, 1)
@@ -220,20 +256,20 @@ def books(rng, h, w, tpm):
         bw = int(rng.uniform(0.018, 0.05) * tpm)
         bh = int(rng.uniform(0.72, 1.0) * h)
         color = _tint(rng, PAPER_COLORS[int(rng.integers(len(PAPER_COLORS)))], 0.2)
-        spine = img[h - bh:, x:x + bw]
+        spine = img[h - bh :, x : x + bw]
         spine[:] = color * (0.85 + 0.15 * np.sin(np.linspace(0.2, np.pi - 0.2, spine.shape[1]))[None, :, None])
         ink = (0.95, 0.9, 0.6) if color.mean() < 0.5 else (0.1, 0.1, 0.1)
         for yb in rng.uniform(0.05, 0.2, int(rng.integers(0, 3))):
             y0 = int(yb * bh)
-            spine[y0:y0 + max(1, bh // 40)] = ink
+            spine[y0 : y0 + max(1, bh // 40)] = ink
         if bw >= 6 and bh > 40:
             label = np.ascontiguousarray(np.zeros((bw, int(0.7 * bh), 3), np.float32))
             put_text(label, word(rng, 1, 2).capitalize(), 2, int(0.72 * bw), 0.5 * bw, (1, 1, 1), rng=rng)
             mask = np.rot90(label, -1)[:, :, 0]
-            sub = spine[int(0.25 * bh):int(0.25 * bh) + mask.shape[0], :mask.shape[1]]
-            mask = mask[:sub.shape[0], :sub.shape[1], None]
+            sub = spine[int(0.25 * bh) : int(0.25 * bh) + mask.shape[0], : mask.shape[1]]
+            mask = mask[: sub.shape[0], : sub.shape[1], None]
             sub[:] = sub * (1 - mask) + np.asarray(ink, np.float32) * mask
-        img[:, x + bw:x + bw + 1] *= 0.4
+        img[:, x + bw : x + bw + 1] *= 0.4
         x += bw + 1
     return np.clip(img * (1 + 0.03 * fbm(rng, h, w, 3.0, 1))[..., None], 0, 1)
 
@@ -242,7 +278,7 @@ def packaging(rng, h, w, tpm):
     """A printed carton side: colour band, brand name, round logo and a barcode."""
     img = poster(rng, h, w, tpm, frame=(0.9, 0.9, 0.88))
     band = _tint(rng, PAPER_COLORS[int(rng.integers(len(PAPER_COLORS)))], 0.1)
-    img[int(0.55 * h):int(0.7 * h)] = band
+    img[int(0.55 * h) : int(0.7 * h)] = band
     cv2.circle(img, (int(0.75 * w), int(0.4 * h)), int(0.12 * min(h, w)), (0.95, 0.95, 0.95), -1, cv2.LINE_AA)
     put_text(img, word(rng, 1, 1)[:1].upper(), 0.7 * w, 0.44 * h, 0.1 * min(h, w), (0.8, 0.1, 0.1), rng=rng)
     x = int(0.1 * w)
@@ -250,7 +286,7 @@ def packaging(rng, h, w, tpm):
         if x + bar >= 0.5 * w:
             break
         if rng.random() < 0.5:
-            img[int(0.83 * h):int(0.93 * h), x:x + bar] = 0.05
+            img[int(0.83 * h) : int(0.93 * h), x : x + bar] = 0.05
         x += bar
     return img
 
@@ -280,11 +316,13 @@ def cobbles(rng, h, w, tpm, stone_m=0.12):
 
 def concrete(rng, h, w, tpm, color=(0.60, 0.59, 0.56)):
     """Cast concrete: blotches, pores, formwork seams every 1.2 x 0.6 m with tie holes."""
-    img = np.asarray(color, np.float32) * (1 + 0.06 * fbm(rng, h, w, 0.5 * tpm, 4)
-                                          + 0.04 * fbm(rng, h, w, 0.01 * tpm, 1))[..., None]
+    img = (
+        np.asarray(color, np.float32)
+        * (1 + 0.06 * fbm(rng, h, w, 0.5 * tpm, 4) + 0.04 * fbm(rng, h, w, 0.01 * tpm, 1))[..., None]
+    )
     img = np.ascontiguousarray(img)
     if tpm >= 100:  # pores are a few millimetres wide: invisible on coarse textures
-        for _ in range(int(h * w / tpm ** 2 * 60)):
+        for _ in range(int(h * w / tpm**2 * 60)):
             cv2.circle(img, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), 1, (0.3, 0.3, 0.3), -1, cv2.LINE_AA)
     pw, ph = 1.2 * tpm, 0.6 * tpm
     for y in np.arange(ph, h, ph):
@@ -300,8 +338,9 @@ def concrete(rng, h, w, tpm, color=(0.60, 0.59, 0.56)):
 def window(rng, h, w, tpm, frame=(0.92, 0.92, 0.9)):
     """A window: frame, mullions and panes reflecting a bright sky and dark building shapes."""
     t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    img = np.ascontiguousarray((1 - t) * np.array((0.55, 0.65, 0.75)) + t * np.array((0.12, 0.15, 0.18))
-                               * np.ones((1, w, 3), np.float32))
+    img = np.ascontiguousarray(
+        (1 - t) * np.array((0.55, 0.65, 0.75)) + t * np.array((0.12, 0.15, 0.18)) * np.ones((1, w, 3), np.float32)
+    )
     img *= (1 + 0.1 * fbm(rng, h, w, 0.3 * tpm, 3, stretch=0.3))[..., None]
     for _ in range(3):
         x0 = int(rng.uniform(-0.2, 0.9) * w)
@@ -310,7 +349,7 @@ def window(rng, h, w, tpm, frame=(0.92, 0.92, 0.9)):
     cv2.rectangle(img, (0, 0), (w - 1, h - 1), frame, 2 * f)
     cv2.line(img, (w // 2, 0), (w // 2, h), frame, f)
     cv2.line(img, (0, int(0.35 * h)), (w, int(0.35 * h)), frame, f)
-    img[h - f:] = 0.8
+    img[h - f :] = 0.8
     return np.clip(img, 0, 1)
 
 
@@ -333,11 +372,24 @@ def shutter(rng, h, w, tpm, color=(0.55, 0.57, 0.58)):
     img = np.ascontiguousarray(np.asarray(color, np.float32) * shade[..., None])
     for _ in range(int(rng.integers(3, 7))):
         pts = np.cumsum(rng.normal(0, 0.08 * tpm, (8, 2)), 0) + rng.uniform(0, 1, 2) * (w, h)
-        cv2.polylines(img, [pts.astype(np.int32)], False, tuple(float(v) for v in rng.uniform(0, 1, 3)),
-                      max(2, int(0.02 * tpm)), cv2.LINE_AA)
+        cv2.polylines(
+            img,
+            [pts.astype(np.int32)],
+            False,
+            tuple(float(v) for v in rng.uniform(0, 1, 3)),
+            max(2, int(0.02 * tpm)),
+            cv2.LINE_AA,
+        )
     for _ in range(2):
-        put_text(img, word(rng, 2, 3), rng.uniform(0, 0.5) * w, rng.uniform(0.3, 0.9) * h, 0.12 * tpm,
-                 tuple(float(v) for v in rng.uniform(0, 1, 3)), rng=rng)
+        put_text(
+            img,
+            word(rng, 2, 3),
+            rng.uniform(0, 0.5) * w,
+            rng.uniform(0.3, 0.9) * h,
+            0.12 * tpm,
+            tuple(float(v) for v in rng.uniform(0, 1, 3)),
+            rng=rng,
+        )
     return np.clip(img, 0, 1)
 
 
@@ -347,8 +399,15 @@ def sign(rng, h, w, tpm):
     img = np.ascontiguousarray(np.broadcast_to(bg, (h, w, 3)).astype(np.float32))
     ink = (0.05, 0.05, 0.05) if bg.mean() > 0.5 else (0.98, 0.95, 0.85)
     put_text(img, word(rng, 2, 3).upper(), 0.05 * w, 0.62 * h, 0.45 * h, ink, rng=rng, max_width=0.9 * w)
-    put_text(img, f"{word(rng).capitalize()} {int(rng.integers(7, 11))}-{int(rng.integers(17, 22))}",
-             0.6 * w, 0.88 * h, 0.12 * h, ink, font=FONTS[0])
+    put_text(
+        img,
+        f"{word(rng).capitalize()} {int(rng.integers(7, 11))}-{int(rng.integers(17, 22))}",
+        0.6 * w,
+        0.88 * h,
+        0.12 * h,
+        ink,
+        font=FONTS[0],
+    )
     return np.clip(img * (1 + 0.03 * fbm(rng, h, w, 0.1 * tpm, 2))[..., None], 0, 1)
 
 
@@ -358,8 +417,14 @@ def painted(rng, h, w, tpm, color=(0.8, 0.8, 0.78)):
     for _ in range(int(rng.integers(2, 6))):
         p = rng.uniform(0, 1, 2) * (w, h)
         q = p + rng.normal(0, 0.1 * tpm, 2)
-        cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q), tuple(float(v) * 0.8 for v in color), 1,
-                 cv2.LINE_AA)
+        cv2.line(
+            img,
+            tuple(int(v) for v in p),
+            tuple(int(v) for v in q),
+            tuple(float(v) * 0.8 for v in color),
+            1,
+            cv2.LINE_AA,
+        )
     return np.clip(img, 0, 1)
 
 
@@ -367,7 +432,7 @@ def soil(rng, h, w, tpm):
     """Planter top: dark soil strewn with leaves of several greens."""
     shade = 1 + 0.2 * fbm(rng, h, w, 0.01 * tpm, 2)
     img = np.ascontiguousarray(np.array((0.22, 0.16, 0.11), np.float32) * shade[..., None])
-    for _ in range(int(h * w / tpm ** 2 * 400)):
+    for _ in range(int(h * w / tpm**2 * 400)):
         c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
         axes = (max(2, int(rng.uniform(0.015, 0.04) * tpm)), max(1, int(rng.uniform(0.006, 0.015) * tpm)))
         green = (rng.uniform(0.1, 0.3), rng.uniform(0.35, 0.6), rng.uniform(0.1, 0.25))

@@ -6,13 +6,20 @@ official outputs (see ../shared/fixtures/mast3r for the reference and tolerances
     view1, view2 = load_images(["a.jpg", "b.jpg"], size=512)
     res1, res2 = infer_pair(model, view1, view2, autocast_dtype=torch.bfloat16)
 """
+
 import importlib
 
 # The networks need torch; the method registry imports this package to list the methods, so each
 # name is imported from its module on first use only.
 _EXPORTS = {
-    "checkpoint": ("NetworkSpec", "build_network", "load_model", "load_weights", "parse_constructor",
-                   "read_checkpoint"),
+    "checkpoint": (
+        "NetworkSpec",
+        "build_network",
+        "load_model",
+        "load_weights",
+        "parse_constructor",
+        "read_checkpoint",
+    ),
     "releases": ("DUST3R_DEFAULT", "KNOWN_NAMES", "MAST3R_DEFAULT"),
     "images": ("ImageTransform", "load_images", "preprocess_image"),
     "inference": ("collate", "infer_pair", "infer_pairs"),

@@ -3,6 +3,7 @@
 Module and parameter names follow the released checkpoints (``proj``, ``qkv``, ``projq`` ...), so their
 state dicts load without renaming.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -125,7 +126,7 @@ class _Heads(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
 
 
 class Attention(_Heads):

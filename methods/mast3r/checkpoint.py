@@ -12,6 +12,7 @@ Accepted inputs of :func:`load_model`:
 Non-official head widths (the tiny fixtures) come from the checkpoint's ``head_widths`` entry,
 ``head_widths.json`` beside a Hugging Face folder, or ``head_widths=``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,19 +82,30 @@ def _literal(node: ast.AST, text: str):
             return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Name) and node.id == "inf":
         return math.inf
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "float"
-            and len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Constant)
-            and str(node.args[0].value).strip().lstrip("+-").lower() in ("inf", "infinity")):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "float"
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+        and str(node.args[0].value).strip().lstrip("+-").lower() in ("inf", "infinity")
+    ):
         return float(node.args[0].value)
-    raise UserError(f"The model constructor string contains '{ast.get_source_segment(text, node)}', which is not a "
-                    "literal (only strings, numbers, booleans, None, tuples and inf are allowed).")
+    raise UserError(
+        f"The model constructor string contains '{ast.get_source_segment(text, node)}', which is not a "
+        "literal (only strings, numbers, booleans, None, tuples and inf are allowed)."
+    )
 
 
 def accepted_arguments(cls) -> list:
     names = []
     for klass in (cls, Dust3rNet) if cls is Mast3rNet else (cls,):
-        names += [p.name for p in inspect.signature(klass.__init__).parameters.values()
-                  if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+        names += [
+            p.name
+            for p in inspect.signature(klass.__init__).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"
+        ]
     return names
 
 
@@ -110,8 +122,9 @@ def parse_constructor(text: str) -> NetworkSpec:
         raise UserError(f"The model constructor string {text!r} is not a call like AsymmetricMASt3R(...).")
     name = call.func.id if isinstance(call.func, ast.Name) else call.func.attr
     if name not in NETWORKS:
-        raise UserError(f"Unknown model class '{name}' in the constructor string; expected one of "
-                        f"{', '.join(NETWORKS)}.")
+        raise UserError(
+            f"Unknown model class '{name}' in the constructor string; expected one of {', '.join(NETWORKS)}."
+        )
     if call.args or any(k.arg is None for k in call.keywords):
         raise UserError(f"The model constructor string for {name} must use keyword arguments only.")
     kwargs = {k.arg: _literal(k.value, text) for k in call.keywords}
@@ -149,11 +162,15 @@ def spec_from_config(config) -> NetworkSpec:
             return with_head_widths(parse_constructor(text), widths)
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
         mast3r = str(kwargs.get("output_mode", "")).startswith("pts3d+desc") or any(
-            k in kwargs for k in ("desc_mode", "two_confs", "desc_conf_mode"))
-        return with_head_widths(make_spec(Mast3rNet.official_name if mast3r else Dust3rNet.official_name, kwargs),
-                                widths)
-    raise UserError(f"config must be a constructor string, a dict of constructor arguments or a config.json path, "
-                    f"got {type(config).__name__}.")
+            k in kwargs for k in ("desc_mode", "two_confs", "desc_conf_mode")
+        )
+        return with_head_widths(
+            make_spec(Mast3rNet.official_name if mast3r else Dust3rNet.official_name, kwargs), widths
+        )
+    raise UserError(
+        f"config must be a constructor string, a dict of constructor arguments or a config.json path, "
+        f"got {type(config).__name__}."
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -170,10 +187,12 @@ def with_head_widths(spec: NetworkSpec, head_widths: dict | None, source: str = 
         return spec
     unknown = [k for k in head_widths if k not in HEAD_WIDTH_KEYS]
     if unknown:
-        raise UserError(f"Unknown head width(s) {', '.join(unknown)} in {source}; "
-                        f"accepted: {', '.join(HEAD_WIDTH_KEYS)}.")
-    return NetworkSpec(spec.class_name, {**spec.kwargs, **{k: tuple(v) if isinstance(v, list) else v
-                                                           for k, v in head_widths.items()}})
+        raise UserError(
+            f"Unknown head width(s) {', '.join(unknown)} in {source}; accepted: {', '.join(HEAD_WIDTH_KEYS)}."
+        )
+    return NetworkSpec(
+        spec.class_name, {**spec.kwargs, **{k: tuple(v) if isinstance(v, list) else v for k, v in head_widths.items()}}
+    )
 
 
 def build_network(spec, device=None):
@@ -205,8 +224,9 @@ def _safetensors_load(path: Path) -> dict:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is truncated or not a safetensors file ({first_line(exc)}); "
-                        "download it again.") from None
+        raise UserError(
+            f"{path} is truncated or not a safetensors file ({first_line(exc)}); download it again."
+        ) from None
 
 
 def _check_tensors(sd, path) -> dict:
@@ -221,8 +241,11 @@ def read_checkpoint(path: Path) -> CheckpointContent:
         if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
             raise UserError(f"The folder {path} is not a Hugging Face model folder (config.json + model.safetensors).")
         widths = _read_json(path / "head_widths.json") if (path / "head_widths.json").exists() else None
-        return CheckpointContent(_check_tensors(_safetensors_load(path / "model.safetensors"), path),
-                                 spec_from_config(_read_json(path / "config.json")), widths)
+        return CheckpointContent(
+            _check_tensors(_safetensors_load(path / "model.safetensors"), path),
+            spec_from_config(_read_json(path / "config.json")),
+            widths,
+        )
     if path.suffix == ".safetensors":
         if (path.parent / "config.json").exists() and path.name == "model.safetensors":
             return read_checkpoint(path.parent)
@@ -231,10 +254,12 @@ def read_checkpoint(path: Path) -> CheckpointContent:
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         args = obj.get("args")
         text = args.get("model") if isinstance(args, dict) else getattr(args, "model", None)
-        widths = obj.get("head_widths") or (args.get("head_widths") if isinstance(args, dict)
-                                            else getattr(args, "head_widths", None))
-        return CheckpointContent(_check_tensors(obj["model"], path),
-                                 parse_constructor(text) if isinstance(text, str) else None, widths)
+        widths = obj.get("head_widths") or (
+            args.get("head_widths") if isinstance(args, dict) else getattr(args, "head_widths", None)
+        )
+        return CheckpointContent(
+            _check_tensors(obj["model"], path), parse_constructor(text) if isinstance(text, str) else None, widths
+        )
     return CheckpointContent(_check_tensors(obj, path))
 
 
@@ -246,8 +271,9 @@ def _with_aliases(sd: dict, expected) -> dict:
         if m is None or key in sd:
             continue
         prefix, idx, num = m.groups()
-        twin = (f"{prefix}layer{int(idx) + 1}_rn.weight" if idx is not None
-                else f"{prefix}layer_rn.{int(num) - 1}.weight")
+        twin = (
+            f"{prefix}layer{int(idx) + 1}_rn.weight" if idx is not None else f"{prefix}layer_rn.{int(num) - 1}.weight"
+        )
         if twin in sd:
             sd[key] = sd[twin]
     return sd
@@ -258,8 +284,10 @@ def _fitting(net, state_dict: dict, source: str) -> dict:
     sd = _with_aliases(state_dict, net.state_dict())
     problems = fit_problems(shapes(net.state_dict()), shapes(sd))
     if problems:
-        raise UserError(f"{source} does not fit the {type(net).official_name} built from its configuration "
-                        f"({'; '.join(problems)}); give the matching file.")
+        raise UserError(
+            f"{source} does not fit the {type(net).official_name} built from its configuration "
+            f"({'; '.join(problems)}); give the matching file."
+        )
     return sd
 
 
@@ -280,12 +308,16 @@ def _network_and_weights(path_or_name, config, head_widths, expect, inference_fo
     content = read_checkpoint(path)
     spec = spec_from_config(config) if config is not None else content.spec
     if spec is None:
-        raise UserError(f"{path} is a bare state dict: pass config= with the constructor string "
-                        "(e.g. \"AsymmetricMASt3R(...)\") or a config.json.")
+        raise UserError(
+            f"{path} is a bare state dict: pass config= with the constructor string "
+            '(e.g. "AsymmetricMASt3R(...)") or a config.json.'
+        )
     if expect is not None and spec.family != expect:
         wanted = MAST3R_DEFAULT if expect == "mast3r" else DUST3R_DEFAULT
-        raise UserError(f"{path} holds a {DISPLAY[spec.family]} network ({spec.class_name}) but a "
-                        f"{DISPLAY[expect]} one is needed here; use e.g. {wanted}.pth.")
+        raise UserError(
+            f"{path} holds a {DISPLAY[spec.family]} network ({spec.class_name}) but a "
+            f"{DISPLAY[expect]} one is needed here; use e.g. {wanted}.pth."
+        )
     spec = with_head_widths(spec, content.head_widths, f"{path}")
     spec = with_head_widths(spec, head_widths)
     if inference_form:
@@ -300,16 +332,25 @@ def check_checkpoint(path_or_name, expect: str | None = None) -> None:
     _fitting(net, state_dict, str(path))
 
 
-def load_model(path_or_name=None, device="cpu", *, config=None, head_widths: dict | None = None,
-               expect: str | None = None, inference_form: bool = True, allow_download: bool = False):
+def load_model(
+    path_or_name=None,
+    device="cpu",
+    *,
+    config=None,
+    head_widths: dict | None = None,
+    expect: str | None = None,
+    inference_form: bool = True,
+    allow_download: bool = False,
+):
     """Build the network a checkpoint describes, load its weights strictly, return it in eval mode on ``device``.
 
     config: overrides/supplies the constructor (needed for bare state dicts). expect: "mast3r" or "dust3r"
     to refuse the other family. inference_form: rewrite ManyAR_PatchEmbed -> PatchEmbedDust3R and
     landscape_only -> False, as the official loaders do.
     """
-    net, state_dict, path = _network_and_weights(path_or_name, config, head_widths, expect, inference_form,
-                                                 allow_download)
+    net, state_dict, path = _network_and_weights(
+        path_or_name, config, head_widths, expect, inference_form, allow_download
+    )
     load_weights(net, state_dict, str(path))
     net.source = str(path)
     return net.to(device).eval()

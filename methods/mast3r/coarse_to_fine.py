@@ -17,6 +17,7 @@ scale, so each window pair's points are rescaled to the coarse prediction (media
 to the fine depth of image 1 at the window pair's matches), which puts all of them in one frame: view 1's
 camera at the coarse scale.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ class Window:
     y1: int
 
     def crop(self, image: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(image[self.y0:self.y1, self.x0:self.x1])
+        return np.ascontiguousarray(image[self.y0 : self.y1, self.x0 : self.x1])
 
     def contains(self, xy: np.ndarray) -> np.ndarray:
         """Points (x, y) in full-image pixels whose pixel lies in this window."""
@@ -62,8 +63,14 @@ def window_grid(width: int, height: int, window: int = 512, overlap: float = 0.5
     return [Window(x, y, x + ww, y + wh) for y in _starts(height, wh, overlap) for x in _starts(width, ww, overlap)]
 
 
-def select_window_pairs(kpts1: np.ndarray, kpts2: np.ndarray, windows1: list[Window], windows2: list[Window],
-                        min_matches: int = 10, max_pairs: int = 16) -> list[tuple[int, int, int]]:
+def select_window_pairs(
+    kpts1: np.ndarray,
+    kpts2: np.ndarray,
+    windows1: list[Window],
+    windows2: list[Window],
+    min_matches: int = 10,
+    max_pairs: int = 16,
+) -> list[tuple[int, int, int]]:
     """Greedy cover of the coarse matches by window pairs -> [(index in windows1, index in windows2, newly
     covered matches)], in the order chosen."""
     if len(kpts1) == 0:

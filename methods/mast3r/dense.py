@@ -14,6 +14,7 @@
 Both return a :class:`DenseMatches` holding, per match, the pixel in each image, a score (the smaller of
 the two confidences: a match is only as good as its weaker end) and the predicted 3D point of each end.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ class DenseMatches:
     def subset(self, keep) -> "DenseMatches":
         def pick(a):
             return None if a is None else a[keep]
-        return DenseMatches(self.xy1[keep], self.xy2[keep], self.scores[keep], pick(self.pts3d1), pick(self.pts3d2),
-                            self.stats)
+
+        return DenseMatches(
+            self.xy1[keep], self.xy2[keep], self.scores[keep], pick(self.pts3d1), pick(self.pts3d2), self.stats
+        )
 
 
 def _first(res: dict, key: str) -> torch.Tensor:
@@ -56,7 +59,7 @@ def _at(maps: torch.Tensor, xy: np.ndarray) -> np.ndarray:
 
 
 def _inside(xy: np.ndarray, width: int, height: int, border: int) -> np.ndarray:
-    return ((xy[:, 0] >= border) & (xy[:, 0] < width - border) & (xy[:, 1] >= border) & (xy[:, 1] < height - border))
+    return (xy[:, 0] >= border) & (xy[:, 0] < width - border) & (xy[:, 1] >= border) & (xy[:, 1] < height - border)
 
 
 def _points(res: dict) -> torch.Tensor:
@@ -68,8 +71,14 @@ def _finish(xy1, xy2, conf1, conf2, pts1, pts2, threshold: float, stats: dict) -
     """Scores (the smaller confidence), points (None when ``pts1`` is None) and the threshold on both ends."""
     c1, c2 = _at(conf1, xy1), _at(conf2, xy2)
     with_points = pts1 is not None
-    out = DenseMatches(xy1, xy2, np.minimum(c1, c2), _at(pts1, xy1) if with_points else None,
-                       _at(pts2, xy2) if with_points else None, stats)
+    out = DenseMatches(
+        xy1,
+        xy2,
+        np.minimum(c1, c2),
+        _at(pts1, xy1) if with_points else None,
+        _at(pts2, xy2) if with_points else None,
+        stats,
+    )
     return out.subset((c1 >= threshold) & (c2 >= threshold))
 
 
@@ -78,9 +87,19 @@ def _stats(found) -> dict:
     return {"moving": list(trace), "seconds": float(sum(trace.seconds)), "nn_queries": trace.nn_queries}
 
 
-def descriptor_matches(res1: dict, res2: dict, *, subsample: int = 8, max_iter: int = 10, early_stop: bool = True,
-                       brute_force: bool = False, border: int = 3, conf_threshold: float = 0.0,
-                       dist: str = "dot", points: bool = True) -> DenseMatches:
+def descriptor_matches(
+    res1: dict,
+    res2: dict,
+    *,
+    subsample: int = 8,
+    max_iter: int = 10,
+    early_stop: bool = True,
+    brute_force: bool = False,
+    border: int = 3,
+    conf_threshold: float = 0.0,
+    dist: str = "dot",
+    points: bool = True,
+) -> DenseMatches:
     """MASt3R: reciprocal descriptor matches of one pair (outputs of the network, batch item 0); FRM starts
     from the grid on ``res1``'s image, whichever view of the network it was.
 
@@ -90,31 +109,56 @@ def descriptor_matches(res1: dict, res2: dict, *, subsample: int = 8, max_iter: 
     if brute_force:
         found = brute_force_reciprocal(desc1, desc2, dist=dist)
     else:
-        found = fast_reciprocal_matching(desc1, desc2, subsample=subsample, max_iter=max_iter, dist=dist,
-                                         early_stop=early_stop)
+        found = fast_reciprocal_matching(
+            desc1, desc2, subsample=subsample, max_iter=max_iter, dist=dist, early_stop=early_stop
+        )
     (h1, w1), (h2, w2) = desc1.shape[:2], desc2.shape[:2]
     keep = _inside(found.xy1, w1, h1, border) & _inside(found.xy2, w2, h2, border)
-    return _finish(found.xy1[keep], found.xy2[keep], _first(res1, "desc_conf"), _first(res2, "desc_conf"),
-                   _points(res1) if points else None, _points(res2) if points else None, conf_threshold,
-                   _stats(found))
+    return _finish(
+        found.xy1[keep],
+        found.xy2[keep],
+        _first(res1, "desc_conf"),
+        _first(res2, "desc_conf"),
+        _points(res1) if points else None,
+        _points(res2) if points else None,
+        conf_threshold,
+        _stats(found),
+    )
 
 
-def seeded_descriptor_matches(res1: dict, res2: dict, starts: np.ndarray, *, pixel_tol: float,
-                              conf_threshold: float = 0.0, dist: str = "dot", points: bool = True) -> DenseMatches:
+def seeded_descriptor_matches(
+    res1: dict,
+    res2: dict,
+    starts: np.ndarray,
+    *,
+    pixel_tol: float,
+    conf_threshold: float = 0.0,
+    dist: str = "dot",
+    points: bool = True,
+) -> DenseMatches:
     """MASt3R's map-seeded matching: FRM from the pixels ``starts`` (M, 2) of ``res1``'s image with the
     official cap for explicit start points (one round) and ``pixel_tol``; matches are reported at their
     start pixel. Scores and ``conf_threshold`` as :func:`descriptor_matches`; no border is dropped."""
     desc1, desc2 = _first(res1, "desc"), _first(res2, "desc")
     starts = np.asarray(starts, np.int64).reshape(-1, 2)
     if len(starts):
-        found = fast_reciprocal_matching(desc1, desc2, start_xy=(starts[:, 0], starts[:, 1]), pixel_tol=pixel_tol,
-                                         dist=dist)
+        found = fast_reciprocal_matching(
+            desc1, desc2, start_xy=(starts[:, 0], starts[:, 1]), pixel_tol=pixel_tol, dist=dist
+        )
         xy1, xy2, stats = found.xy1, found.xy2, _stats(found)
     else:  # nothing of the map is in view: no matches
         xy1 = xy2 = np.zeros((0, 2), np.int64)
         stats = {"moving": [0], "seconds": 0.0, "nn_queries": 0}
-    return _finish(xy1, xy2, _first(res1, "desc_conf"), _first(res2, "desc_conf"),
-                   _points(res1) if points else None, _points(res2) if points else None, conf_threshold, stats)
+    return _finish(
+        xy1,
+        xy2,
+        _first(res1, "desc_conf"),
+        _first(res2, "desc_conf"),
+        _points(res1) if points else None,
+        _points(res2) if points else None,
+        conf_threshold,
+        stats,
+    )
 
 
 def pointmap_matches(res1: dict, res2: dict, *, conf_threshold: float = 3.0, border: int = 0) -> DenseMatches:
@@ -137,8 +181,9 @@ def pointmap_matches(res1: dict, res2: dict, *, conf_threshold: float = 3.0, bor
     (i1, p1, w1), (i2, p2, w2) = candidates
     if len(i1) == 0 or len(i2) == 0:
         empty = np.zeros((0, 2), np.int64)
-        return DenseMatches(empty, empty, np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)),
-                            {"seconds": time.perf_counter() - tic})
+        return DenseMatches(
+            empty, empty, np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)), {"seconds": time.perf_counter() - tic}
+        )
     nn12 = cKDTree(p2).query(p1, k=1)[1]
     nn21 = cKDTree(p1).query(p2, k=1)[1]
     mutual = np.flatnonzero(nn21[nn12] == np.arange(len(p1)))

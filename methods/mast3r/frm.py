@@ -24,6 +24,7 @@ How this implementation keeps the results of the official ``fast_reciprocal_NNs`
 Bookkeeping (chains, convergence tests, the ``pixel_tol`` rule, de-duplication and (idx1, idx2) ordering of
 the output) follows the official semantics; see ../shared/fixtures/mast3r/frm/README.md.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,10 @@ class FRMTrace(list):
         return list(self)
 
     def __repr__(self) -> str:
-        return (f"FRMTrace(moving={list(self)}, seconds={[round(s, 4) for s in self.seconds]}, "
-                f"nn_queries={self.nn_queries}, nn_lookups={self.nn_lookups})")
+        return (
+            f"FRMTrace(moving={list(self)}, seconds={[round(s, 4) for s in self.seconds]}, "
+            f"nn_queries={self.nn_queries}, nn_lookups={self.nn_lookups})"
+        )
 
 
 @dataclass
@@ -82,8 +85,7 @@ class ReciprocalMatches:
 class _Searcher:
     """Exhaustive nearest neighbours of query vectors among the rows of ``base`` (N, D), in tiles."""
 
-    def __init__(self, base: torch.Tensor, dist: str, block_queries: int, block_base: int,
-                 base_first: bool = False):
+    def __init__(self, base: torch.Tensor, dist: str, block_queries: int, block_base: int, base_first: bool = False):
         self.base, self.dist, self.n = base, dist, len(base)
         self.base_t = base.T.contiguous() if dist == "dot" else None
         self.block_queries = max(4, block_queries)  # >= 4 lets every equal split keep >= 2 rows
@@ -136,20 +138,20 @@ class _Searcher:
         for tile in np.unique(winner):
             rows = torch.from_numpy(np.flatnonzero(winner == tile))
             queries = block[rows] if len(rows) > 1 else block[rows].repeat(2, 1)
-            top, idx = self._scores(queries, self.starts[tile])[:len(rows)].max(dim=1)
+            top, idx = self._scores(queries, self.starts[tile])[: len(rows)].max(dim=1)
             arg[rows] = idx + self.starts[tile]
             redo = rows[top != tile_max[tile, rows]]
             if len(redo):
-                arg[redo] = self._merged(block[redo].repeat(2, 1))[:len(redo)]
+                arg[redo] = self._merged(block[redo].repeat(2, 1))[: len(redo)]
         return arg
 
     def search_alone(self, query: torch.Tensor, n_official: int) -> int:
         """Nearest base row of one query computed as the official computes a lone row: a matrix-vector
         product over the whole base, or over its 8192-row blocks when the official tiles the search."""
-        chunk = self.n if n_official * self.n <= OFFICIAL_BLOCK ** 2 else OFFICIAL_BLOCK
+        chunk = self.n if n_official * self.n <= OFFICIAL_BLOCK**2 else OFFICIAL_BLOCK
         best, arg = -math.inf, -1
         for start in range(0, self.n, chunk):
-            part = self.base[start:start + chunk]
+            part = self.base[start : start + chunk]
             if self.dist == "dot":
                 scores = query[None] @ part.T
             else:
@@ -164,7 +166,7 @@ def _lone_row(count: int, n_base: int) -> int | None:
     """Position (in the official query batch) of the row the official engine computes on its own, if any."""
     if count == 1:
         return 0
-    if count * n_base > OFFICIAL_BLOCK ** 2 and count % OFFICIAL_BLOCK == 1:
+    if count * n_base > OFFICIAL_BLOCK**2 and count % OFFICIAL_BLOCK == 1:
         return count - 1
     return None
 
@@ -195,12 +197,15 @@ def _prepare(desc1, desc2, dist: str, device) -> tuple[torch.Tensor, torch.Tenso
     for name, d in (("desc1", desc1), ("desc2", desc2)):
         d = torch.as_tensor(d)
         if d.ndim != 3 or min(d.shape) < 1 or not d.is_floating_point():
-            raise UserError(f"{name} must be a non-empty floating-point (H, W, D) descriptor map, "
-                            f"got shape {tuple(d.shape)} and dtype {d.dtype}.")
+            raise UserError(
+                f"{name} must be a non-empty floating-point (H, W, D) descriptor map, "
+                f"got shape {tuple(d.shape)} and dtype {d.dtype}."
+            )
         maps.append(d)
     if maps[0].shape[2] != maps[1].shape[2]:
-        raise UserError(f"desc1 and desc2 must have the same descriptor size, got {maps[0].shape[2]} and "
-                        f"{maps[1].shape[2]}.")
+        raise UserError(
+            f"desc1 and desc2 must have the same descriptor size, got {maps[0].shape[2]} and {maps[1].shape[2]}."
+        )
     device = torch.device(device) if device is not None else maps[0].device
     flat = [m.to(device).reshape(-1, m.shape[2]).contiguous() for m in maps]
     if flat[0].dtype != flat[1].dtype:
@@ -222,7 +227,7 @@ def _start_pixels(subsample, start_xy, shape1: tuple) -> np.ndarray:
         if isinstance(subsample, (bool, np.bool_)) or not isinstance(subsample, (int, np.integer)) or subsample < 1:
             raise UserError(f"subsample must be a positive integer grid step, got {subsample!r}.")
         step = int(subsample)
-        ys, xs = np.mgrid[step // 2:h1:step, step // 2:w1:step].reshape(2, -1)
+        ys, xs = np.mgrid[step // 2 : h1 : step, step // 2 : w1 : step].reshape(2, -1)
     else:
         xs, ys = (np.asarray(v.cpu() if torch.is_tensor(v) else v) for v in start_xy)
         if xs.shape != ys.shape or xs.ndim != 1 or not all(np.issubdtype(v.dtype, np.integer) for v in (xs, ys)):
@@ -243,9 +248,20 @@ def _pairs(idx1: np.ndarray, idx2: np.ndarray, shape1: tuple, shape2: tuple) -> 
 
 
 @torch.no_grad()
-def fast_reciprocal_matching(desc1, desc2, subsample=8, max_iter: int | None = None, *, start_xy=None,
-                             pixel_tol: float = 0, dist: str = "dot", device=None, early_stop: bool = True,
-                             block_queries: int | None = None, block_base: int | None = None) -> ReciprocalMatches:
+def fast_reciprocal_matching(
+    desc1,
+    desc2,
+    subsample=8,
+    max_iter: int | None = None,
+    *,
+    start_xy=None,
+    pixel_tol: float = 0,
+    dist: str = "dot",
+    device=None,
+    early_stop: bool = True,
+    block_queries: int | None = None,
+    block_base: int | None = None,
+) -> ReciprocalMatches:
     """Reciprocal matches of two descriptor maps (H1, W1, D) and (H2, W2, D) (torch tensors or numpy arrays).
 
     subsample: grid step for the start points in image 1; an (x, y) pair of integer arrays is also accepted
@@ -310,8 +326,9 @@ def fast_reciprocal_matching(desc1, desc2, subsample=8, max_iter: int | None = N
 
 
 @torch.no_grad()
-def brute_force_reciprocal(desc1, desc2, *, dist: str = "dot", device=None, block_queries: int | None = None,
-                           block_base: int | None = None) -> ReciprocalMatches:
+def brute_force_reciprocal(
+    desc1, desc2, *, dist: str = "dot", device=None, block_queries: int | None = None, block_base: int | None = None
+) -> ReciprocalMatches:
     """Mutual nearest neighbours over all pixels: nearest pixel of image 2 for every pixel of image 1
     (``nn12``) and the reverse (``nn21``), by the same tiled search as FRM; pairs i with nn21[nn12[i]] == i."""
     flat1, flat2, shape1, shape2, device = _prepare(desc1, desc2, dist, device)

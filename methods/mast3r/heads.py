@@ -3,6 +3,7 @@
 Widths the official code hard-codes (DPT feature/last/layer widths, MLP hidden factor) are arguments here
 with the official values as defaults; the tiny reference fixtures use smaller ones.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ def activate_confidence(x: torch.Tensor, mode) -> torch.Tensor:
     raise ValueError(f"unknown confidence mode {kind!r}")
 
 
-def activate_outputs(raw: torch.Tensor, depth_mode, conf_mode, desc_dim: int | None = None,
-                     two_confs: bool = False, desc_conf_mode=None) -> dict:
+def activate_outputs(
+    raw: torch.Tensor, depth_mode, conf_mode, desc_dim: int | None = None, two_confs: bool = False, desc_conf_mode=None
+) -> dict:
     """Raw head output (B, C, H, W) -> dict of (B, H, W[, D]) maps: pts3d, conf[, desc, desc_conf]."""
     fmap = raw.permute(0, 2, 3, 1)
     out = {"pts3d": activate_points(fmap[..., 0:3], depth_mode)}
@@ -59,7 +61,7 @@ def activate_outputs(raw: torch.Tensor, depth_mode, conf_mode, desc_dim: int | N
         out["conf"] = activate_confidence(fmap[..., 3], conf_mode)
     if desc_dim is not None:
         start = 3 + int(conf_mode is not None)
-        desc = fmap[..., start:start + desc_dim]
+        desc = fmap[..., start : start + desc_dim]
         out["desc"] = desc / desc.norm(dim=-1, keepdim=True)
         if two_confs:
             out["desc_conf"] = activate_confidence(fmap[..., start + desc_dim], desc_conf_mode or conf_mode)
@@ -125,12 +127,20 @@ class DPT(nn.Module):
             nn.ReLU(),
             nn.Conv2d(widths.dpt_last_dim, num_channels, 1),
         )
-        self.act_postprocess = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(dim_tokens[0], ldims[0], 1), nn.ConvTranspose2d(ldims[0], ldims[0], 4, stride=4)),
-            nn.Sequential(nn.Conv2d(dim_tokens[1], ldims[1], 1), nn.ConvTranspose2d(ldims[1], ldims[1], 2, stride=2)),
-            nn.Sequential(nn.Conv2d(dim_tokens[2], ldims[2], 1)),
-            nn.Sequential(nn.Conv2d(dim_tokens[3], ldims[3], 1), nn.Conv2d(ldims[3], ldims[3], 3, stride=2, padding=1)),
-        ])
+        self.act_postprocess = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(dim_tokens[0], ldims[0], 1), nn.ConvTranspose2d(ldims[0], ldims[0], 4, stride=4)
+                ),
+                nn.Sequential(
+                    nn.Conv2d(dim_tokens[1], ldims[1], 1), nn.ConvTranspose2d(ldims[1], ldims[1], 2, stride=2)
+                ),
+                nn.Sequential(nn.Conv2d(dim_tokens[2], ldims[2], 1)),
+                nn.Sequential(
+                    nn.Conv2d(dim_tokens[3], ldims[3], 1), nn.Conv2d(ldims[3], ldims[3], 3, stride=2, padding=1)
+                ),
+            ]
+        )
 
     def forward(self, tokens: list, hw) -> torch.Tensor:
         rows, cols = hw[0] // DPT_PATCH, hw[1] // DPT_PATCH
@@ -141,7 +151,7 @@ class DPT(nn.Module):
             maps.append(self.scratch.layer_rn[k](self.act_postprocess[k](t)))
         s = self.scratch
         # the /2 branch rounds up, so its upsampled fusion is cropped back to the token grid
-        path = s.refinenet4(maps[3])[:, :, :maps[2].shape[2], :maps[2].shape[3]]
+        path = s.refinenet4(maps[3])[:, :, : maps[2].shape[2], : maps[2].shape[3]]
         path = s.refinenet3(path, maps[2])
         path = s.refinenet2(path, maps[1])
         path = s.refinenet1(path, maps[0])
@@ -170,7 +180,7 @@ class LinearHead(_Head):
     def __init__(self, dec_dim: int, patch_size: int, depth_mode, conf_mode):
         super().__init__(depth_mode, conf_mode)
         self.patch_size = patch_size
-        self.proj = nn.Linear(dec_dim, (3 + int(bool(conf_mode))) * patch_size ** 2)
+        self.proj = nn.Linear(dec_dim, (3 + int(bool(conf_mode))) * patch_size**2)
 
     def raw(self, tokens, hw):
         feat = self.proj(tokens[-1])
@@ -194,16 +204,29 @@ class CatMlpDPTHead(DPTHead):
     """MASt3R ``catmlp+dpt``: the DPT for points/confidence plus a per-token MLP on
     [encoder output, last decoder output] pixel-shuffled into descriptors (+ descriptor confidence)."""
 
-    def __init__(self, enc_dim, dec_dim, dec_depth, depth_mode, conf_mode, widths: HeadWidths, *, patch_size: int,
-                 desc_dim: int, two_confs: bool, desc_conf_mode):
+    def __init__(
+        self,
+        enc_dim,
+        dec_dim,
+        dec_depth,
+        depth_mode,
+        conf_mode,
+        widths: HeadWidths,
+        *,
+        patch_size: int,
+        desc_dim: int,
+        two_confs: bool,
+        desc_conf_mode,
+    ):
         super().__init__(enc_dim, dec_dim, dec_depth, depth_mode, conf_mode, widths)
         self.patch_size = patch_size
         self.desc_dim = desc_dim
         self.two_confs = two_confs
         self.desc_conf_mode = desc_conf_mode
         idim = enc_dim + dec_dim
-        self.head_local_features = Mlp(idim, int(widths.local_mlp_hidden_dim_factor * idim),
-                                       (desc_dim + int(two_confs)) * patch_size ** 2)
+        self.head_local_features = Mlp(
+            idim, int(widths.local_mlp_hidden_dim_factor * idim), (desc_dim + int(two_confs)) * patch_size**2
+        )
 
     def raw(self, tokens, hw):
         pts = self.dpt(tokens, hw)
@@ -213,5 +236,6 @@ class CatMlpDPTHead(DPTHead):
         return torch.cat((pts, feat), dim=1)
 
     def forward(self, tokens, hw):
-        return activate_outputs(self.raw(tokens, hw), self.depth_mode, self.conf_mode, self.desc_dim,
-                                self.two_confs, self.desc_conf_mode)
+        return activate_outputs(
+            self.raw(tokens, hw), self.depth_mode, self.conf_mode, self.desc_dim, self.two_confs, self.desc_conf_mode
+        )

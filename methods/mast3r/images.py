@@ -6,6 +6,7 @@ Lanczos when shrinking and bicubic otherwise; crop around the integer centre to 
 then (u8 / 255 - 0.5) / 0.5. :class:`ImageTransform` maps pixels between the network image and the
 original one (OpenCV convention, centre of the top-left pixel at (0, 0)).
 """
+
 from __future__ import annotations
 
 import os
@@ -95,8 +96,10 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 def preprocess_image(image: np.ndarray, size: int = 512, square_ok: bool = False, patch_size: int = 16):
     """uint8 (H, W, 3) RGB array -> (img (1, 3, H', W') tensor, true_shape int32 (1, 2), ImageTransform)."""
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {getattr(image, 'dtype', type(image))} "
-                         f"{getattr(image, 'shape', '')}")
+        raise ValueError(
+            f"expected a uint8 (H, W, 3) RGB array, got {getattr(image, 'dtype', type(image))} "
+            f"{getattr(image, 'shape', '')}"
+        )
     cropped, transform = resize_and_crop(Image.fromarray(image, "RGB"), size, square_ok, patch_size)
     return to_tensor(cropped), transform.true_shape, transform
 
@@ -132,11 +135,11 @@ def load_images(folder_or_list, size, square_ok=False, verbose=True, patch_size=
         if verbose:
             w1, h1 = transform.original_size
             print(f" - adding {name} with resolution {w1}x{h1} --> {cropped.size[0]}x{cropped.size[1]}")
-        imgs.append(dict(img=to_tensor(cropped), true_shape=transform.true_shape, idx=len(imgs),
-                         instance=str(len(imgs))))
+        imgs.append(
+            dict(img=to_tensor(cropped), true_shape=transform.true_shape, idx=len(imgs), instance=str(len(imgs)))
+        )
     if not imgs:
         raise UserError(f"No images ({', '.join(EXTENSIONS)}) found in {root or 'the given list'}.")
     if verbose:
         print(f" (Found {len(imgs)} images)")
     return imgs
-

@@ -25,6 +25,7 @@ convention).
 ``weights``: a checkpoint path or a released name (resolved through ``methods.weights``: $LOCBENCH_WEIGHTS,
 the cache folder, or a download with ``--allow-download``); ``max_matches`` keeps the best-scoring ones.
 """
+
 from __future__ import annotations
 
 import time
@@ -73,21 +74,29 @@ class Dust3rMatcher(TorchMatcher):
         "conf_threshold": 3.0,  # minimum point confidence at both ends (1 + exp(x) >= 1); DUSt3R demo: 3
         "border": 0,
     }
-    conf_types: ClassVar[dict] = {"weights": str | None, "size": Key(int, min=16),
-                                  "autocast": Key(str | None, choices=tuple(k for k in AUTOCAST if k)),
-                                  "max_matches": Key(int | None, min=1), "border": Key(int, min=0),
-                                  "preprocess": Key(str, choices=tuple(PREPROCESS))}
+    conf_types: ClassVar[dict] = {
+        "weights": str | None,
+        "size": Key(int, min=16),
+        "autocast": Key(str | None, choices=tuple(k for k in AUTOCAST if k)),
+        "max_matches": Key(int | None, min=1),
+        "border": Key(int, min=0),
+        "preprocess": Key(str, choices=tuple(PREPROCESS)),
+    }
 
     def check(self) -> None:
         super().check()
         from .visloc import TRAINING_RESOLUTIONS
 
         if AUTOCAST[self.conf["autocast"]] == "float16" and self.device.type == "cpu":
-            raise UserError("method.autocast=float16 runs on CUDA only; on the CPU use method.autocast=bfloat16 "
-                            "(or null for float32).")
+            raise UserError(
+                "method.autocast=float16 runs on CUDA only; on the CPU use method.autocast=bfloat16 "
+                "(or null for float32)."
+            )
         if self.conf["preprocess"] == "visloc" and self.conf["size"] not in TRAINING_RESOLUTIONS:
-            raise UserError(f"method.preprocess=visloc needs method.size 224 or 512 (the training resolutions), "
-                            f"not {self.conf['size']!r}.")
+            raise UserError(
+                f"method.preprocess=visloc needs method.size 224 or 512 (the training resolutions), "
+                f"not {self.conf['size']!r}."
+            )
         self.weights_path()
 
     def weights_path(self) -> Path:
@@ -151,9 +160,18 @@ class Dust3rMatcher(TorchMatcher):
             starts, owners = observation_starts(t0, seeds)
             w = t0.network_size[0]
             kpts0 = np.asarray(seeds, np.float64).reshape(-1, 2)[
-                owners[np.searchsorted(starts[:, 1] * w + starts[:, 0], dense.xy1[:, 1] * w + dense.xy1[:, 0])]]
-        return self._best(to_matches(kpts0, t1.to_original(dense.xy2), dense.scores, pts3d0=dense.pts3d1,
-                                     pts3d1=dense.pts3d2, timings=timings))
+                owners[np.searchsorted(starts[:, 1] * w + starts[:, 0], dense.xy1[:, 1] * w + dense.xy1[:, 0])]
+            ]
+        return self._best(
+            to_matches(
+                kpts0,
+                t1.to_original(dense.xy2),
+                dense.scores,
+                pts3d0=dense.pts3d1,
+                pts3d1=dense.pts3d2,
+                timings=timings,
+            )
+        )
 
     def _match_pairs(self, pairs: list) -> list[Matches]:
         return [m for m, _ in self._match_pairs_with_outputs(pairs)]
@@ -169,8 +187,13 @@ class Dust3rMatcher(TorchMatcher):
         tic = time.perf_counter()
         views = [(self.prepare(a), self.prepare(b)) for a, b in pairs]
         flip = self.query_first
-        outputs = infer_pairs(self.model, [(v1, v0) if flip else (v0, v1) for (v0, _), (v1, _) in views],
-                              self.conf["batch_size"], self.device, self._autocast)
+        outputs = infer_pairs(
+            self.model,
+            [(v1, v0) if flip else (v0, v1) for (v0, _), (v1, _) in views],
+            self.conf["batch_size"],
+            self.device,
+            self._autocast,
+        )
         t_forward = (time.perf_counter() - tic) / len(pairs)
         out = []
         for ((_, t0), (_, t1)), (res1, res2), seed in zip(views, outputs, seeds):
@@ -209,10 +232,16 @@ class Mast3rMatcher(Dust3rMatcher):
             "max_pairs": 16,  # at most this many window pairs per image pair
         },
     }
-    conf_types = {"frm.subsample": Key(int, min=1), "frm.max_iter": Key(int, min=1), "pixel_tol": Key(float, min=0),
-                  "seeded_conf_threshold": Key(float, min=0),
-                  "coarse_to_fine.window": Key(int, min=16), "coarse_to_fine.overlap": Key(float, min=0, below=1),
-                  "coarse_to_fine.min_matches": Key(int, min=1), "coarse_to_fine.max_pairs": Key(int, min=1)}
+    conf_types = {
+        "frm.subsample": Key(int, min=1),
+        "frm.max_iter": Key(int, min=1),
+        "pixel_tol": Key(float, min=0),
+        "seeded_conf_threshold": Key(float, min=0),
+        "coarse_to_fine.window": Key(int, min=16),
+        "coarse_to_fine.overlap": Key(float, min=0, below=1),
+        "coarse_to_fine.min_matches": Key(int, min=1),
+        "coarse_to_fine.max_pairs": Key(int, min=1),
+    }
     # ``benchmark ablate`` adds this run to any sweep of method.frm.*: the brute-force reference
     ablation_baselines = {"method.frm.": ["method.frm.brute_force=true"]}
 
@@ -232,13 +261,26 @@ class Mast3rMatcher(Dust3rMatcher):
         points = not self.query_first
         if seeds is not None:
             starts, _ = observation_starts(transform0, seeds)
-            return seeded_descriptor_matches(out0, out1, starts, pixel_tol=self.conf["pixel_tol"],
-                                             conf_threshold=self.conf["seeded_conf_threshold"], points=points)
+            return seeded_descriptor_matches(
+                out0,
+                out1,
+                starts,
+                pixel_tol=self.conf["pixel_tol"],
+                conf_threshold=self.conf["seeded_conf_threshold"],
+                points=points,
+            )
         frm = self.conf["frm"]
-        return descriptor_matches(out0, out1, subsample=frm["subsample"], max_iter=frm["max_iter"],
-                                  early_stop=frm["early_stop"], brute_force=frm["brute_force"],
-                                  border=self.conf["border"], conf_threshold=self.conf["desc_conf_threshold"],
-                                  points=points)
+        return descriptor_matches(
+            out0,
+            out1,
+            subsample=frm["subsample"],
+            max_iter=frm["max_iter"],
+            early_stop=frm["early_stop"],
+            brute_force=frm["brute_force"],
+            border=self.conf["border"],
+            conf_threshold=self.conf["desc_conf_threshold"],
+            points=points,
+        )
 
     # -- starting from the map (absolute localization) ----------------------------------------
     def bound_to_map(self, points2d0) -> Mast3rMatcher | MapSeeded:
@@ -272,8 +314,9 @@ class Mast3rMatcher(Dust3rMatcher):
         coarse_depth = out0["pts3d"][0, ..., 2].float().cpu().numpy() if self.predicts_geometry else None
         windows0 = c2f.window_grid(image0.shape[1], image0.shape[0], ctf["window"], ctf["overlap"])
         windows1 = c2f.window_grid(image1.shape[1], image1.shape[0], ctf["window"], ctf["overlap"])
-        chosen = c2f.select_window_pairs(coarse.kpts0, coarse.kpts1, windows0, windows1, ctf["min_matches"],
-                                         ctf["max_pairs"])
+        chosen = c2f.select_window_pairs(
+            coarse.kpts0, coarse.kpts1, windows0, windows1, ctf["min_matches"], ctf["max_pairs"]
+        )
         timings = {"coarse": time.perf_counter() - tic}
         if not chosen:
             coarse.timings.update(timings)
@@ -282,8 +325,7 @@ class Mast3rMatcher(Dust3rMatcher):
         crops = [(windows0[a].crop(image0), windows1[b].crop(image1)) for a, b, _ in chosen]
         window_seeds = None
         if seeds is not None:  # each window of image 0 starts from the observations inside it
-            window_seeds = [seeds[windows0[a].contains(seeds)] - [windows0[a].x0, windows0[a].y0]
-                            for a, _, _ in chosen]
+            window_seeds = [seeds[windows0[a].contains(seeds)] - [windows0[a].x0, windows0[a].y0] for a, _, _ in chosen]
         parts = []  # every window has one size: the window pairs share batched forward passes
         for (a, b, _), (fine, _) in zip(chosen, self._match_pairs_with_outputs(crops, window_seeds)):
             w0, w1 = windows0[a], windows1[b]

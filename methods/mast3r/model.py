@@ -6,6 +6,7 @@
 [, desc, desc_conf]) and ``res2`` (pts3d_in_other_view, conf [, desc, desc_conf]), view 2's points in
 view 1's frame.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,13 +41,32 @@ class Dust3rNet(nn.Module):
     official_name = "AsymmetricCroCo3DStereo"
     family = "dust3r"
 
-    def __init__(self, output_mode="pts3d", head_type="linear", depth_mode=("exp", -math.inf, math.inf),
-                 conf_mode=("exp", 1, math.inf), freeze="none", landscape_only=True,
-                 patch_embed_cls="PatchEmbedDust3R", img_size=224, patch_size=16, mask_ratio=0.9,
-                 enc_embed_dim=768, enc_depth=12, enc_num_heads=12, dec_embed_dim=512, dec_depth=8,
-                 dec_num_heads=16, mlp_ratio=4, norm_im2_in_dec=True, pos_embed="cosine",
-                 dpt_feature_dim=256, dpt_last_dim=128, dpt_layer_dims=(96, 192, 384, 768),
-                 local_mlp_hidden_dim_factor=4.0):
+    def __init__(
+        self,
+        output_mode="pts3d",
+        head_type="linear",
+        depth_mode=("exp", -math.inf, math.inf),
+        conf_mode=("exp", 1, math.inf),
+        freeze="none",
+        landscape_only=True,
+        patch_embed_cls="PatchEmbedDust3R",
+        img_size=224,
+        patch_size=16,
+        mask_ratio=0.9,
+        enc_embed_dim=768,
+        enc_depth=12,
+        enc_num_heads=12,
+        dec_embed_dim=512,
+        dec_depth=8,
+        dec_num_heads=16,
+        mlp_ratio=4,
+        norm_im2_in_dec=True,
+        pos_embed="cosine",
+        dpt_feature_dim=256,
+        dpt_last_dim=128,
+        dpt_layer_dims=(96, 192, 384, 768),
+        local_mlp_hidden_dim_factor=4.0,
+    ):
         super().__init__()
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         if img_size[0] % patch_size or img_size[1] % patch_size:
@@ -63,8 +83,10 @@ class Dust3rNet(nn.Module):
             raise ConfigError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
         for dim, heads, what in ((enc_embed_dim, enc_num_heads, "enc"), (dec_embed_dim, dec_num_heads, "dec")):
             if dim % heads or (dim // heads) % 4:
-                raise ConfigError(f"{what}_embed_dim {dim} / {what}_num_heads {heads} must give a head "
-                                  "dimension divisible by 4 (2D RoPE)")
+                raise ConfigError(
+                    f"{what}_embed_dim {dim} / {what}_num_heads {heads} must give a head "
+                    "dimension divisible by 4 (2D RoPE)"
+                )
         self.depth_mode = _mode(depth_mode, "depth_mode")
         self.conf_mode = _mode(conf_mode, "conf_mode")
         if self.depth_mode is None or self.depth_mode[1:] != (-math.inf, math.inf):
@@ -74,9 +96,14 @@ class Dust3rNet(nn.Module):
         self.patch_embed_cls = patch_embed_cls
         self.img_size, self.patch_size, self.mask_ratio = img_size, patch_size, mask_ratio
         self.enc_embed_dim, self.enc_depth, self.dec_embed_dim, self.dec_depth = (
-            enc_embed_dim, enc_depth, dec_embed_dim, dec_depth)
-        self.widths = HeadWidths(dpt_feature_dim, dpt_last_dim, tuple(dpt_layer_dims),
-                                 float(local_mlp_hidden_dim_factor))
+            enc_embed_dim,
+            enc_depth,
+            dec_embed_dim,
+            dec_depth,
+        )
+        self.widths = HeadWidths(
+            dpt_feature_dim, dpt_last_dim, tuple(dpt_layer_dims), float(local_mlp_hidden_dim_factor)
+        )
         self.rope = RoPE2D(rope_base)
 
         # registration order = state-dict order of the released checkpoints
@@ -85,16 +112,19 @@ class Dust3rNet(nn.Module):
         self.enc_norm = nn.LayerNorm(enc_embed_dim, eps=LN_EPS)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_embed_dim))  # training only
         self.decoder_embed = nn.Linear(enc_embed_dim, dec_embed_dim)
-        self.dec_blocks = nn.ModuleList(DecoderBlock(dec_embed_dim, dec_num_heads, mlp_ratio, norm_im2_in_dec)
-                                        for _ in range(dec_depth))
+        self.dec_blocks = nn.ModuleList(
+            DecoderBlock(dec_embed_dim, dec_num_heads, mlp_ratio, norm_im2_in_dec) for _ in range(dec_depth)
+        )
         self.dec_norm = nn.LayerNorm(dec_embed_dim, eps=LN_EPS)
-        self.dec_blocks2 = nn.ModuleList(DecoderBlock(dec_embed_dim, dec_num_heads, mlp_ratio, norm_im2_in_dec)
-                                         for _ in range(dec_depth))
+        self.dec_blocks2 = nn.ModuleList(
+            DecoderBlock(dec_embed_dim, dec_num_heads, mlp_ratio, norm_im2_in_dec) for _ in range(dec_depth)
+        )
         self.downstream_head1 = self._make_head()
         self.downstream_head2 = self._make_head()
         if freeze != "none":  # kept for fidelity with the official constructor (training only)
-            frozen = [self.mask_token] + (list(self.patch_embed.parameters()) + list(self.enc_blocks.parameters())
-                                          if freeze == "encoder" else [])
+            frozen = [self.mask_token] + (
+                list(self.patch_embed.parameters()) + list(self.enc_blocks.parameters()) if freeze == "encoder" else []
+            )
             for p in frozen:
                 p.requires_grad_(False)
 
@@ -104,13 +134,16 @@ class Dust3rNet(nn.Module):
 
     def _make_head(self):
         if self.output_mode != "pts3d" or self.head_type not in ("linear", "dpt"):
-            raise ConfigError(f"unsupported head_type={self.head_type!r} with output_mode={self.output_mode!r} for "
-                              "AsymmetricCroCo3DStereo (expected 'linear' or 'dpt' with 'pts3d')")
+            raise ConfigError(
+                f"unsupported head_type={self.head_type!r} with output_mode={self.output_mode!r} for "
+                "AsymmetricCroCo3DStereo (expected 'linear' or 'dpt' with 'pts3d')"
+            )
         if self.head_type == "linear":
             return LinearHead(self.dec_embed_dim, self.patch_size, self.depth_mode, self.conf_mode)
         self._check_dpt_depth()
-        return DPTHead(self.enc_embed_dim, self.dec_embed_dim, self.dec_depth, self.depth_mode, self.conf_mode,
-                       self.widths)
+        return DPTHead(
+            self.enc_embed_dim, self.dec_embed_dim, self.dec_depth, self.depth_mode, self.conf_mode, self.widths
+        )
 
     # ------------------------------------------------------------------------------------------------
     def encode(self, img: torch.Tensor, true_shape: torch.Tensor):
@@ -200,16 +233,27 @@ class Mast3rNet(Dust3rNet):
 
     def _make_head(self):
         if self.head_type != "catmlp+dpt" or not str(self.output_mode).startswith("pts3d+desc"):
-            raise ConfigError(f"unsupported head_type={self.head_type!r} with output_mode={self.output_mode!r} for "
-                              "AsymmetricMASt3R (expected 'catmlp+dpt' with 'pts3d+descN')")
+            raise ConfigError(
+                f"unsupported head_type={self.head_type!r} with output_mode={self.output_mode!r} for "
+                "AsymmetricMASt3R (expected 'catmlp+dpt' with 'pts3d+descN')"
+            )
         try:
-            desc_dim = int(self.output_mode[len("pts3d+desc"):])
+            desc_dim = int(self.output_mode[len("pts3d+desc") :])
         except ValueError:
             raise ConfigError(f"output_mode {self.output_mode!r} must end with the descriptor size") from None
         self._check_dpt_depth()
-        return CatMlpDPTHead(self.enc_embed_dim, self.dec_embed_dim, self.dec_depth, self.depth_mode, self.conf_mode,
-                             self.widths, patch_size=self.patch_size, desc_dim=desc_dim, two_confs=self.two_confs,
-                             desc_conf_mode=self.desc_conf_mode)
+        return CatMlpDPTHead(
+            self.enc_embed_dim,
+            self.dec_embed_dim,
+            self.dec_depth,
+            self.depth_mode,
+            self.conf_mode,
+            self.widths,
+            patch_size=self.patch_size,
+            desc_dim=desc_dim,
+            two_confs=self.two_confs,
+            desc_conf_mode=self.desc_conf_mode,
+        )
 
     @property
     def desc_conf_mode(self):

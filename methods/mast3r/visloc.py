@@ -15,6 +15,7 @@ Map observations (the SfM keypoints of a map image) go the other way (``rescale_
 ``to_resize``, ``-0.5``, then rounded (half to even) to a network pixel; the last observation that lands on
 a pixel owns it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,10 @@ FLOAT32_EPS = float(np.finfo(np.float32).eps)
 def training_resolution(width: int, height: int, maxdim: int = 512) -> tuple[int, int]:
     """(W, H) of the training resolution nearest in aspect ratio (portrait images get the portrait form)."""
     if maxdim not in TRAINING_RESOLUTIONS:
-        raise UserError(f"MASt3R's visloc image preparation knows the network sizes 224 and 512, not {maxdim}; "
-                        f"set method.size to one of them.")
+        raise UserError(
+            f"MASt3R's visloc image preparation knows the network sizes 224 and 512, not {maxdim}; "
+            f"set method.size to one of them."
+        )
     table = TRAINING_RESOLUTIONS[maxdim]
     ratios = np.array(list(table))
     landscape = width >= height
@@ -114,12 +117,14 @@ def prepare_visloc_image(image: np.ndarray, maxdim: int = 512):
 
     Normalised first, then cropped and resized, in that order (the official ``resize_func(ImgNorm(rgb))``)."""
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f"expected a uint8 (H, W, 3) RGB array, got {getattr(image, 'dtype', type(image))} "
-                         f"{getattr(image, 'shape', '')}")
+        raise ValueError(
+            f"expected a uint8 (H, W, 3) RGB array, got {getattr(image, 'dtype', type(image))} "
+            f"{getattr(image, 'shape', '')}"
+        )
     transform = visloc_transform(image.shape[1], image.shape[0], maxdim)
     img = to_tensor(image)
     left, top, cw, ch = transform.crop_box
-    img = img[:, :, top:top + ch, left:left + cw]
+    img = img[:, :, top : top + ch, left : left + cw]
     tw, th = transform.network_size
     if (cw, ch) != (tw, th):
         img = F.interpolate(img, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)

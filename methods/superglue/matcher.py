@@ -8,6 +8,7 @@ own default is 100), match threshold 0.2; the image is used at the size the data
 --resize_float``). Images are read as ``match_pairs.py`` reads them: straight to grey, resized as uint8
 (``methods.preprocess.superglue_input``). ``weights``: indoor | outdoor | a file path.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,10 +26,22 @@ _RAW = "https://raw.githubusercontent.com/magicleap/SuperGluePretrainedNetwork/m
 _LICENCE = "academic/non-commercial (Magic Leap)"
 _SOURCE = "SuperGlue (Sarlin et al., CVPR 2020), magicleap/SuperGluePretrainedNetwork"
 register_weights(  # SuperPoint's weights are registered beside its extractor (methods.local_features)
-    KnownWeights("superglue_indoor", "superglue_indoor.pth", _RAW.format("superglue_indoor.pth"), _LICENCE, _SOURCE,
-                 method="superglue"),
-    KnownWeights("superglue_outdoor", "superglue_outdoor.pth", _RAW.format("superglue_outdoor.pth"), _LICENCE,
-                 _SOURCE, method="superglue"),
+    KnownWeights(
+        "superglue_indoor",
+        "superglue_indoor.pth",
+        _RAW.format("superglue_indoor.pth"),
+        _LICENCE,
+        _SOURCE,
+        method="superglue",
+    ),
+    KnownWeights(
+        "superglue_outdoor",
+        "superglue_outdoor.pth",
+        _RAW.format("superglue_outdoor.pth"),
+        _LICENCE,
+        _SOURCE,
+        method="superglue",
+    ),
 )
 
 
@@ -50,8 +63,11 @@ class SuperGlueMatcher(TorchMatcher):
         "match_threshold": 0.2,
         "resize_float": False,  # match_pairs.py --resize_float: resize the float image, not the uint8 one
     }
-    conf_types = {"remove_borders": Key(int, min=0), "sinkhorn_iterations": Key(int, min=1),
-                  "match_threshold": Key(float, min=0, max=1)}
+    conf_types = {
+        "remove_borders": Key(int, min=0),
+        "sinkhorn_iterations": Key(int, min=1),
+        "match_threshold": Key(float, min=0, max=1),
+    }
 
     def check(self) -> None:
         super().check()
@@ -69,8 +85,9 @@ class SuperGlueMatcher(TorchMatcher):
     def _network(self):
         from .superglue import SuperGlue
 
-        return SuperGlue(sinkhorn_iterations=self.conf["sinkhorn_iterations"],
-                         match_threshold=self.conf["match_threshold"])
+        return SuperGlue(
+            sinkhorn_iterations=self.conf["sinkhorn_iterations"], match_threshold=self.conf["match_threshold"]
+        )
 
     def weight_files(self) -> list[WeightFile]:
         return super().weight_files() + [WeightFile(self.superglue_path(), "SuperGlue", self._network)]

@@ -7,6 +7,7 @@ Module and parameter names follow the released ``superglue_indoor.pth`` / ``supe
 (``kenc.encoder.N``, ``gnn.layers.N.attn.{merge,proj.K}``, ``gnn.layers.N.mlp.N``, ``final_proj``,
 ``bin_score``); indoor and outdoor differ only in their weights. About 12 M parameters.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,10 @@ class MultiHeadedAttention(nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         b, dim, _ = query.shape
         # the released weights interleave the heads: channel c belongs to head c % heads
-        q, k, v = (p(x).view(b, dim // self.heads, self.heads, -1).permute(0, 2, 3, 1)
-                   for p, x in zip(self.proj, (query, key, value)))
+        q, k, v = (
+            p(x).view(b, dim // self.heads, self.heads, -1).permute(0, 2, 3, 1)
+            for p, x in zip(self.proj, (query, key, value))
+        )
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, dim/heads), scaled by 1/sqrt(dim/heads)
         return self.merge(out.permute(0, 3, 1, 2).reshape(b, dim, -1))
 
@@ -138,6 +141,7 @@ class SuperGlue(nn.Module):
         d0 = desc0 + self.kenc(normalize_keypoints(kpts0, *size0), scores0)
         d1 = desc1 + self.kenc(normalize_keypoints(kpts1, *size1), scores1)
         d0, d1 = self.gnn(d0, d1)
-        sim = torch.einsum("bdm,bdn->bmn", self.final_proj(d0), self.final_proj(d1)) / self.dim ** 0.5
-        return mutual_matches(log_optimal_transport(sim, self.bin_score, self.sinkhorn_iterations),
-                              self.match_threshold)
+        sim = torch.einsum("bdm,bdn->bmn", self.final_proj(d0), self.final_proj(d1)) / self.dim**0.5
+        return mutual_matches(
+            log_optimal_transport(sim, self.bin_score, self.sinkhorn_iterations), self.match_threshold
+        )

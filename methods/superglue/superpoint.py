@@ -6,6 +6,7 @@ Parameter names follow the released ``superpoint_v1.pth`` (``conv1a`` ... ``conv
 loads as published; defaults are the published ones (NMS radius 4, keypoint threshold 0.005, border
 4, all keypoints). About 1.3 M parameters.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,14 @@ def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
 
 
 class SuperPoint(nn.Module):
-    def __init__(self, nms_radius: int = 4, keypoint_threshold: float = 0.005, max_keypoints: int = -1,
-                 remove_borders: int = 4, descriptor_dim: int = 256):
+    def __init__(
+        self,
+        nms_radius: int = 4,
+        keypoint_threshold: float = 0.005,
+        max_keypoints: int = -1,
+        remove_borders: int = 4,
+        descriptor_dim: int = 256,
+    ):
         super().__init__()
         if max_keypoints == 0 or max_keypoints < -1:
             raise ValueError("max_keypoints must be positive, or -1 for all")
@@ -55,8 +62,12 @@ class SuperPoint(nn.Module):
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         x = image
-        stages = ((self.conv1a, self.conv1b), (self.conv2a, self.conv2b), (self.conv3a, self.conv3b),
-                  (self.conv4a, self.conv4b))
+        stages = (
+            (self.conv1a, self.conv1b),
+            (self.conv2a, self.conv2b),
+            (self.conv3a, self.conv3b),
+            (self.conv4a, self.conv4b),
+        )
         for i, (a, b) in enumerate(stages):
             x = F.relu(b(F.relu(a(x))))
             if i < 3:
@@ -83,7 +94,7 @@ class SuperPoint(nn.Module):
         out = []
         for scores_map, dense in zip(heatmap, desc):
             yx = torch.nonzero(scores_map > self.keypoint_threshold)
-            inside = ((yx[:, 0] >= b) & (yx[:, 0] < h - b) & (yx[:, 1] >= b) & (yx[:, 1] < w - b))
+            inside = (yx[:, 0] >= b) & (yx[:, 0] < h - b) & (yx[:, 1] >= b) & (yx[:, 1] < w - b)
             yx = yx[inside]
             scores = scores_map[yx[:, 0], yx[:, 1]]
             if 0 < self.max_keypoints < len(scores):
