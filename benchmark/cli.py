@@ -14,19 +14,16 @@ from .errors import SampleError, UserError
 log = logging.getLogger("locbench")
 
 
+def _add_set(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def _common(p: argparse.ArgumentParser, method: bool = True) -> None:
     if method:
         p.add_argument("--method", help="registered method or configs/methods/<name>.yaml preset")
     p.add_argument("--dataset", help="registered dataset or configs/datasets/<name>.yaml preset")
     p.add_argument("--experiment", help="an experiment YAML (e.g. configs/experiments/frm_max_iter.yaml)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config value with a dotted key, e.g. method.max_keypoints=2048",
-    )
+    _add_set(p, "override any config value with a dotted key, e.g. method.max_keypoints=2048")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -83,28 +80,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-error", type=float, default=10.0, metavar="PX", help="error (pixels) drawn fully red (default 10)"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the run's config, e.g. dataset.root=PATH when the data moved",
-    )
+    _add_set(p, "override the run's config, e.g. dataset.root=PATH when the data moved")
 
     p = sub.add_parser("compare", help="two runs: config differences, metric differences with paired intervals")
     p.add_argument("run_a", metavar="RUN_A", help="a run folder (the baseline, A)")
     p.add_argument("run_b", metavar="RUN_B", help="a run folder (B)")
     p.add_argument("--output", help="folder for compare.md/.html/.png (default results/compare_<A>_vs_<B>)")
     p.add_argument("--force", action="store_true", help="compare runs over different evaluation sets anyway")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="compare.bootstrap (1000), compare.seed (0), compare.max_listed (50)",
-    )
+    _add_set(p, "compare.bootstrap (1000), compare.seed (0), compare.max_listed (50)")
 
     sub.add_parser("list", help="registered methods, datasets (with their solver key), solvers and protocols")
 

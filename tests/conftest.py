@@ -62,3 +62,19 @@ def synthetic_classes(register):
 
     register(DATASETS, "synthetic_pairs", synthetic.SyntheticPairs)
     register(METHODS, "synthetic_matcher", synthetic.SyntheticMatcher)
+
+
+@pytest.fixture
+def sift_run_args(request):
+    """``sift_run_args(*sets)``: the CLI arguments of a small SIFT run without bootstrap or plots, on the
+    demo when it has been generated, else on the 15 ScanNet pairs of ../shared."""
+    demo = Path(__file__).resolve().parents[1] / "datasets/demo/data"
+
+    def args(*sets: str) -> list[str]:
+        common = ["--method", "sift", *(x for s in (*sets, "run.bootstrap=0", "run.plots=false") for x in ("--set", s))]
+        if (demo / "val").is_dir():
+            return ["--dataset", "demo", *common, "--no-progress"]
+        shared = request.getfixturevalue("data_dir") / "superglue_scannet_sample"
+        return ["--dataset", "scannet_sample", "--set", f"dataset.root={shared}", *common, "--no-progress"]
+
+    return args

@@ -23,7 +23,6 @@ from benchmark.runner import execute  # noqa: E402
 from . import synthetic as S  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "datasets/demo/data"
 VOLATILE = ["time_match_s", "time_solve_s", "cached"]  # wall-clock and cache provenance differ between runs
 pytestmark = pytest.mark.usefixtures("synthetic_classes")
 
@@ -108,30 +107,9 @@ def _cli(*args):
     return out
 
 
-def _real_data(request, tmp_path, n):
-    """The demo dataset when it has been generated, else the 15 ScanNet pairs from ../shared."""
-    common = [
-        "--method",
-        "sift",
-        "--set",
-        f"run.max_samples={'null' if n is None else n}",
-        "--set",
-        "run.shard_size=2",
-        "--set",
-        "run.bootstrap=0",
-        "--set",
-        "run.plots=false",
-        "--no-progress",
-    ]
-    if (DEMO / "val").is_dir():
-        return ["--dataset", "demo", *common]
-    shared = request.getfixturevalue("data_dir") / "superglue_scannet_sample"
-    return ["--dataset", "scannet_sample", "--set", f"dataset.root={shared}", *common]
-
-
 @pytest.mark.parametrize("n", [6, pytest.param(None, marks=pytest.mark.slow)])
-def test_cli_ray_run_joins_a_cluster_and_equals_local(cluster, request, tmp_path, n):
-    args = _real_data(request, tmp_path, n)
+def test_cli_ray_run_joins_a_cluster_and_equals_local(cluster, sift_run_args, tmp_path, n):
+    args = sift_run_args(f"run.max_samples={'null' if n is None else n}", "run.shard_size=2")
     _cli("run", *args, "--set", f"run.cache_dir={tmp_path / 'c1'}", "--output", tmp_path / "local")
     _cli(
         "run",

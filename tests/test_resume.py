@@ -24,7 +24,6 @@ from . import synthetic as S
 pytestmark = pytest.mark.usefixtures("synthetic_classes")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "datasets/demo/data"
 VOLATILE = ["time_match_s", "time_solve_s", "cached", "shard"]
 TOTAL = 21  # 3 scenes x 7 pairs in shards of 3, 3 and 1 pairs: sc0-000000, sc0-000003, sc0-000006, sc1-..., sc2-...
 FINISHED_AFTER = (0, 3, 6, 7, 10, 13, 14, 17, 20, 21)  # samples in finished shards, shard by shard
@@ -130,29 +129,9 @@ def test_killed_between_cache_and_rows_reuses_the_published_matches(
     same_rows(reference, resumed)
 
 
-def _real_data_args(request, tmp_path):
-    common = [
-        "--method",
-        "sift",
-        "--set",
-        "run.shard_size=1",
-        "--set",
-        "run.max_samples=6",
-        "--set",
-        "run.bootstrap=0",
-        "--set",
-        "run.plots=false",
-        "--no-progress",
-    ]
-    if (DEMO / "val").is_dir():
-        return ["--dataset", "demo", *common]
-    shared = request.getfixturevalue("data_dir") / "superglue_scannet_sample"
-    return ["--dataset", "scannet_sample", "--set", f"dataset.root={shared}", *common]
-
-
-def test_sigkill_then_the_same_command_finishes_with_the_same_results(request, tmp_path):
+def test_sigkill_then_the_same_command_finishes_with_the_same_results(sift_run_args, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    base = [sys.executable, "-m", "benchmark", "run", *_real_data_args(request, tmp_path)]
+    base = [sys.executable, "-m", "benchmark", "run", *sift_run_args("run.shard_size=1", "run.max_samples=6")]
     command = [*base, "--set", f"run.cache_dir={tmp_path / 'cache'}", "--output", str(tmp_path / "out")]
     shards = tmp_path / "out/shards"
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
