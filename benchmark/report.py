@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from . import plot_task
 from .bootstrap import bootstrap
 from .io import atomic_path, write_text_atomic
 from .solvers import SWEEP_KEY, sweep_prefix, sweep_thresholds
@@ -183,16 +184,11 @@ def start_plotter():
     import multiprocessing
 
     try:
-        pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_import_plots)
+        pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=plot_task.warm_up)
         pool.submit(int)  # start the process now, not at the first plot
     except (OSError, RuntimeError):
         return None
     return pool
-
-
-def _import_plots() -> None:
-    """The plotter's start: everything drawing needs (this module holds the task's function)."""
-    from . import plots, report  # noqa: F401
 
 
 def draw_plots(output: Path, df: pd.DataFrame, per_scene: dict, cfg: dict, protocol, plotter=None):
@@ -203,7 +199,7 @@ def draw_plots(output: Path, df: pd.DataFrame, per_scene: dict, cfg: dict, proto
     title = f"{cfg['method']['label']} on {cfg['dataset']['label']}"
     all_failed = [s for s, g in df.groupby("scene", sort=False) if (g["status"] != "ok").all()]
     args = (
-        df[[c for c, *_ in protocol.curves if c in df]],
+        plot_task.Columns.of(df, [c for c, *_ in protocol.curves]),
         protocol.curves,
         per_scene,
         protocol.headline[0],
@@ -214,18 +210,12 @@ def draw_plots(output: Path, df: pd.DataFrame, per_scene: dict, cfg: dict, proto
     )
     if plotter is not None:
         try:
-            return plotter.submit(_run_plots, *args)
+            return plotter.submit(plot_task.draw, *args)
         except RuntimeError:  # the process is gone: draw here
             pass
     done = cf.Future()
-    done.set_result(_run_plots(*args))
+    done.set_result(plot_task.draw(*args))
     return done
-
-
-def _run_plots(*args) -> list[Path]:
-    from . import plots
-
-    return plots.run_plots(*args)
 
 
 def format_value(v) -> str:
