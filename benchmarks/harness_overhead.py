@@ -308,7 +308,7 @@ def print_sift(results: dict, args) -> None:
     )
     print(
         f"{'path':<14}{'round':>6}{'matcher-only s':>16}{'run wall s':>12}{'overhead':>10}{'sum match s':>13}"
-        f"{'match/only':>12}{'same rows':>11}"
+        f"{'match/only':>12}{'in-run':>9}{'same rows':>11}"
     )
     ref = results.get("sequential", next(iter(results.values())))[0]["run"]["digest"]
     for path, rounds in results.items():
@@ -318,13 +318,21 @@ def print_sift(results: dict, args) -> None:
                 f"{path:<14}{i + 1:>6}{only:>16.2f}{run['wall_s']:>12.2f}"
                 f"{(run['wall_s'] - only) / run['wall_s']:>10.1%}"
                 f"{run['sum_match_s']:>13.2f}{run['sum_match_s'] / only:>12.2f}"
+                f"{(run['wall_s'] - run['sum_match_s']) / run['wall_s']:>9.1%}"
                 f"{'yes' if run['digest'] == ref else 'NO':>11}"
             )
-    best = {
-        p: min((r["run"]["wall_s"] - r["only"]["wall_s"]) / r["run"]["wall_s"] for r in rounds)
+    # the matcher-only pass and the run are separate processes: on a shared machine their difference is
+    # noisy (a negative overhead is noise), so the median is printed beside the best, and "in-run" is
+    # the run's own wall time outside its matcher calls (both measured in the same process)
+    overheads = {
+        p: sorted((r["run"]["wall_s"] - r["only"]["wall_s"]) / r["run"]["wall_s"] for r in rounds)
         for p, rounds in results.items()
     }
-    print("best overhead: " + ", ".join(f"{p} {v:.1%}" for p, v in best.items()) + " (target < 5 %)")
+    print(
+        "overhead, best / median: "
+        + ", ".join(f"{p} {v[0]:.1%} / {v[len(v) // 2]:.1%}" for p, v in overheads.items())
+        + " (target < 5 %)"
+    )
     if args.stages:
         for path, rounds in results.items():
             seconds = rounds[-1]["run"]["stages"]
