@@ -133,14 +133,26 @@ def summarize_rra(df: pd.DataFrame, taus=TAUS, max_threshold: int = MAA_MAX, gro
     if len(df) == 0:
         return {}
     if group == "category" and df[group].isna().any() and "scene" in df:
-        # rows of samples that could not be built carry no category: they belong to their sequence's
-        by_scene = df.dropna(subset=[group]).groupby("scene")[group].first()
-        df = df.assign(category=df[group].fillna(df["scene"].map(by_scene)).fillna(df["scene"]))
+        # a sequence without any category is a group of its own
+        category = sequence_categories(df)
+        df = df.assign(category=category.where(category.notna(), df["scene"].astype(object)))
     rows = [
         accuracy_metrics(g[RRE].to_numpy(np.float64), g[RTE].to_numpy(np.float64), taus, max_threshold)
         for _, g in df.groupby(group, sort=False)
     ]
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def sequence_categories(df: pd.DataFrame) -> pd.Series:
+    """The category of each row (object dtype): a row without one (a sample that could not be built)
+    takes its sequence's; missing where the whole sequence has none. Object dtype, because pandas
+    refuses to fill strings into a column that has none (all missing: float) or the reverse."""
+    category = df["category"].astype(object)
+    known = category.notna()
+    if known.all():
+        return category
+    by_scene = category[known].groupby(df["scene"][known], sort=False).first()
+    return category.where(known, df["scene"].map(by_scene).astype(object))
 
 
 def resample_rra(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, taus=TAUS, max_threshold: int = MAA_MAX):
@@ -151,11 +163,7 @@ def resample_rra(df: pd.DataFrame, codes: np.ndarray, n_scenes: int, taus=TAUS, 
     own = np.ones(len(df), dtype=bool)
     group = np.full(len(df), -1)
     if "category" in df.columns:
-        category = df["category"]
-        if category.isna().any():
-            by_scene = df.dropna(subset=["category"]).groupby("scene")["category"].first()
-            category = category.fillna(df["scene"].map(by_scene))
-        group, _ = pd.factorize(category)  # -1 where still missing
+        group, _ = pd.factorize(sequence_categories(df))  # -1 where still missing
         own = group < 0
     n_groups = int(group.max()) + 1
     rre, rte = df[RRE].to_numpy(np.float64), df[RTE].to_numpy(np.float64)
