@@ -236,19 +236,16 @@ def _a_file(ctx, name="notes.md"):
 
 
 def _unwritable_cache(ctx):
-    if Path("/sys").is_dir():
-        try:
-            Path("/sys/locbench-cache-test").mkdir()
-        except OSError:
-            return Row(
-                ["run", *ctx.args, "--set", "run.cache_dir=/sys/locbench-cache", "--output", str(ctx.tmp / "new")],
-                (
-                    "error: The cache folder /sys/locbench-cache/matches-v3/sift-",
-                    "; set another run.cache_dir or pass --no-cache.",
-                ),
-            )
-        Path("/sys/locbench-cache-test").rmdir()
-    pytest.skip("no folder that cannot be created here")
+    """A cache folder that exists but takes no file, whoever runs the test (root ignores permissions):
+    the name of the file the up-front write test creates (``io.prepare_folder``) is taken by a folder."""
+    (method_folder,) = (ctx.prev.parent / "cache/matches-v3").iterdir()  # the finished run's, same key
+    folder = ctx.tmp / "cache/matches-v3" / method_folder.name
+    (folder / f".locbench-write-test-{os.getpid()}").mkdir(parents=True)
+    return Row(
+        ["run", *ctx.args, "--set", f"run.cache_dir={ctx.tmp / 'cache'}", "--output", str(ctx.tmp / "new")],
+        f"error: The cache folder {folder} cannot be written (Is a directory); set another run.cache_dir or "
+        "pass --no-cache.",
+    )
 
 
 def _unreachable_ray(ctx):
@@ -726,17 +723,18 @@ def test_cli_row(name, finished, tiny_root, fixtures_dir, tmp_path, monkeypatch,
     assert snapshot(prev.parent) == base, "a refused run changed an earlier run's results or cache"
 
 
-def test_ray_workers_receive_the_project_environment(monkeypatch):
+def test_ray_workers_receive_the_project_environment(monkeypatch, tmp_path):
     pytest.importorskip("ray")
     from benchmark.ray_executor import RayExecutor
 
-    monkeypatch.setenv("LOCBENCH_WEIGHTS", "/shared/weights")
-    monkeypatch.setenv("LOCBENCH_CACHE", "/shared/cache")
+    weights, cache = str(tmp_path / "weights"), str(tmp_path / "cache")  # as on a shared filesystem
+    monkeypatch.setenv("LOCBENCH_WEIGHTS", weights)
+    monkeypatch.setenv("LOCBENCH_CACHE", cache)
     monkeypatch.setenv("LOCBENCH_ALLOW_DOWNLOAD", "1")
     env = RayExecutor({"address": None, "cpus_per_task": 1.0, "gpus_per_task": 0.0})._runtime_env()["env_vars"]
     assert {k: env[k] for k in ("LOCBENCH_WEIGHTS", "LOCBENCH_CACHE", "LOCBENCH_ALLOW_DOWNLOAD")} == {
-        "LOCBENCH_WEIGHTS": "/shared/weights",
-        "LOCBENCH_CACHE": "/shared/cache",
+        "LOCBENCH_WEIGHTS": weights,
+        "LOCBENCH_CACHE": cache,
         "LOCBENCH_ALLOW_DOWNLOAD": "1",
     }
     monkeypatch.delenv("LOCBENCH_WEIGHTS")
