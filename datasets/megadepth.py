@@ -126,14 +126,20 @@ def _pose(R, t) -> np.ndarray:
     return T
 
 
+def _data_lines(path: Path):
+    """(fields, "<path> line N", "<file name>:N") of each line of a whitespace-separated text file that
+    holds data (blank lines and # comments skipped)."""
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            yield fields, f"{path} line {lineno}", f"{Path(path).name}:{lineno}"
+
+
 def read_calibrated_pairs(path: Path) -> tuple[list[PairEntry], list[tuple[str, str, str]]]:
     """glue-factory's ``pairs_calibrated.txt``: entries and (file:line, scene, problem) for malformed lines."""
     entries, bad = [], []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        where, scene, tag = f"{path} line {lineno}", scene_of(fields[0]), f"{Path(path).name}:{lineno}"
+    for fields, where, tag in _data_lines(path):
+        scene = scene_of(fields[0])
         if len(fields) not in (32, 36):
             bad.append(
                 (
@@ -162,11 +168,7 @@ def read_calibrated_pairs(path: Path) -> tuple[list[PairEntry], list[tuple[str, 
 def read_views(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
     """glue-factory's ``views.txt``: name -> (K, world-to-camera 4x4), and name -> problem of its line."""
     views, bad = {}, {}
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        where = f"{path} line {lineno}"
+    for fields, where, _ in _data_lines(path):
         model = fields[13] if len(fields) > 13 else ""
         expected = 16 + PINHOLE_PARAMS.get(model, -99)
         if model not in PINHOLE_PARAMS:
@@ -205,11 +207,8 @@ def read_view_pairs(pairs_path: Path, views_path: Path) -> tuple[list[PairEntry]
         )
     views, bad_views = read_views(views_path)
     entries, bad = [], []
-    for lineno, line in enumerate(Path(pairs_path).read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        where, scene, tag = f"{pairs_path} line {lineno}", scene_of(fields[0]), f"{Path(pairs_path).name}:{lineno}"
+    for fields, where, tag in _data_lines(pairs_path):
+        scene = scene_of(fields[0])
         if len(fields) != 2:
             bad.append((tag, scene, f"{where}: expected 'name0 name1', got {len(fields)} fields"))
             continue
