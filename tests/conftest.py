@@ -55,13 +55,14 @@ def register():
 
 @pytest.fixture
 def synthetic_classes(register):
-    """The synthetic pair dataset and matcher of ``tests/synthetic.py``, registered for one test."""
+    """The synthetic pair dataset and matchers of ``tests/synthetic.py``, registered for one test."""
     from benchmark.registry import DATASETS, METHODS
 
     from . import synthetic
 
     register(DATASETS, "synthetic_pairs", synthetic.SyntheticPairs)
     register(METHODS, "synthetic_matcher", synthetic.SyntheticMatcher)
+    register(METHODS, "synthetic_batching", synthetic.BatchingMatcher)
 
 
 @pytest.fixture

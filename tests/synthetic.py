@@ -113,3 +113,16 @@ class SyntheticMatcher(Matcher):
         bad = rng.random(n) < self.conf["outliers"]
         kpts1[bad] = rng.uniform((0, 0), (WIDTH, HEIGHT), (int(bad.sum()), 2))
         return Matches(kpts0, kpts1, rng.random(n), num_keypoints0=n, num_keypoints1=n)
+
+
+class BatchingMatcher(SyntheticMatcher):
+    """The synthetic matcher, asking for batches of 3 pairs (``batches``: the sizes it was handed)."""
+
+    batches: list = []
+
+    def pairs_per_batch(self) -> int:
+        return 3
+
+    def match_batch(self, pairs):
+        type(self).batches.append(len(pairs))
+        return super().match_batch(pairs)

@@ -10,16 +10,8 @@ from benchmark.pipelined import pipeline_conf
 from benchmark.runner import execute
 
 from . import synthetic as S
-from .test_runner_batches import BatchingMatcher
 
 VOLATILE = ["time_match_s", "time_solve_s"]
-
-
-@pytest.fixture
-def classes(synthetic_classes, register):
-    from benchmark.registry import METHODS
-
-    register(METHODS, "synthetic_batching", BatchingMatcher)
 
 
 def run(tmp_path, name, method, dataset, overrides, cache=None):
@@ -41,7 +33,7 @@ def synthetic_root(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["synthetic_matcher", "synthetic_batching"])
-def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, method, classes):
+def test_pipelined_rows_equal_sequential_rows_on_synthetic_pairs(tmp_path, method, synthetic_classes):
     common = [
         f"dataset.root={synthetic_root(tmp_path)}",
         "run.shard_size=4",

@@ -5,30 +5,13 @@ import pandas as pd
 import pytest
 
 from benchmark.config import resolve
-from benchmark.registry import METHODS
 from benchmark.runner import execute
 
 from . import synthetic as S
+from .synthetic import BatchingMatcher
 
+pytestmark = pytest.mark.usefixtures("synthetic_classes")
 VOLATILE = ["time_match_s", "time_solve_s", "cached", "shard"]
-
-
-class BatchingMatcher(S.SyntheticMatcher):
-    """The synthetic matcher, asking for batches of 3 pairs (tests only)."""
-
-    batches: list = []
-
-    def pairs_per_batch(self) -> int:
-        return 3
-
-    def match_batch(self, pairs):
-        type(self).batches.append(len(pairs))
-        return super().match_batch(pairs)
-
-
-@pytest.fixture(autouse=True)
-def classes(synthetic_classes, register):
-    register(METHODS, "synthetic_batching", BatchingMatcher)
 
 
 def run(tmp_path, method, name, cache=None):
